@@ -1,0 +1,162 @@
+// Package streams declares Switchboard's JetStream layout: stream and bucket
+// names, subjects, message headers, and Setup, which creates or updates them.
+// The producer, the consumer and the registry all speak through it, so the
+// layout is written down once.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream, consumer and bucket names.
+const (
+	Events     = "SB_EVENTS"     // every accepted event, kept for replay and recovery
+	Deliveries = "SB_DELIVERIES" // one message per (event, webhook) still to deliver; work queue
+	Dead       = "SB_DEAD"       // deliveries whose retries are spent, kept for replay
+
+	WebhooksBucket = "sb_webhooks" // KV mirror of the registry's webhooks, key = webhook id
+
+	MatcherConsumer   = "matcher"
+	DelivererConsumer = "deliverer"
+)
+
+// Subjects. Tenant ids, webhook ids, event ids and event types are validated
+// to be subject-safe before they get here.
+const (
+	EventsPrefix     = "sb.events."
+	DeliveriesPrefix = "sb.deliveries."
+	RetryPrefix      = "sb.retry."
+	DeadPrefix       = "sb.dead."
+)
+
+// EventSubject is where an event of tenant with type typ is published.
+func EventSubject(tenant, typ string) string { return EventsPrefix + tenant + "." + typ }
+
+// DeliverySubject is where deliveries to webhook are queued.
+func DeliverySubject(webhook string) string { return DeliveriesPrefix + webhook }
+
+// RetrySubject is the schedule subject of the retry of event's delivery to
+// webhook. One schedule per subject: publishing again replaces it, which
+// makes re-scheduling after a crash idempotent.
+func RetrySubject(webhook, event string) string { return RetryPrefix + webhook + "." + event }
+
+// DeadSubject is where dead-lettered deliveries to webhook of tenant go.
+func DeadSubject(tenant, webhook string) string { return DeadPrefix + tenant + "." + webhook }
+
+// DeliveryMsgID is the Nats-Msg-Id of the first delivery of event to webhook,
+// so that a matcher re-running after a crash creates no duplicate.
+func DeliveryMsgID(event, webhook string) string { return event + "." + webhook }
+
+// Headers of delivery and dead-letter messages.
+const (
+	HeaderEventID    = "Sb-Event-Id"
+	HeaderWebhookID  = "Sb-Webhook-Id"
+	HeaderTenant     = "Sb-Tenant"
+	HeaderEventType  = "Sb-Event-Type"
+	HeaderAttempts   = "Sb-Attempts"    // attempts already made; absent means 0
+	HeaderAcceptedAt = "Sb-Accepted-At" // when the event was accepted, Unix nanoseconds
+	HeaderLastError  = "Sb-Last-Error"  // dead letters: why the last attempt failed
+	HeaderLastStatus = "Sb-Last-Status" // dead letters: the receiver's last HTTP status, if any
+	HeaderReason     = "Sb-Reason"      // dead letters: why the delivery was given up
+)
+
+// Config sets what Setup creates.
+type Config struct {
+	// Replicas of every stream and bucket: 1 for the embedded server, 3 in
+	// a production cluster.
+	Replicas int
+	// EventsMaxAge is how long accepted events are kept for replay.
+	EventsMaxAge time.Duration
+	// DeadMaxAge is how long dead letters are kept.
+	DeadMaxAge time.Duration
+}
+
+// DefaultConfig is what `switchboard serve` uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour, DeadMaxAge: 30 * 24 * time.Hour}
+}
+
+// Setup creates the streams and the KV bucket, or updates them to cfg. It is
+// idempotent and safe to run from every process at start.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	for _, sc := range []jetstream.StreamConfig{
+		{
+			Name:        Events,
+			Description: "Switchboard: accepted events",
+			Subjects:    []string{EventsPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      cfg.EventsMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:              Deliveries,
+			Description:       "Switchboard: deliveries to make, and scheduled retries",
+			Subjects:          []string{DeliveriesPrefix + ">", RetryPrefix + ">"},
+			Retention:         jetstream.WorkQueuePolicy,
+			Storage:           jetstream.FileStorage,
+			Replicas:          cfg.Replicas,
+			Duplicates:        2 * time.Minute,
+			AllowMsgSchedules: true,
+		},
+		{
+			Name:        Dead,
+			Description: "Switchboard: dead-lettered deliveries",
+			Subjects:    []string{DeadPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      cfg.DeadMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  2 * time.Minute,
+		},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
+		}
+	}
+	if _, err := WebhooksKV(ctx, js, cfg.Replicas); err != nil {
+		return err
+	}
+	return nil
+}
+
+// WebhooksKV creates (or updates) and returns the webhooks bucket. Only the
+// latest value per key matters: workers rebuild their index from it.
+func WebhooksKV(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      WebhooksBucket,
+		Description: "Switchboard: webhooks mirrored from the registry",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up kv %s: %w", WebhooksBucket, err)
+	}
+	return kv, nil
+}
+
+// OpenWebhooksKV returns the existing webhooks bucket without changing it,
+// for processes (workers) that must not fight over its configuration.
+func OpenWebhooksKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, WebhooksBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("open kv %s: %w (run streams setup first)", WebhooksBucket, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open kv %s: %w", WebhooksBucket, err)
+	}
+	return kv, nil
+}

@@ -1,0 +1,68 @@
+package streams_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/internal/testenv"
+)
+
+func TestSetup_Idempotent(t *testing.T) {
+	env := testenv.StartJetStream(t) // runs Setup once
+	ctx := context.Background()
+	if err := streams.Setup(ctx, env.JS, streams.DefaultConfig()); err != nil {
+		t.Fatalf("second Setup: %v", err)
+	}
+	for _, name := range []string{streams.Events, streams.Deliveries, streams.Dead} {
+		if _, err := env.JS.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+	if _, err := streams.OpenWebhooksKV(ctx, env.JS); err != nil {
+		t.Errorf("open kv: %v", err)
+	}
+}
+
+// The retry design rests on this: a schedule published to the retry subject
+// fires once onto the delivery subject, keeping our headers.
+func TestRetrySchedule_FiresOntoDeliverySubjectWithHeaders(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	msg := nats.NewMsg(streams.RetrySubject("wh_1", "msg_1"))
+	msg.Header.Set(streams.HeaderAttempts, "2")
+	msg.Data = []byte(`{"id":"msg_1"}`)
+	if _, err := env.JS.PublishMsg(ctx, msg,
+		jetstream.WithScheduleAt(time.Now().Add(time.Second)),
+		jetstream.WithScheduleTarget(streams.DeliverySubject("wh_1"))); err != nil {
+		t.Fatalf("publish schedule: %v", err)
+	}
+	cons, err := env.JS.CreateOrUpdateConsumer(ctx, streams.Deliveries, jetstream.ConsumerConfig{
+		Durable: "t", FilterSubject: streams.DeliveriesPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatalf("scheduled message did not fire: %v", err)
+	}
+	if got.Subject() != streams.DeliverySubject("wh_1") {
+		t.Errorf("subject = %q", got.Subject())
+	}
+	if a := got.Headers().Get(streams.HeaderAttempts); a != "2" {
+		t.Errorf("attempts header = %q, want 2", a)
+	}
+	if string(got.Data()) != `{"id":"msg_1"}` {
+		t.Errorf("data = %q", got.Data())
+	}
+	if err := got.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
