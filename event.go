@@ -55,8 +55,14 @@ func (e *Event) Validate() error {
 	if e.ID != "" && !ValidEventID(e.ID) {
 		fe.Add("id", "must be 1 to 128 characters of letters, digits, '_', '-' or ':'")
 	}
-	if e.TenantID == "" {
+	switch {
+	case e.TenantID == "":
 		fe.Add("tenant_id", "is required")
+	case !ValidTenantID(e.TenantID):
+		fe.Add("tenant_id", "must be 1 to 128 characters of letters, digits, '_' or '-'")
+	}
+	if y := e.OccurredAt.Year(); y < 1 || y > 9999 {
+		fe.Add("occurred_at", "must be between the years 1 and 9999")
 	}
 	switch {
 	case e.Type == "":
@@ -77,6 +83,21 @@ func (e *Event) Validate() error {
 		fe.Add("data", "must be at most 512 KiB")
 	}
 	return fe.Err()
+}
+
+// ValidTenantID reports whether id may name a tenant. A tenant id is one
+// token of an event's subject, so a dot in it would publish into another
+// tenant's subjects.
+func ValidTenantID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidEventID reports whether id may be used as an event id. Ids end up in

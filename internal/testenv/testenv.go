@@ -47,7 +47,7 @@ func StartJetStreamIn(tb testing.TB, dir string) *JetStream {
 		srv.Shutdown()
 		tb.Fatalf("connect: %v", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		tb.Fatalf("jetstream: %v", err)
 	}

@@ -1,0 +1,114 @@
+package producer
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/httpjson"
+)
+
+// retryAfter is the Retry-After, in seconds, of a 503: long enough for a
+// JetStream leader election, short enough not to pile up events upstream.
+const retryAfter = 5
+
+// Handler is the ingest API, POST /v1/events. It is mounted behind the
+// API-key middleware, which puts the tenant in the request's context
+// (switchboard.NewContextWithTenant); the tenant never comes from the body.
+//
+// Answers: 202 {"id", "duplicate"} once JetStream has acknowledged the
+// event; 400 for a body that is not the JSON expected; 422 naming every
+// failing field; 401 without a tenant; 405 for another method; 503 with
+// Retry-After when JetStream does not acknowledge, so the client sends the
+// same event (with its id) again.
+type Handler struct {
+	Client *Client
+	// Logger receives the failures that are not the client's; nil logs
+	// nothing.
+	Logger *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// eventRequest is the body of POST /v1/events.
+type eventRequest struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	AgentID string          `json:"agent_id"`
+	Data    json.RawMessage `json:"data"`
+	// OccurredAt is parsed here rather than by encoding/json so that a bad
+	// time is a 422 on its field, reported with the other fields.
+	OccurredAt string `json:"occurred_at"`
+}
+
+// EventResponse is the body of a 202 from Handler.
+type EventResponse struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// ServeHTTP accepts one event; see Handler for the answers.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpjson.Write(w, http.StatusMethodNotAllowed, httpjson.ErrorBody{Message: "Use POST."})
+		return
+	}
+	tenant := switchboard.TenantFromContext(r.Context())
+	if tenant == "" {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		httpjson.Error(w, r, h.Logger, switchboard.Errorf(switchboard.EUNAUTHORIZED, "An API key is required."))
+		return
+	}
+	var req eventRequest
+	if err := httpjson.Decode(r, &req); err != nil {
+		h.Client.metrics.rejectedMalformed.Inc()
+		httpjson.Error(w, r, h.Logger, err)
+		return
+	}
+	evt := &switchboard.Event{ID: req.ID, TenantID: tenant, Type: req.Type, AgentID: req.AgentID, Data: req.Data}
+	if req.OccurredAt != "" {
+		t, err := time.Parse(time.RFC3339, req.OccurredAt)
+		if err != nil {
+			h.Client.metrics.rejectedInvalid.Inc()
+			httpjson.Error(w, r, h.Logger, withOccurredAtError(evt))
+			return
+		}
+		evt.OccurredAt = t
+	}
+
+	res, err := h.Client.Publish(r.Context(), evt)
+	if switchboard.ErrorCode(err) == switchboard.EINVALID {
+		httpjson.Error(w, r, h.Logger, err)
+		return
+	}
+	if err != nil {
+		// Neither the client's fault nor a bug: JetStream is unreachable or
+		// refused to store. Say so and ask for the same event again later.
+		if h.Logger != nil {
+			h.Logger.ErrorContext(r.Context(), "publish event", "tenant", tenant, "event_id", evt.ID, "err", err)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		httpjson.Write(w, http.StatusServiceUnavailable, httpjson.ErrorBody{
+			Message: "The event could not be stored; send it again, with the same id, later.",
+		})
+		return
+	}
+	httpjson.Write(w, http.StatusAccepted, EventResponse{ID: res.ID, Duplicate: res.Duplicate})
+}
+
+// withOccurredAtError validates evt, which lacks its unparsable time, and
+// adds the time's error to the others.
+func withOccurredAtError(evt *switchboard.Event) error {
+	fe := switchboard.FieldErrors{}
+	var e *switchboard.Error
+	if errors.As(evt.Validate(), &e) {
+		fe = e.Fields
+	}
+	fe.Add("occurred_at", "must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
+	return fe.Err()
+}

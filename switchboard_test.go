@@ -1,0 +1,121 @@
+package switchboard_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-hq/switchboard"
+)
+
+func TestMatchEventType(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, typ string
+		want         bool
+	}{
+		{"*", "call.started", true},
+		{"call.*", "call.started", true},
+		{"call.*", "call.x.y", true},
+		{"call.*", "call", false},
+		{"call.*", "callx.started", false},
+		{"call.*", "contact.created", false},
+		{"call.started", "call.started", true},
+		{"call.started", "call.ended", false},
+		{"agent.presencechanged.v0v1", "agent.presencechanged.v0v1", true},
+		{"call*", "call.started", false},
+	} {
+		if got := switchboard.MatchEventType(tc.pattern, tc.typ); got != tc.want {
+			t.Errorf("MatchEventType(%q, %q) = %v, want %v", tc.pattern, tc.typ, got, tc.want)
+		}
+	}
+}
+
+func TestValidEventPattern(t *testing.T) {
+	for p, want := range map[string]bool{
+		"*": true, "call.*": true, "call.started": true, "a-b_c.d": true,
+		"": false, "call.": false, ".call": false, "call..x": false, "call*": false,
+		"*.started": false, "call.*.x": false, "call started": false, "call.>": false,
+		strings.Repeat("a", 256): true, strings.Repeat("a", 257): false,
+	} {
+		if got := switchboard.ValidEventPattern(p); got != want {
+			t.Errorf("ValidEventPattern(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestWebhook_Matches(t *testing.T) {
+	wh := switchboard.Webhook{TenantID: "t1", Events: []string{"call.*"}, Status: switchboard.StatusActive}
+	evt := switchboard.Event{TenantID: "t1", Type: "call.started", AgentID: "a1"}
+	if !wh.Matches(&evt) {
+		t.Error("active tenant-wide webhook does not match")
+	}
+	other := evt
+	other.TenantID = "t2"
+	if wh.Matches(&other) {
+		t.Error("matches another tenant's event")
+	}
+	scoped := wh
+	scoped.AgentID = "a2"
+	if scoped.Matches(&evt) {
+		t.Error("agent-scoped webhook matches another agent's event")
+	}
+	scoped.AgentID = "a1"
+	if !scoped.Matches(&evt) {
+		t.Error("agent-scoped webhook does not match its agent's event")
+	}
+	inactive := wh
+	inactive.Status = switchboard.StatusInactive
+	if inactive.Matches(&evt) {
+		t.Error("inactive webhook matches")
+	}
+}
+
+func TestEvent_Validate(t *testing.T) {
+	valid := func() switchboard.Event {
+		e := switchboard.Event{TenantID: "default", Type: "call.started", Data: json.RawMessage(`{"a":1}`)}
+		e.Normalize(time.Now())
+		return e
+	}
+	e := valid()
+	if err := e.Validate(); err != nil {
+		t.Fatalf("valid event: %v", err)
+	}
+	if !strings.HasPrefix(e.ID, switchboard.EventIDPrefix) {
+		t.Errorf("generated id %q", e.ID)
+	}
+
+	bad := switchboard.Event{ID: "has space", TenantID: "a.b", Type: "call..x", Data: json.RawMessage(`[1]`),
+		AgentID: strings.Repeat("a", 256), OccurredAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	err := bad.Validate()
+	var se *switchboard.Error
+	if !errors.As(err, &se) || se.Code != switchboard.EINVALID {
+		t.Fatalf("want EINVALID, got %v", err)
+	}
+	for _, f := range []string{"id", "tenant_id", "type", "data", "agent_id", "occurred_at"} {
+		if len(se.Fields[f]) == 0 {
+			t.Errorf("no error for field %s: %v", f, se.Fields)
+		}
+	}
+	for _, data := range []string{``, `null`, `"x"`, `{"a":`} {
+		e := valid()
+		e.Data = json.RawMessage(data)
+		if err := e.Validate(); !errors.As(err, &se) || len(se.Fields["data"]) == 0 {
+			t.Errorf("data %q: want a data error, got %v", data, err)
+		}
+	}
+}
+
+func TestEvent_Payload(t *testing.T) {
+	e := switchboard.Event{ID: "msg_1", TenantID: "t", Type: "call.started", AgentID: "a1",
+		OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Data: json.RawMessage(`{"x":1}`)}
+	b, err := e.Payload(json.RawMessage(`{"crm":"acme"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"msg_1","type":"call.started","timestamp":"2026-01-02T03:04:05Z","agent_id":"a1","data":{"x":1},"properties":{"crm":"acme"}}`
+	if string(b) != want {
+		t.Errorf("payload\n got %s\nwant %s", b, want)
+	}
+}
