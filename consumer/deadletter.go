@@ -1,0 +1,60 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// maxLastError bounds HeaderLastError.
+const maxLastError = 1024
+
+// deadLetter stores the delivery in SB_DEAD, on streams.DeadSubject, with
+// its body and headers plus why it was given up: HeaderReason, HeaderLastError,
+// HeaderLastStatus (when the receiver answered) and HeaderAttempts (attempts
+// made). It returns once JetStream has stored it; only then may the
+// delivery message be acked.
+//
+// Its Nats-Msg-Id names the delivery message by stream sequence: the same
+// message dead-lettered again after a crash between publish and ack is
+// deduplicated, while a replayed delivery (a new message) that dies again
+// gets a dead letter of its own.
+func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cause error, reason string) error {
+	var seq uint64
+	if md, err := dlv.msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	attempts := dlv.attempts // no attempt was made when the webhook itself is the problem
+	var ae *attemptError
+	if errors.As(cause, &ae) {
+		attempts = made
+	}
+
+	m := nats.NewMsg(streams.DeadSubject(dlv.tenant, dlv.webhookID))
+	copyDeliveryHeaders(m.Header, dlv.header)
+	m.Header.Set(jetstream.MsgIDHeader, dlv.eventID+"."+dlv.webhookID+"."+strconv.FormatUint(seq, 10))
+	m.Header.Set(streams.HeaderReason, reason)
+	m.Header.Set(streams.HeaderAttempts, strconv.Itoa(attempts))
+	if cause != nil {
+		last := printable([]byte(cause.Error()))
+		if len(last) > maxLastError {
+			last = last[:maxLastError]
+		}
+		m.Header.Set(streams.HeaderLastError, last)
+	}
+	if ae != nil && ae.Status > 0 {
+		m.Header.Set(streams.HeaderLastStatus, strconv.Itoa(ae.Status))
+	}
+	m.Data = dlv.body
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := d.JS.PublishMsg(ctx, m); err != nil {
+		return &publishError{Op: "dead-letter", Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,483 @@
+package consumer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/signer"
+)
+
+// Defaults of the Deliverer's settings.
+const (
+	// DefaultWorkers is how many deliveries one process makes at once.
+	DefaultWorkers = 128
+	// DefaultMaxAckPending is how many deliveries all deliverer processes
+	// together hold unacknowledged: every worker busy plus a pull batch
+	// buffered, for a few processes.
+	DefaultMaxAckPending = 1024
+	// DefaultAckWait is how long JetStream waits for a delivery's ack
+	// before giving it to another worker. It exceeds the longest webhook
+	// timeout (switchboard.MaxTimeoutSeconds), so an attempt in progress is
+	// never redelivered and needs no InProgress.
+	DefaultAckWait = switchboard.MaxTimeoutSeconds*time.Second + 30*time.Second
+)
+
+// UserAgent is the User-Agent of every delivery request.
+const UserAgent = "Switchboard-Webhooks/1.0"
+
+// How much of a response is read: the start of a failure's body is kept
+// for the dead letter; up to maxDrain bytes are read and discarded so the
+// connection can be reused; a longer body closes the connection instead.
+const (
+	maxExcerpt = 256
+	maxDrain   = 64 << 10
+)
+
+// Deliverer signs and sends deliveries. It consumes SB_DELIVERIES with a
+// durable pull consumer (streams.DelivererConsumer) and hands each message
+// to one of Workers goroutines, which POST the stored body to the webhook's
+// URL with Standard Webhooks headers and then settle the message as decide
+// says: ack, ack after scheduling a retry, ack after dead-lettering, or Nak.
+//
+// Attempts are counted in the delivery's HeaderAttempts (attempts already
+// made; absent means none). A webhook's max_retries counts retries after
+// the first attempt: max_retries = 3 allows up to 4 attempts in all.
+//
+// Set the fields, then call Run. Fields must not change while Run runs.
+type Deliverer struct {
+	// JS is the JetStream to consume from and publish to. Required.
+	JS jetstream.JetStream
+	// Index supplies the webhooks. Required; Run waits until it is ready.
+	Index *Index
+	// Logger gets one line per attempt: Debug for a success, Info for a
+	// scheduled retry, Warn for a dead letter or drop. Nil discards.
+	Logger *slog.Logger
+	// Metrics counts outcomes; nil counts into unregistered metrics.
+	Metrics *Metrics
+	// Retry sets the delays between attempts; the zero value means
+	// DefaultRetryPolicy.
+	Retry RetryPolicy
+	// Workers is how many deliveries this process makes at once; 0 means
+	// DefaultWorkers.
+	Workers int
+	// MaxAckPending caps the deliveries the consumer hands out unacked, to
+	// every process; 0 means DefaultMaxAckPending. Retries and failures do
+	// not hold these slots: they are acked and scheduled.
+	MaxAckPending int
+	// AckWait: 0 means DefaultAckWait. Keep it above the longest webhook
+	// timeout.
+	AckWait time.Duration
+	// Client sends the requests; nil means NewHTTPClient(Workers). It must
+	// not follow redirects.
+	Client *http.Client
+	// DrainTimeout bounds how long Run, once its context is cancelled,
+	// lets attempts in progress finish; those still running are then
+	// cancelled and handed back to JetStream. 0 means each attempt runs to
+	// its own webhook's timeout.
+	DrainTimeout time.Duration
+
+	log    *slog.Logger
+	client *http.Client
+}
+
+// NewHTTPClient returns the HTTP client deliveries use by default: it never
+// follows redirects (a 3xx is a failed attempt), keeps up to conns idle
+// connections per host so that each worker can reuse one, uses no proxy and
+// leaves per-request deadlines to the caller's context. To change how it
+// dials (an SSRF guard), replace its Transport's DialContext.
+func NewHTTPClient(conns int) *http.Client {
+	conns = max(conns, 1)
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:            dialer.DialContext,
+			ForceAttemptHTTP2:      true,
+			MaxIdleConns:           conns * 4,
+			MaxIdleConnsPerHost:    conns,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    10 * time.Second,
+			ExpectContinueTimeout:  time.Second,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// delivery is one delivery message being worked on.
+type delivery struct {
+	msg       jetstream.Msg
+	header    nats.Header
+	body      []byte
+	webhookID string
+	eventID   string
+	tenant    string
+	attempts  int // attempts made before this one
+}
+
+// worker holds one worker goroutine's scratch space.
+type worker struct {
+	buf [4096]byte
+}
+
+// drain reads and discards up to maxDrain bytes of a response body, so
+// that its connection can be reused; past that, closing the body drops the
+// connection, which is cheaper than reading on. Unlike io.CopyN, it
+// allocates nothing.
+func (w *worker) drain(body io.Reader) {
+	for n := 0; n < maxDrain; {
+		m, err := body.Read(w.buf[:])
+		n += m
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Run delivers until ctx is done. It first waits for the Index to be ready,
+// then creates or updates the durable consumer. On cancellation it stops
+// pulling, hands back deliveries not yet started, lets those in progress
+// finish (see DrainTimeout), settles them, and returns nil. It returns an
+// error when its settings are invalid or the consumer cannot be set up at
+// start; one deleted later is set up again.
+func (d *Deliverer) Run(ctx context.Context) error {
+	if err := d.setDefaults(); err != nil {
+		return err
+	}
+	if err := d.Index.waitReady(ctx); err != nil {
+		return nil
+	}
+	// Attempts run under attemptCtx, which outlives ctx by DrainTimeout so
+	// that a shutdown lets them finish.
+	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAttempts()
+	work := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range d.Workers {
+		wg.Go(func() {
+			w := &worker{}
+			for msg := range work {
+				if ctx.Err() != nil { // stopping and not started: another worker may take it now
+					d.handBack(msg)
+					continue
+				}
+				d.deliver(attemptCtx, w, msg)
+			}
+		})
+	}
+
+	loop := &pullLoop{
+		js:     d.JS,
+		stream: streams.Deliveries,
+		cfg: jetstream.ConsumerConfig{
+			Durable:       streams.DelivererConsumer,
+			Description:   "Switchboard: signs and sends deliveries",
+			FilterSubject: streams.DeliveriesPrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       d.AckWait,
+			MaxAckPending: d.MaxAckPending,
+		},
+		batch: d.pullBatch(),
+		handle: func(msg jetstream.Msg) {
+			select {
+			case work <- msg:
+			case <-ctx.Done():
+				d.handBack(msg)
+			}
+		},
+		log: d.log,
+	}
+	err := loop.run(ctx)
+	close(work)
+	if d.DrainTimeout > 0 {
+		t := time.AfterFunc(d.DrainTimeout, cancelAttempts)
+		defer t.Stop()
+	}
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("deliverer: %w", err)
+	}
+	return nil
+}
+
+// handBack Naks a delivery not yet attempted, for another worker to take.
+func (d *Deliverer) handBack(msg jetstream.Msg) {
+	nak(msg, d.log)
+	d.Metrics.outcomes[outcomeRequeued].Inc()
+}
+
+func (d *Deliverer) setDefaults() error {
+	if d.JS == nil || d.Index == nil {
+		return errors.New("consumer: Deliverer needs JS and Index")
+	}
+	if d.Retry == (RetryPolicy{}) {
+		d.Retry = DefaultRetryPolicy()
+	}
+	if err := d.Retry.Validate(); err != nil {
+		return fmt.Errorf("deliverer: %w", err)
+	}
+	if d.Workers <= 0 {
+		d.Workers = DefaultWorkers
+	}
+	if d.MaxAckPending <= 0 {
+		d.MaxAckPending = DefaultMaxAckPending
+	}
+	if d.AckWait <= 0 {
+		d.AckWait = DefaultAckWait
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(nil)
+	}
+	d.log = loggerOr(d.Logger)
+	d.client = d.Client
+	if d.client == nil {
+		d.client = NewHTTPClient(d.Workers)
+	}
+	return nil
+}
+
+// pullBatch sizes pulls so that a batch keeps every worker busy while the
+// next is fetched, without buffering more than the ack window allows.
+func (d *Deliverer) pullBatch() int {
+	return max(min(d.Workers, d.MaxAckPending), 1)
+}
+
+// deliver makes one attempt of msg and settles it.
+func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
+	dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data()}
+	dlv.webhookID = strings.TrimPrefix(msg.Subject(), streams.DeliveriesPrefix)
+	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
+	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
+	dlv.attempts = attemptsMade(dlv.header)
+	made := dlv.attempts + 1
+
+	maxRetries := 0
+	h, err := d.webhookFor(&dlv)
+	if err == nil {
+		maxRetries = h.webhook.MaxRetries
+		if dlv.tenant == "" {
+			dlv.tenant = h.webhook.TenantID
+		}
+		if dlv.eventID == "" {
+			err = errMalformed
+		} else {
+			err = d.attempt(ctx, w, h, &dlv)
+		}
+	}
+	d.settle(&dlv, made, err, decide(err, made, maxRetries, d.Retry))
+}
+
+// webhookFor returns the delivery's webhook if deliveries can be made to
+// it, else a *webhookError.
+func (d *Deliverer) webhookFor(dlv *delivery) (*hook, error) {
+	h, ok := d.Index.lookup(dlv.webhookID)
+	switch {
+	case !ok:
+		var tries uint64
+		if md, err := dlv.msg.Metadata(); err == nil {
+			tries = md.NumDelivered
+		}
+		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonUnknown, Tries: tries}
+	case h.deleted:
+		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonDeleted}
+	case !h.usable():
+		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonInvalid, Err: h.err}
+	case h.webhook.Status != switchboard.StatusActive:
+		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonInactive}
+	}
+	return h, nil
+}
+
+// Request header keys, canonical, and values shared by every request
+// (never modified).
+var (
+	headerContentType      = "Content-Type"
+	headerUserAgent        = "User-Agent"
+	headerWebhookID        = http.CanonicalHeaderKey(signer.HeaderID)
+	headerWebhookTimestamp = http.CanonicalHeaderKey(signer.HeaderTimestamp)
+	headerWebhookSignature = http.CanonicalHeaderKey(signer.HeaderSignature)
+	contentTypeJSON        = []string{"application/json"}
+	userAgent              = []string{UserAgent}
+)
+
+// attempt POSTs the delivery once, within the webhook's timeout. It returns
+// nil for a 2xx, an *attemptError for any other answer or none, and
+// errShutdown when ctx (the deliverer's drain deadline) ended it.
+func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
+	if ctx.Err() != nil {
+		return errShutdown
+	}
+	rctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, h.webhook.URL, bytes.NewReader(dlv.body))
+	if err != nil { // the index parsed the URL already
+		return &attemptError{Err: fmt.Errorf("build request: %w", err)}
+	}
+	start := time.Now()
+	// What signer.SetHeaders does, with canonical keys set directly:
+	// http.Header.Set would allocate a canonical copy of each lowercase key.
+	req.Header[headerContentType] = contentTypeJSON
+	req.Header[headerUserAgent] = userAgent
+	req.Header[headerWebhookID] = []string{dlv.eventID}
+	req.Header[headerWebhookTimestamp] = []string{strconv.FormatInt(start.Unix(), 10)}
+	req.Header[headerWebhookSignature] = []string{h.signer.Sign(dlv.eventID, start, dlv.body)}
+
+	d.Metrics.inFlight.Inc()
+	resp, err := d.client.Do(req)
+	if err != nil {
+		d.Metrics.inFlight.Dec()
+		d.Metrics.duration.Observe(time.Since(start).Seconds())
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %v", errShutdown, err)
+		}
+		return &attemptError{Err: err}
+	}
+	var excerpt string
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	if !ok {
+		n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
+		excerpt = printable(w.buf[:n])
+	}
+	w.drain(resp.Body)
+	resp.Body.Close()
+	d.Metrics.inFlight.Dec()
+	d.Metrics.duration.Observe(time.Since(start).Seconds())
+	if ok {
+		return nil
+	}
+	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
+}
+
+// settle carries out dec for the delivery. Acks are fire-and-forget, not
+// DoubleAck (about 3x slower): delivery is at least once anyway. If an ack
+// is lost, JetStream redelivers the message after AckWait and the receiver
+// gets the event again with the same webhook-id, which is what receivers
+// dedupe on; a confirmed ack would change nothing but the cost. What must
+// be durable before the ack (a retry schedule, a dead letter) is published
+// synchronously and checked first.
+func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
+	// Publishing what follows an attempt must not be cut short by the
+	// shutdown that may be under way: the attempt is done.
+	ctx := context.Background()
+	switch dec.action {
+	case actRetry:
+		if perr := d.scheduleRetry(ctx, dlv, made, dec.delay); perr != nil {
+			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
+			return
+		}
+		d.Metrics.retries.Inc()
+	case actDeadLetter:
+		if perr := d.deadLetter(ctx, dlv, made, err, dec.reason); perr != nil {
+			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
+			return
+		}
+		d.Metrics.deadLetters.WithLabelValues(dec.reason).Inc()
+	}
+
+	var aerr error
+	switch dec.action {
+	case actAck, actRetry, actDeadLetter:
+		aerr = dlv.msg.Ack()
+	case actNak:
+		aerr = dlv.msg.Nak()
+	case actNakDelay:
+		aerr = dlv.msg.NakWithDelay(dec.delay)
+	}
+	d.Metrics.outcomes[dec.outcome].Inc()
+	if dec.outcome == outcomeDelivered {
+		d.observeLatency(dlv)
+	}
+	d.logAttempt(dlv, made, err, aerr, dec)
+}
+
+func (d *Deliverer) observeLatency(dlv *delivery) {
+	v := dlv.header.Get(streams.HeaderAcceptedAt)
+	if ns, err := strconv.ParseInt(v, 10, 64); err == nil && ns > 0 {
+		d.Metrics.latency.Observe(time.Since(time.Unix(0, ns)).Seconds())
+	}
+}
+
+// logAttempt writes the one line per attempt: outcome and decision.
+func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec decision) {
+	level := slog.LevelWarn
+	switch dec.outcome {
+	case outcomeDelivered:
+		level = slog.LevelDebug
+	case outcomeRetryScheduled, outcomeRequeued:
+		level = slog.LevelInfo
+	}
+	if ackErr != nil {
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if !d.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("tenant", dlv.tenant), slog.String("webhook_id", dlv.webhookID),
+		slog.String("event_id", dlv.eventID), slog.Int("attempt", made),
+		slog.String("outcome", dec.outcome),
+	}
+	var ae *attemptError
+	if errors.As(err, &ae) && ae.Status > 0 {
+		attrs = append(attrs, slog.Int("status", ae.Status))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	switch dec.action {
+	case actRetry:
+		attrs = append(attrs, slog.Duration("retry_in", dec.delay))
+	case actDeadLetter:
+		attrs = append(attrs, slog.String("reason", dec.reason))
+	case actAck:
+		if dec.reason != "" {
+			attrs = append(attrs, slog.String("reason", dec.reason))
+		}
+	case actNakDelay:
+		attrs = append(attrs, slog.Duration("redeliver_in", dec.delay))
+	}
+	if ackErr != nil {
+		attrs = append(attrs, slog.String("ack_err", ackErr.Error()))
+	}
+	d.log.LogAttrs(ctx, level, "delivery attempt", attrs...)
+}
+
+// attemptsMade reads HeaderAttempts: the attempts made before this one.
+func attemptsMade(h nats.Header) int {
+	v := h.Get(streams.HeaderAttempts)
+	if v == "" { // the first attempt; Atoi would allocate an error
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// printable makes b safe for a NATS header value and a log line: valid
+// UTF-8 without control characters.
+func printable(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,185 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// A delivery fails at one of three stages, each with its own error type:
+// looking up its webhook (*webhookError), the HTTP attempt (*attemptError),
+// or storing what follows the attempt in JetStream (*publishError). Leaving
+// early because the deliverer stops is errShutdown. decide is the one place
+// that turns any of them into what happens to the message.
+
+// Reasons a delivery is dead-lettered (HeaderReason) or dropped.
+const (
+	reasonGone             = "gone"              // the receiver answered 410 Gone
+	reasonRetriesExhausted = "retries_exhausted" // max_retries failed retries after the first attempt
+	reasonInactive         = "webhook_inactive"  // the webhook is not active (inactive, too_many_errors)
+	reasonInvalid          = "webhook_invalid"   // the webhook's KV value cannot be used
+	reasonDeleted          = "webhook_deleted"   // the webhook was deleted: dropped, not dead-lettered
+	reasonUnknown          = "webhook_unknown"   // never seen in the KV bucket: dropped after a few tries
+	reasonMalformed        = "malformed"         // the delivery message lacks what an attempt needs
+)
+
+// errShutdown says an attempt was abandoned because the deliverer is
+// stopping: not the receiver's fault, so the delivery is handed back at once.
+var errShutdown = errors.New("deliverer shutting down")
+
+// errMalformed says a delivery message lacks what an attempt needs (its
+// event id). It can never succeed, so it is dead-lettered at once.
+var errMalformed = errors.New("malformed delivery: no " + streams.HeaderEventID + " header")
+
+// webhookError says the delivery's webhook cannot take it; Reason is one of
+// the webhook_* reasons.
+type webhookError struct {
+	WebhookID string
+	Reason    string
+	Err       error  // why the KV value is unusable, for reasonInvalid
+	Tries     uint64 // for reasonUnknown: times JetStream has delivered this message
+}
+
+func (e *webhookError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("webhook %s: %s: %v", e.WebhookID, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("webhook %s: %s", e.WebhookID, e.Reason)
+}
+
+func (e *webhookError) Unwrap() error { return e.Err }
+
+// attemptError is a failed HTTP attempt: a non-2xx answer (Status > 0) or
+// none at all (Status == 0: timeout, refused connection, TLS failure...).
+type attemptError struct {
+	Status     int
+	RetryAfter time.Duration // from Retry-After on 429 and 503; 0 when absent
+	Body       string        // the start of the response body, for the dead letter
+	Err        error         // the transport error when Status == 0
+}
+
+func (e *attemptError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("request failed: %v", e.Err)
+	}
+	if e.Status >= 300 && e.Status < 400 {
+		return fmt.Sprintf("status %d: redirects are not followed", e.Status)
+	}
+	if e.Body != "" {
+		return fmt.Sprintf("status %d: %s", e.Status, e.Body)
+	}
+	return fmt.Sprintf("status %d", e.Status)
+}
+
+func (e *attemptError) Unwrap() error { return e.Err }
+
+// Gone reports whether the receiver asked never to be called again.
+func (e *attemptError) Gone() bool { return e.Status == http.StatusGone }
+
+// publishError says JetStream did not store a retry schedule or a dead
+// letter. It is transient: the delivery is handed back and attempted again.
+type publishError struct {
+	Op  string // "schedule retry", "dead-letter"
+	Err error
+}
+
+func (e *publishError) Error() string { return fmt.Sprintf("%s: %v", e.Op, e.Err) }
+func (e *publishError) Unwrap() error { return e.Err }
+
+// action is what happens to a delivery message.
+type action uint8
+
+const (
+	actAck        action = iota // nothing left to do: ack
+	actRetry                    // publish a scheduled retry, then ack
+	actDeadLetter               // publish to SB_DEAD, then ack
+	actNak                      // plain Nak: another worker takes it at once
+	actNakDelay                 // Nak with a short delay: a transient condition on our side
+)
+
+// Outcomes: the values of the outcome label of switchboard_deliveries_total.
+const (
+	outcomeDelivered      = "delivered"       // the receiver answered 2xx
+	outcomeRetryScheduled = "retry_scheduled" // failed; a retry is scheduled
+	outcomeDeadLettered   = "dead_lettered"   // given up; stored in SB_DEAD
+	outcomeDropped        = "dropped"         // the webhook is gone (deleted or never known)
+	outcomeRequeued       = "requeued"        // handed back to JetStream (shutdown, storage trouble, webhook not known yet)
+)
+
+// Delays of the short Naks. They hold a MaxAckPending slot while they wait,
+// so they are for rare, brief conditions only; receivers' failures never
+// get one (see decide).
+const (
+	unknownWebhookDelay = time.Second     // a webhook put moments ago may not have reached this index yet
+	unknownWebhookTries = 5               // deliveries of a message tried before its unknown webhook counts as gone
+	publishFailureDelay = 2 * time.Second // JetStream refused a retry or dead letter
+)
+
+// decision is decide's verdict.
+type decision struct {
+	action  action
+	outcome string        // metric label
+	reason  string        // dead-letter reason, for actDeadLetter
+	delay   time.Duration // for actRetry and actNakDelay
+}
+
+// decide says what happens to a delivery message after err (nil for a 2xx).
+// made is the number of attempts made so far, this one included; maxRetries
+// is the webhook's max_retries, so a delivery gets at most 1 + maxRetries
+// attempts. It is the only place where that choice is made:
+//
+//   - delivered -> ack
+//   - webhook deleted, or unknown for too long -> ack (dropped, logged)
+//   - webhook not known yet -> Nak with a short delay
+//   - webhook inactive or unusable -> dead letter (never silently dropped)
+//   - 410 Gone -> dead letter now
+//   - any other failed attempt -> ack and schedule a retry, or dead letter
+//     once max_retries retries have failed. A failure never waits inside
+//     the ack window (NakWithDelay would hold a MaxAckPending slot and
+//     starve healthy receivers).
+//   - shutdown -> plain Nak, so that another worker takes it at once
+//   - a retry or dead letter JetStream did not store -> Nak with a delay
+func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
+	if err == nil {
+		return decision{action: actAck, outcome: outcomeDelivered}
+	}
+	if errors.Is(err, errMalformed) {
+		return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonMalformed}
+	}
+	if errors.Is(err, errShutdown) {
+		return decision{action: actNak, outcome: outcomeRequeued}
+	}
+	var pe *publishError
+	if errors.As(err, &pe) {
+		return decision{action: actNakDelay, outcome: outcomeRequeued, delay: publishFailureDelay}
+	}
+	var we *webhookError
+	if errors.As(err, &we) {
+		switch we.Reason {
+		case reasonDeleted:
+			return decision{action: actAck, outcome: outcomeDropped, reason: we.Reason}
+		case reasonUnknown:
+			if we.Tries < unknownWebhookTries {
+				return decision{action: actNakDelay, outcome: outcomeRequeued, delay: unknownWebhookDelay}
+			}
+			return decision{action: actAck, outcome: outcomeDropped, reason: we.Reason}
+		default:
+			return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: we.Reason}
+		}
+	}
+	var ae *attemptError
+	if errors.As(err, &ae) && ae.Gone() {
+		return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonGone}
+	}
+	if made > maxRetries {
+		return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonRetriesExhausted}
+	}
+	var retryAfter time.Duration
+	if ae != nil {
+		retryAfter = ae.RetryAfter
+	}
+	return decision{action: actRetry, outcome: outcomeRetryScheduled, delay: policy.delay(made, retryAfter)}
+}

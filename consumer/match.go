@@ -1,0 +1,282 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// Matcher turns events into deliveries: for each event in SB_EVENTS it
+// finds the matching webhooks in the Index and stores one delivery per
+// webhook in SB_DELIVERIES, then acks the event. It never calls a receiver.
+//
+// Publishes are asynchronous and pipelined across events; an event is acked
+// only once JetStream has acknowledged every one of its deliveries. A
+// publish that fails is retried with the same Nats-Msg-Id (so a repeat is
+// deduplicated), and an event whose deliveries still cannot be stored is
+// handed back for redelivery, never acked. Each delivery's Nats-Msg-Id is
+// streams.DeliveryMsgID, so an event matched twice (after a crash, or
+// published twice) yields one delivery per webhook within the duplicates
+// window.
+type Matcher struct {
+	// JS is the JetStream to consume from and publish to. Required.
+	JS jetstream.JetStream
+	// Index supplies the webhooks. Required; Run waits until it is ready.
+	Index *Index
+	// Logger receives failures; nil discards.
+	Logger *slog.Logger
+	// Metrics counts events and deliveries; nil counts into unregistered
+	// metrics.
+	Metrics *Metrics
+}
+
+// Tuning of the matcher.
+const (
+	matcherMaxAckPending = 8192             // events in flight: pulled, matched, awaiting their publish acks
+	matcherPullBatch     = 512              // events per pull
+	matcherPipeline      = 1024             // events whose publishes await acks, queued for the acker
+	matcherAckWait       = time.Minute      // an event unacked this long is redelivered
+	pubAckWait           = 10 * time.Second // wait for one publish ack before publishing again
+	republishAttempts    = 3                // synchronous republishes of a failed delivery before the event is handed back
+)
+
+// pendingEvent is an event whose deliveries are published and awaiting
+// their acks.
+type pendingEvent struct {
+	msg  jetstream.Msg
+	id   string
+	pubs []pendingPub
+}
+
+type pendingPub struct {
+	msg *nats.Msg
+	fut jetstream.PubAckFuture // nil when PublishMsgAsync refused the message
+	err error                  // why it was refused
+}
+
+// Run consumes events until ctx is done. It first waits for the Index to be
+// ready, then creates or updates the durable consumer streams.MatcherConsumer.
+// On cancellation it stops pulling, hands back events it has not started,
+// waits for the publish acks of those it has, acks them, and returns nil.
+// It returns an error when the consumer cannot be set up at start; one
+// deleted later is set up again.
+func (m *Matcher) Run(ctx context.Context) error {
+	if m.JS == nil || m.Index == nil {
+		return errors.New("consumer: Matcher needs JS and Index")
+	}
+	if m.Metrics == nil {
+		m.Metrics = NewMetrics(nil)
+	}
+	log := loggerOr(m.Logger)
+	if err := m.Index.waitReady(ctx); err != nil {
+		return nil
+	}
+	// Settling uses a context that outlives ctx, so that events already
+	// published are acked during shutdown.
+	settleCtx := context.WithoutCancel(ctx)
+	pending := make(chan *pendingEvent, matcherPipeline)
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		timer := time.NewTimer(pubAckWait)
+		defer timer.Stop()
+		for pe := range pending {
+			m.settle(settleCtx, pe, timer)
+		}
+	}()
+
+	var matches []*hook // reused: the handler runs serially
+	loop := &pullLoop{
+		js:     m.JS,
+		stream: streams.Events,
+		cfg: jetstream.ConsumerConfig{
+			Durable:       streams.MatcherConsumer,
+			Description:   "Switchboard: matches events to webhooks, one delivery per webhook",
+			FilterSubject: streams.EventsPrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       matcherAckWait,
+			MaxAckPending: matcherMaxAckPending,
+		},
+		batch: matcherPullBatch,
+		handle: func(msg jetstream.Msg) {
+			if ctx.Err() != nil { // stopping: not started, so handed back
+				nak(msg, log)
+				return
+			}
+			var pe *pendingEvent
+			pe, matches = m.match(msg, matches[:0], log)
+			if pe != nil {
+				pending <- pe // the acker drains it even during shutdown
+			}
+		},
+		log: log,
+	}
+	err := loop.run(ctx)
+	close(pending)
+	<-ackerDone
+	if err != nil {
+		return fmt.Errorf("matcher: %w", err)
+	}
+	return nil
+}
+
+// match decodes one event, publishes its deliveries asynchronously and
+// returns them to be settled; it returns nil when it has already settled
+// the event (undecodable, or no webhook matches). matches is scratch space,
+// returned for reuse.
+func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
+	var evt switchboard.Event
+	if err := decodeEvent(msg.Data(), &evt); err != nil {
+		log.Error("undecodable event; terminating it", "subject", msg.Subject(), "err", err)
+		if err := msg.TermWithReason("undecodable event"); err != nil {
+			log.Warn("terminate event", "subject", msg.Subject(), "err", err)
+		}
+		m.Metrics.events[resultInvalid].Inc()
+		return nil, matches
+	}
+	matches = m.Index.match(&evt, matches)
+	if len(matches) == 0 {
+		if err := msg.Ack(); err != nil {
+			log.Warn("ack event", "tenant", evt.TenantID, "event_id", evt.ID, "err", err)
+		}
+		m.Metrics.events[resultUnmatched].Inc()
+		return nil, matches
+	}
+	// Every webhook gets the same body until webhooks carry properties
+	// (they will then be rendered per webhook); it is rendered once.
+	body, err := evt.Payload(nil)
+	if err != nil { // cannot happen for a decoded event: its Data is valid JSON
+		log.Error("render payload; terminating event", "tenant", evt.TenantID, "event_id", evt.ID, "err", err)
+		if err := msg.TermWithReason("unrenderable event"); err != nil {
+			log.Warn("terminate event", "event_id", evt.ID, "err", err)
+		}
+		m.Metrics.events[resultInvalid].Inc()
+		return nil, matches
+	}
+
+	// Header values shared by every delivery of the event; never modified.
+	eventID := []string{evt.ID}
+	tenant := []string{evt.TenantID}
+	typ := []string{evt.Type}
+	accepted := []string{acceptedAt(msg)}
+
+	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches))}
+	for i, h := range matches {
+		dm := &nats.Msg{
+			Subject: streams.DeliverySubject(h.id),
+			Data:    body,
+			Header: nats.Header{
+				// Set directly rather than with jetstream.WithMsgID: without
+				// options PublishMsgAsync takes its allocation-free path.
+				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(evt.ID, h.id)},
+				streams.HeaderEventID:    eventID,
+				streams.HeaderWebhookID:  {h.id},
+				streams.HeaderTenant:     tenant,
+				streams.HeaderEventType:  typ,
+				streams.HeaderAcceptedAt: accepted,
+			},
+		}
+		fut, err := m.JS.PublishMsgAsync(dm)
+		pe.pubs[i] = pendingPub{msg: dm, fut: fut, err: err}
+	}
+	return pe, matches
+}
+
+// settle waits for every publish ack of pe, publishing again (same msg id)
+// what failed, then acks the event; if a delivery still cannot be stored it
+// Naks the event with a delay so that it is matched again later. timer is
+// the acker's, reused across events.
+func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer) {
+	log := loggerOr(m.Logger)
+	timer.Reset(pubAckWait)
+	for i := range pe.pubs {
+		p := &pe.pubs[i]
+		if p.err == nil {
+			select {
+			case <-p.fut.Ok():
+				continue
+			case p.err = <-p.fut.Err():
+			case <-timer.C:
+				p.err = fmt.Errorf("no publish ack after %v", pubAckWait)
+			}
+		}
+		if err := m.republish(ctx, p.msg); err != nil {
+			log.Warn("deliveries not stored; handing the event back", "tenant", p.msg.Header.Get(streams.HeaderTenant),
+				"event_id", pe.id, "webhook_id", p.msg.Header.Get(streams.HeaderWebhookID), "first_err", p.err, "err", err)
+			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
+				log.Warn("nak event", "event_id", pe.id, "err", err)
+			}
+			return
+		}
+	}
+	if err := pe.msg.Ack(); err != nil {
+		// The deliveries are stored: if the event comes back, their msg ids
+		// deduplicate them.
+		log.Warn("ack event", "event_id", pe.id, "err", err)
+	}
+	m.Metrics.events[resultMatched].Inc()
+	m.Metrics.deliveriesCreated.Add(float64(len(pe.pubs)))
+}
+
+// republish publishes dm synchronously, a few times if need be. dm keeps
+// its Nats-Msg-Id, so a copy stored by an earlier try is not stored twice.
+func (m *Matcher) republish(ctx context.Context, dm *nats.Msg) error {
+	var err error
+	for attempt := range republishAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, pubAckWait)
+		_, err = m.JS.PublishMsg(pctx, dm)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("publish %s: %w", dm.Subject, err)
+}
+
+// decodeEvent decodes an event and checks the fields the matcher relies on.
+// The producer validated the rest.
+func decodeEvent(data []byte, evt *switchboard.Event) error {
+	if err := json.Unmarshal(data, evt); err != nil {
+		return fmt.Errorf("decode event: %w", err)
+	}
+	if !switchboard.ValidEventID(evt.ID) || evt.TenantID == "" || evt.Type == "" {
+		return fmt.Errorf("decode event: id %q, tenant %q, type %q: an id, tenant and type are required", evt.ID, evt.TenantID, evt.Type)
+	}
+	return nil
+}
+
+// acceptedAt is when the event was accepted, in Unix nanoseconds: the
+// producer's header if it set one, else the time JetStream stored it.
+func acceptedAt(msg jetstream.Msg) string {
+	if v := msg.Headers().Get(streams.HeaderAcceptedAt); v != "" {
+		return v
+	}
+	if md, err := msg.Metadata(); err == nil {
+		return strconv.FormatInt(md.Timestamp.UnixNano(), 10)
+	}
+	return strconv.FormatInt(time.Now().UnixNano(), 10)
+}
+
+// nak hands msg back for immediate redelivery.
+func nak(msg jetstream.Msg, log *slog.Logger) {
+	if err := msg.Nak(); err != nil {
+		log.Warn("nak", "subject", msg.Subject(), "err", err)
+	}
+}

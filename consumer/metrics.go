@@ -1,0 +1,85 @@
+package consumer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the matcher's and the deliverer's Prometheus metrics. Labels
+// take a handful of fixed values; webhook and tenant ids are never labels.
+// One Metrics may be shared by a Matcher and a Deliverer.
+type Metrics struct {
+	outcomes          map[string]prometheus.Counter // switchboard_deliveries_total by outcome
+	duration          prometheus.Histogram
+	latency           prometheus.Histogram
+	retries           prometheus.Counter
+	deadLetters       *prometheus.CounterVec
+	inFlight          prometheus.Gauge
+	events            map[string]prometheus.Counter // switchboard_events_matched_total by result
+	deliveriesCreated prometheus.Counter
+}
+
+// Results: the values of the result label of switchboard_events_matched_total.
+const (
+	resultMatched   = "matched"   // at least one webhook matched; its deliveries are stored
+	resultUnmatched = "unmatched" // no webhook matched
+	resultInvalid   = "invalid"   // the event could not be decoded and was terminated
+)
+
+// NewMetrics creates the metrics and registers them with reg; a nil reg
+// leaves them unregistered (they still count, for tests). It panics if reg
+// already holds metrics of the same names, like prometheus.MustRegister.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_deliveries_total",
+		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream).",
+	}, []string{"outcome"})
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_events_matched_total",
+		Help: "Events the matcher finished with, by result: matched, unmatched, invalid.",
+	}, []string{"result"})
+	m := &Metrics{
+		outcomes: map[string]prometheus.Counter{},
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_delivery_duration_seconds",
+			Help:    "Duration of each HTTP delivery attempt, success or not.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_delivery_latency_seconds",
+			Help:    "From the event's acceptance to its successful delivery, retries included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_retries_scheduled_total",
+			Help: "Retries scheduled after a failed attempt.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_dead_letters_total",
+			Help: "Deliveries stored in the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_deliveries_in_flight",
+			Help: "HTTP delivery attempts under way.",
+		}),
+		events: map[string]prometheus.Counter{},
+		deliveriesCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_deliveries_created_total",
+			Help: "Deliveries the matcher stored in SB_DELIVERIES, one per matching webhook and event.",
+		}),
+	}
+	// Resolve the label values once, so that the hot path does no lookup in
+	// the vectors; it also makes every series visible at 0 from the start.
+	for _, o := range []string{outcomeDelivered, outcomeRetryScheduled, outcomeDeadLettered, outcomeDropped, outcomeRequeued} {
+		m.outcomes[o] = deliveries.WithLabelValues(o)
+	}
+	for _, r := range []string{resultMatched, resultUnmatched, resultInvalid} {
+		m.events[r] = events.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonGone, reasonRetriesExhausted, reasonInactive, reasonInvalid, reasonMalformed} {
+		m.deadLetters.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated)
+	}
+	return m
+}

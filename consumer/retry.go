@@ -1,0 +1,155 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// RetryPolicy sets the delays between attempts of a delivery: exponential
+// with jitter, computed by backoff/v4. Retry n (n = 1 for the first retry)
+// waits about InitialInterval * Multiplier^(n-1), capped at MaxInterval,
+// then spread by +-RandomizationFactor. A receiver's Retry-After (on 429 and
+// 503) replaces the computed delay, capped at MaxInterval.
+//
+// Retries are NATS message schedules, which fire with one-second
+// resolution; delays are rounded up to the next whole second.
+type RetryPolicy struct {
+	InitialInterval     time.Duration
+	MaxInterval         time.Duration
+	Multiplier          float64
+	RandomizationFactor float64 // 0 <= f < 1
+}
+
+// DefaultRetryPolicy is the production policy: 5 s, then x4 per retry, at
+// most 1 h, +-20 % jitter. The default max_retries (3) retries after about
+// 5 s, 20 s and 80 s, riding out a receiver's restart; the maximum (10)
+// keeps trying for about 6 hours (5 s, 20 s, 80 s, 5 min, 21 min, then
+// hourly), long enough for an outage to be noticed and fixed.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{
+		InitialInterval:     5 * time.Second,
+		MaxInterval:         time.Hour,
+		Multiplier:          4,
+		RandomizationFactor: 0.2,
+	}
+}
+
+// Validate returns an error naming the first unusable setting, or nil.
+func (p RetryPolicy) Validate() error {
+	switch {
+	case p.InitialInterval <= 0:
+		return fmt.Errorf("retry policy: initial interval must be positive, got %v", p.InitialInterval)
+	case p.MaxInterval < p.InitialInterval:
+		return fmt.Errorf("retry policy: max interval %v is below the initial interval %v", p.MaxInterval, p.InitialInterval)
+	case p.Multiplier < 1:
+		return fmt.Errorf("retry policy: multiplier must be at least 1, got %v", p.Multiplier)
+	case p.RandomizationFactor < 0 || p.RandomizationFactor >= 1:
+		return fmt.Errorf("retry policy: randomization factor must be in [0, 1), got %v", p.RandomizationFactor)
+	}
+	return nil
+}
+
+// delay returns how long to wait before retry n (1-based). It keeps no
+// state between calls: it replays the library's sequence n steps, each step
+// drawing its own jitter, and uses the last. retryAfter, when positive,
+// replaces it (capped at MaxInterval).
+func (p RetryPolicy) delay(n int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, p.MaxInterval)
+	}
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(p.InitialInterval),
+		backoff.WithMaxInterval(p.MaxInterval),
+		backoff.WithMultiplier(p.Multiplier),
+		backoff.WithRandomizationFactor(p.RandomizationFactor),
+		backoff.WithMaxElapsedTime(0), // never backoff.Stop: max_retries decides when to stop
+	)
+	d := p.InitialInterval
+	for range max(n, 1) {
+		d = b.NextBackOff()
+	}
+	return d
+}
+
+// parseRetryAfter reads a Retry-After header (delay in seconds or an HTTP
+// date) of a 429 or 503 answer; 0 when absent, unparsable or past.
+func parseRetryAfter(resp *http.Response, now time.Time) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0
+	}
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// scheduleAt rounds now+delay up to a whole second: schedules have
+// one-second resolution and WithScheduleAt truncates, which would otherwise
+// fire a retry early.
+func scheduleAt(now time.Time, delay time.Duration) time.Time {
+	at := now.Add(delay)
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		return t.Add(time.Second)
+	}
+	return at
+}
+
+// scheduleRetry stores the next attempt of dlv as a message schedule: it
+// fires once at now+delay onto the webhook's delivery subject, with the same
+// body and headers and the attempt count raised to made. The schedule
+// subject is unique per (webhook, event), so scheduling again after a crash
+// replaces it instead of adding one. It returns once JetStream has stored
+// it; only then may the delivery message be acked.
+func (d *Deliverer) scheduleRetry(ctx context.Context, dlv *delivery, made int, delay time.Duration) error {
+	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, dlv.eventID))
+	copyDeliveryHeaders(m.Header, dlv.header)
+	m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(made)}
+	m.Data = dlv.body
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	_, err := d.JS.PublishMsg(ctx, m,
+		jetstream.WithScheduleAt(scheduleAt(time.Now(), delay)),
+		jetstream.WithScheduleTarget(streams.DeliverySubject(dlv.webhookID)))
+	if err != nil {
+		return &publishError{Op: "schedule retry", Err: err}
+	}
+	return nil
+}
+
+// publishTimeout bounds one publish of a retry or dead letter.
+const publishTimeout = 10 * time.Second
+
+// deliveryHeaders are the headers a delivery carries from the matcher to
+// its retries and its dead letter. Others (the scheduler's own) are not
+// copied.
+var deliveryHeaders = [...]string{
+	streams.HeaderEventID, streams.HeaderWebhookID, streams.HeaderTenant,
+	streams.HeaderEventType, streams.HeaderAcceptedAt,
+}
+
+func copyDeliveryHeaders(dst, src nats.Header) {
+	for _, k := range deliveryHeaders {
+		if v, ok := src[k]; ok {
+			dst[k] = v
+		}
+	}
+}
