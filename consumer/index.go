@@ -245,6 +245,13 @@ func (x *Index) lookup(id string) (h *hook, ok bool) {
 	return h, ok
 }
 
+// Has reports whether the index holds a usable webhook id, so that a
+// caller who has just created one can wait until this worker matches it.
+func (x *Index) Has(id string) bool {
+	h, ok := x.lookup(id)
+	return ok && h.usable()
+}
+
 // match appends to dst the webhooks evt must be delivered to: same tenant,
 // active, scoped to evt's agent or to none, with a pattern matching its type.
 func (x *Index) match(evt *switchboard.Event, dst []*hook) []*hook {

@@ -1,0 +1,239 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/signer"
+)
+
+// webhookStore is what the webhook routes need of the store.
+type webhookStore interface {
+	CreateWebhook(ctx context.Context, wh *Webhook) error
+	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
+	FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bool, error)
+	DeleteWebhook(ctx context.Context, id string) error
+}
+
+// webhookMirror mirrors a committed change into the KV bucket.
+type webhookMirror interface {
+	Flush(ctx context.Context, id string) error
+}
+
+var (
+	_ webhookStore  = (*DB)(nil)
+	_ webhookMirror = (*Mirror)(nil)
+)
+
+// webhookAPI serves the webhook and event-type routes.
+type webhookAPI struct {
+	store     webhookStore
+	mirror    webhookMirror
+	logger    *slog.Logger
+	catalogue []switchboard.EventType
+}
+
+// webhookBody is a webhook as the API shows it. Secret is set in the create
+// response only.
+type webhookBody struct {
+	ID          string    `json:"id"`
+	AgentID     *string   `json:"agent_id"` // null: tenant-wide
+	Name        string    `json:"name"`
+	URL         string    `json:"url"`
+	Events      []string  `json:"events"`
+	EventsCount int       `json:"events_count"`
+	Secret      string    `json:"secret,omitempty"`
+	Timeout     int       `json:"timeout"`
+	MaxRetries  int       `json:"max_retries"`
+	Status      string    `json:"status"`
+	Enabled     bool      `json:"enabled"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	CreatedBy   string    `json:"created_by"`
+	UpdatedBy   string    `json:"updated_by"`
+}
+
+func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
+	b := webhookBody{
+		ID:          wh.ID,
+		Name:        wh.Name,
+		URL:         wh.URL,
+		Events:      wh.Events,
+		EventsCount: len(wh.Events),
+		Timeout:     wh.TimeoutSeconds,
+		MaxRetries:  wh.MaxRetries,
+		Status:      string(wh.Status),
+		Enabled:     wh.Status == switchboard.StatusActive,
+		CreatedAt:   wh.CreatedAt.UTC(),
+		UpdatedAt:   wh.UpdatedAt.UTC(),
+		CreatedBy:   wh.CreatedBy,
+		UpdatedBy:   wh.UpdatedBy,
+	}
+	if wh.AgentID != "" {
+		b.AgentID = &wh.AgentID
+	}
+	if withSecret {
+		b.Secret = wh.Secret
+	}
+	return b
+}
+
+// listBody is the shape of every list response.
+type listBody[T any] struct {
+	Data       []T    `json:"data"`
+	HasMore    bool   `json:"has_more"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// create serves POST /v1/webhooks: a tenant-wide webhook.
+func (a *webhookAPI) create(w http.ResponseWriter, r *http.Request) {
+	a.createIn(w, r, "", switchboard.FieldErrors{})
+}
+
+// createForAgent serves POST /v1/agents/{agent_id}/webhooks.
+func (a *webhookAPI) createForAgent(w http.ResponseWriter, r *http.Request) {
+	agentID := r.PathValue("agent_id")
+	fe := switchboard.FieldErrors{}
+	if !validAgentID(agentID) {
+		fe.Add("agent_id", agentIDRule)
+	}
+	a.createIn(w, r, agentID, fe)
+}
+
+// createIn creates a webhook in the scope of agentID ("" for the tenant),
+// reporting the failures in fe along with the body's.
+func (a *webhookAPI) createIn(w http.ResponseWriter, r *http.Request, agentID string, fe switchboard.FieldErrors) {
+	var in webhookInput
+	if err := httpjson.Decode(r, &in); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	wh := &Webhook{Webhook: newWebhook()}
+	wh.AgentID = agentID
+	in.apply(&wh.Webhook, a.catalogue, fe)
+	if err := fe.Err(); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	if wh.Secret == "" {
+		secret, err := signer.NewSecret()
+		if err != nil {
+			httpjson.Error(w, r, a.logger, fmt.Errorf("create webhook: %w", err))
+			return
+		}
+		wh.Secret = secret
+	}
+	if err := a.store.CreateWebhook(r.Context(), wh); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	a.flush(r, wh.ID)
+	httpjson.Write(w, http.StatusCreated, newWebhookBody(wh, true))
+}
+
+// get serves GET /v1/webhooks/{id}.
+func (a *webhookAPI) get(w http.ResponseWriter, r *http.Request) {
+	wh, err := a.store.FindWebhookByID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, newWebhookBody(wh, false))
+}
+
+// list serves GET /v1/webhooks?limit=&cursor=|starting_after=&agent_id=&status=&event_type=.
+func (a *webhookAPI) list(w http.ResponseWriter, r *http.Request) {
+	f, err := parseWebhookFilter(r)
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	whs, more, err := a.store.FindWebhooks(r.Context(), f)
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	body := listBody[webhookBody]{Data: make([]webhookBody, 0, len(whs)), HasMore: more}
+	for _, wh := range whs {
+		body.Data = append(body.Data, newWebhookBody(wh, false))
+	}
+	if more {
+		body.NextCursor = whs[len(whs)-1].ID
+	}
+	httpjson.Write(w, http.StatusOK, body)
+}
+
+// parseWebhookFilter reads the list's query, reporting every bad parameter.
+func parseWebhookFilter(r *http.Request) (WebhookFilter, error) {
+	q := r.URL.Query()
+	fe := switchboard.FieldErrors{}
+	f := WebhookFilter{Limit: DefaultPageSize}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > MaxPageSize {
+			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
+		}
+		f.Limit = n
+	}
+	f.After = q.Get("cursor")
+	if after := q.Get("starting_after"); after != "" {
+		if f.After != "" && f.After != after {
+			fe.Add("starting_after", "conflicts with cursor; give one of them")
+		}
+		f.After = after
+	}
+	if v := q.Get("agent_id"); v != "" {
+		if !validAgentID(v) {
+			fe.Add("agent_id", agentIDRule)
+		}
+		f.AgentID = v
+	}
+	if v := switchboard.WebhookStatus(q.Get("status")); v != "" {
+		switch v {
+		case switchboard.StatusActive, switchboard.StatusInactive, switchboard.StatusTooManyErrors:
+		default:
+			fe.Add("status", "must be active, inactive or too_many_errors")
+		}
+		f.Status = v
+	}
+	if v := q.Get("event_type"); v != "" {
+		if !switchboard.ValidEventType(v) {
+			fe.Add("event_type", "must be an event type, e.g. call.started")
+		}
+		f.EventType = v
+	}
+	return f, fe.Err()
+}
+
+// delete serves DELETE /v1/webhooks/{id}.
+func (a *webhookAPI) delete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.store.DeleteWebhook(r.Context(), id); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	a.flush(r, id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listEventTypes serves GET /v1/event-types.
+func (a *webhookAPI) listEventTypes(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, listBody[switchboard.EventType]{Data: a.catalogue})
+}
+
+// flush mirrors a committed change into KV before the response, so that
+// workers know of it when the client does. The change is committed either
+// way: on failure it waits in the outbox for Mirror.Run, and the request
+// still succeeds.
+func (a *webhookAPI) flush(r *http.Request, id string) {
+	if err := a.mirror.Flush(context.WithoutCancel(r.Context()), id); err != nil {
+		a.logger.WarnContext(r.Context(), "webhook saved; mirroring to KV deferred",
+			"tenant", switchboard.TenantFromContext(r.Context()), "webhook_id", id, "err", err)
+	}
+}

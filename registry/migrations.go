@@ -1,0 +1,84 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// migrations are applied in order; PRAGMA user_version counts those applied.
+// Append only: never edit one that has shipped.
+var migrations = []string{
+	// 1: tenants, API keys, webhooks and the KV mirror's outbox.
+	`
+CREATE TABLE tenants (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE,
+	created_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE api_keys (
+	id           TEXT PRIMARY KEY,
+	tenant_id    TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	hash         TEXT NOT NULL UNIQUE, -- hex SHA-256 of the key
+	created_at   TIMESTAMP NOT NULL,
+	last_used_at TIMESTAMP,
+	UNIQUE (tenant_id, name)
+);
+
+-- No cascade from tenants: every webhook removal must write an outbox row.
+CREATE TABLE webhooks (
+	id          TEXT PRIMARY KEY,
+	tenant_id   TEXT NOT NULL REFERENCES tenants (id),
+	agent_id    TEXT, -- NULL: tenant-wide
+	name        TEXT NOT NULL,
+	url         TEXT NOT NULL,
+	events      TEXT NOT NULL, -- JSON array of event-type patterns
+	secret      TEXT NOT NULL,
+	timeout     INTEGER NOT NULL,
+	max_retries INTEGER NOT NULL,
+	status      TEXT NOT NULL,
+	created_at  TIMESTAMP NOT NULL,
+	updated_at  TIMESTAMP NOT NULL,
+	created_by  TEXT NOT NULL,
+	updated_by  TEXT NOT NULL
+);
+
+-- A name is unique within its scope: the whole tenant, or one of its agents.
+CREATE UNIQUE INDEX webhooks_scope_name ON webhooks (tenant_id, ifnull(agent_id, ''), name);
+CREATE INDEX webhooks_tenant_id ON webhooks (tenant_id, id);
+
+-- One row per committed webhook change not yet mirrored into the KV bucket.
+-- AUTOINCREMENT: a sequence number is never reused.
+CREATE TABLE webhook_outbox (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	webhook_id TEXT NOT NULL
+);
+CREATE INDEX webhook_outbox_webhook_id ON webhook_outbox (webhook_id, seq);
+`,
+}
+
+// migrate applies the migrations this database lacks, all in one
+// transaction, so that two processes starting at once migrate it once.
+func (db *DB) migrate(ctx context.Context) error {
+	return db.withTx(ctx, func(tx *sqlx.Tx) error {
+		var version int
+		if err := tx.GetContext(ctx, &version, `PRAGMA user_version`); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this binary's %d", version, len(migrations))
+		}
+		for i := version; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+			return fmt.Errorf("set schema version: %w", err)
+		}
+		return nil
+	})
+}

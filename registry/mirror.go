@@ -1,0 +1,228 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Mirror copies the registry's webhooks into the JetStream KV bucket the
+// workers read (internal/streams.WebhooksBucket): key = webhook id, value =
+// the JSON of switchboard.Webhook, secret included; a deleted webhook is
+// deleted from the bucket.
+//
+// No change is lost when NATS is down: each one is committed with an outbox
+// row (see CreateWebhook), Flush mirrors it right after the commit, and Run
+// retries whatever is left. A put always carries the webhook's state as it
+// is in SQLite at that moment, never a delta, so mirroring twice is
+// harmless, and after each put the state is read again and put again if it
+// changed meanwhile: the last put to the bucket is never a stale state, even
+// with several processes mirroring at once.
+type Mirror struct {
+	DB     *DB
+	KV     jetstream.KeyValue
+	Logger *slog.Logger
+	// Interval is how often Run retries the outbox.
+	Interval time.Duration
+	// Timeout bounds each KV operation (and the wait for each entry of the
+	// bucket during Resync), so that neither an API request nor Run hangs on
+	// a NATS that is down.
+	Timeout time.Duration
+}
+
+// NewMirror returns a Mirror with the defaults: retry every second, give up
+// on a KV operation after 2 s, log nothing.
+func NewMirror(db *DB, kv jetstream.KeyValue) *Mirror {
+	return &Mirror{
+		DB:       db,
+		KV:       kv,
+		Logger:   slog.New(slog.DiscardHandler),
+		Interval: time.Second,
+		Timeout:  2 * time.Second,
+	}
+}
+
+// Flush mirrors webhook id now. On error (NATS unreachable, SQLite failing)
+// the change stays in the outbox for Run to retry.
+func (m *Mirror) Flush(ctx context.Context, id string) error {
+	return m.sync(ctx, id)
+}
+
+// FlushPending mirrors every webhook that has changes in the outbox, oldest
+// first, and stops at the first error.
+func (m *Mirror) FlushPending(ctx context.Context) error {
+	ids, err := m.DB.mirrorPending(ctx)
+	if err != nil {
+		return fmt.Errorf("mirror pending webhooks: %w", err)
+	}
+	for _, id := range ids {
+		if err := m.sync(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Resync makes the whole bucket match SQLite: it puts every webhook whose
+// entry is missing or differs, and deletes the entries of webhooks that no
+// longer exist.
+func (m *Mirror) Resync(ctx context.Context) error {
+	current, err := m.snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("resync webhooks: %w", err)
+	}
+	whs, err := m.DB.mirrorAll(ctx)
+	if err != nil {
+		return fmt.Errorf("resync webhooks: %w", err)
+	}
+	for _, wh := range whs {
+		value, err := json.Marshal(wh)
+		if err != nil {
+			return fmt.Errorf("resync webhook %s: %w", wh.ID, err)
+		}
+		entry, ok := current[wh.ID]
+		delete(current, wh.ID)
+		if ok && bytes.Equal(entry, value) {
+			continue
+		}
+		if err := m.sync(ctx, wh.ID); err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+	}
+	for id := range current { // no longer in SQLite
+		if err := m.sync(ctx, id); err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run resyncs the bucket, then mirrors the outbox every Interval, until ctx
+// is done; it then returns nil. Failures are logged (once when they start,
+// once when they stop) and retried every Interval.
+func (m *Mirror) Run(ctx context.Context) error {
+	ticker := time.NewTicker(m.Interval)
+	defer ticker.Stop()
+	resynced, failing := false, false
+	for {
+		var err error
+		if !resynced {
+			err = m.Resync(ctx)
+			resynced = err == nil
+		}
+		if err == nil {
+			err = m.FlushPending(ctx)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !failing:
+			m.Logger.WarnContext(ctx, "webhook mirror failing; changes wait in the outbox", "err", err)
+		case err == nil && failing:
+			m.Logger.InfoContext(ctx, "webhook mirror recovered")
+		}
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// sync makes the bucket's entry of webhook id match SQLite, then clears the
+// outbox rows that this mirrored.
+func (m *Mirror) sync(ctx context.Context, id string) error {
+	seq, want, err := m.state(ctx, id)
+	if err != nil {
+		return fmt.Errorf("mirror webhook %s: %w", id, err)
+	}
+	for {
+		if err := m.apply(ctx, id, want); err != nil {
+			return fmt.Errorf("mirror webhook %s: %w", id, err)
+		}
+		_, got, err := m.state(ctx, id)
+		if err != nil {
+			return fmt.Errorf("mirror webhook %s: %w", id, err)
+		}
+		if bytes.Equal(got, want) {
+			break
+		}
+		// Changed since it was read: another flush of the newer state may
+		// have landed before this one, so put the newer state again.
+		want = got
+	}
+	if seq == 0 {
+		return nil
+	}
+	if err := m.DB.clearOutbox(ctx, id, seq); err != nil {
+		return fmt.Errorf("mirror webhook %s: %w", id, err)
+	}
+	return nil
+}
+
+// state returns the last outbox sequence number of webhook id and the
+// value its bucket entry must have (nil: no entry).
+func (m *Mirror) state(ctx context.Context, id string) (int64, []byte, error) {
+	seq, wh, err := m.DB.mirrorState(ctx, id)
+	if err != nil || wh == nil {
+		return seq, nil, err
+	}
+	value, err := json.Marshal(wh)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encode: %w", err)
+	}
+	return seq, value, nil
+}
+
+// apply puts value as the bucket's entry of id, or deletes it when nil.
+func (m *Mirror) apply(ctx context.Context, id string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	if value == nil {
+		if err := m.KV.Delete(ctx, id); err != nil {
+			return fmt.Errorf("kv delete: %w", err)
+		}
+		return nil
+	}
+	if _, err := m.KV.Put(ctx, id, value); err != nil {
+		return fmt.Errorf("kv put: %w", err)
+	}
+	return nil
+}
+
+// snapshot returns the bucket's current entries.
+func (m *Mirror) snapshot(ctx context.Context) (map[string][]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := m.KV.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watch kv: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	idle := time.NewTimer(m.Timeout)
+	defer idle.Stop()
+	entries := map[string][]byte{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read kv: %w", ctx.Err())
+		case <-idle.C:
+			return nil, fmt.Errorf("read kv: no entry for %v", m.Timeout)
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("read kv: watcher stopped")
+			case e == nil: // the initial values are all delivered
+				return entries, nil
+			}
+			entries[e.Key()] = e.Value()
+			idle.Reset(m.Timeout)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package registry
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/httpjson"
+)
+
+// Server is the registry's HTTP API under /v1. Set its fields (NewServer
+// fills the defaults), then serve Handler.
+type Server struct {
+	DB *DB
+	// KV is the webhooks bucket; each change is mirrored into it before the
+	// response is sent (see Mirror).
+	KV     jetstream.KeyValue
+	Logger *slog.Logger
+	// Ingest, the producer's handler, serves POST /v1/events behind the same
+	// authentication (the tenant and actor are in the request's context).
+	// Nil leaves the route out.
+	Ingest  http.Handler
+	Metrics *Metrics
+}
+
+// NewServer returns a Server on db and kv that logs nothing and whose
+// metrics are not registered.
+func NewServer(db *DB, kv jetstream.KeyValue) *Server {
+	return &Server{DB: db, KV: kv, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
+}
+
+// keyAuthenticator is what authentication needs of the store.
+type keyAuthenticator interface {
+	Authenticate(ctx context.Context, plaintext string) (Key, error)
+}
+
+var _ keyAuthenticator = (*DB)(nil)
+
+// Handler returns the API. Every route requires `Authorization: Bearer
+// <key>`; errors are JSON ({"message", "errors"}), unknown routes and
+// methods included; a panic is logged and answered with a 500. Handler
+// panics when DB or KV is nil.
+func (s *Server) Handler() http.Handler {
+	if s.DB == nil || s.KV == nil {
+		panic("registry: Server needs a DB and a KV")
+	}
+	h := &handler{mux: http.NewServeMux(), routes: map[string]string{}, keys: s.DB, logger: s.Logger, metrics: s.Metrics}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.metrics == nil {
+		h.metrics = NewMetrics(nil)
+	}
+	webhooks := &webhookAPI{
+		store:     s.DB,
+		mirror:    NewMirror(s.DB, s.KV),
+		logger:    h.logger,
+		catalogue: switchboard.DefaultEventTypes,
+	}
+	h.handle("POST /v1/webhooks", http.HandlerFunc(webhooks.create))
+	h.handle("POST /v1/agents/{agent_id}/webhooks", http.HandlerFunc(webhooks.createForAgent))
+	h.handle("GET /v1/webhooks", http.HandlerFunc(webhooks.list))
+	h.handle("GET /v1/webhooks/{id}", http.HandlerFunc(webhooks.get))
+	h.handle("DELETE /v1/webhooks/{id}", http.HandlerFunc(webhooks.delete))
+	h.handle("GET /v1/event-types", http.HandlerFunc(webhooks.listEventTypes))
+	if s.Ingest != nil {
+		h.handle("POST /v1/events", s.Ingest)
+	}
+	return h
+}
+
+// authenticate lets through requests with a known API key, with its tenant
+// and name in the context.
+func authenticate(keys keyAuthenticator, logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearerToken(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			httpjson.Error(w, r, logger, switchboard.Errorf(switchboard.EUNAUTHORIZED, "Missing Bearer Token"))
+			return
+		}
+		key, err := keys.Authenticate(r.Context(), token)
+		if err != nil {
+			if switchboard.ErrorCode(err) == switchboard.EUNAUTHORIZED {
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			}
+			httpjson.Error(w, r, logger, err)
+			return
+		}
+		ctx := switchboard.NewContextWithTenant(r.Context(), key.TenantID)
+		ctx = switchboard.NewContextWithActor(ctx, key.Name)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// bearerToken returns the token of an `Authorization: Bearer <token>`
+// header (the scheme is case-insensitive).
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// handler routes with a ServeMux to authenticated routes and, around every
+// request, recovers from panics, answers unknown routes and methods in JSON,
+// counts and logs.
+type handler struct {
+	mux     *http.ServeMux
+	routes  map[string]string // pattern -> route label (the pattern's path)
+	keys    keyAuthenticator
+	logger  *slog.Logger
+	metrics *Metrics
+}
+
+// unmatchedRoute labels requests that match no route.
+const unmatchedRoute = "unmatched"
+
+// handle routes pattern to next, behind authentication.
+func (h *handler) handle(pattern string, next http.Handler) {
+	_, path, _ := strings.Cut(pattern, " ")
+	h.routes[pattern] = path
+	h.mux.Handle(pattern, authenticate(h.keys, h.logger, next))
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	_, pattern := h.mux.Handler(r)
+	route, matched := h.routes[pattern]
+	if !matched {
+		route = unmatchedRoute
+	}
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		p := recover()
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		status, aborted := rec.status, false
+		if p != nil {
+			h.logger.ErrorContext(r.Context(), "panic serving request",
+				"method", r.Method, "route", route, "panic", p, "stack", string(debug.Stack()))
+			// Once the response has begun it can only be cut off, so that
+			// it does not look complete.
+			aborted = rec.status != 0
+			if !aborted {
+				httpjson.Write(rec, http.StatusInternalServerError, httpjson.ErrorBody{Message: "Internal error."})
+			}
+			status = http.StatusInternalServerError
+		}
+		if status == 0 {
+			status = http.StatusOK
+		}
+		d := time.Since(start)
+		h.metrics.observe(route, r.Method, status, d)
+		h.logger.DebugContext(r.Context(), "http request",
+			"method", r.Method, "route", route, "status", status, "duration", d)
+		if aborted {
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	h.mux.ServeHTTP(rec, r)
+}
+
+// recorder notes the status of a response and gives the answers that the
+// ServeMux writes itself (404, 405, and 307 to a cleaned path) a JSON body.
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	discard bool // the body being written is not JSON and is replaced
+}
+
+func (w *recorder) WriteHeader(status int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = status
+	isMux := status == http.StatusNotFound || status == http.StatusMethodNotAllowed ||
+		status >= 300 && status < 400
+	if !isMux || strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	msg := "No such route."
+	switch {
+	case status == http.StatusMethodNotAllowed:
+		msg = "Method not allowed on this route; see the Allow header."
+	case status != http.StatusNotFound:
+		msg = "The path is not in canonical form; see the Location header."
+	}
+	httpjson.Write(w.ResponseWriter, status, httpjson.ErrorBody{Message: msg})
+	w.discard = true
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.discard {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
