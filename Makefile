@@ -1,0 +1,53 @@
+# Switchboard. `make run` starts everything on an embedded JetStream;
+# `make test` runs every test against real parts. Only Go and make are needed:
+# modules and tools come through the Go module proxy.
+
+GO          ?= go
+BIN         := bin/switchboard
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# Benchmark knobs: make bench EVENTS=200000 FANOUT=2
+EVENTS      ?= 100000
+FANOUT      ?= 1
+PAYLOAD     ?= 512
+BENCH_FLAGS ?=
+
+.PHONY: all build run test test-race bench gobench lint fmt clean
+
+all: lint test
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
+
+## run: build and start `switchboard serve` on the embedded JetStream (./data)
+run: build
+	./$(BIN) serve
+
+## test: every test, against an embedded JetStream, SQLite files and loopback HTTP
+test:
+	$(GO) test -count=1 -timeout 12m ./...
+
+## test-race: the same under the race detector
+test-race:
+	$(GO) test -count=1 -race -timeout 20m ./...
+
+## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
+bench: build
+	./$(BIN) bench --events $(EVENTS) --fanout $(FANOUT) --payload-size $(PAYLOAD) $(BENCH_FLAGS)
+
+## gobench: the packages' Go micro-benchmarks
+gobench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

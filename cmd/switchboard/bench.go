@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/signer"
+)
+
+type benchConfig struct {
+	Events        int
+	Fanout        int
+	PayloadSize   int
+	DeadShare     float64
+	Workers       int
+	MaxAckPending int
+	Verify        bool
+	Rate          int
+	Timeout       time.Duration
+	DataDir       string
+	CPUProfile    string
+}
+
+func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
+	cfg := benchConfig{
+		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute,
+		Workers: consumer.DefaultWorkers, MaxAckPending: consumer.DefaultMaxAckPending,
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.IntVar(&cfg.Events, "events", cfg.Events, "events to publish")
+	fs.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "webhooks matching each event (deliveries per event)")
+	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
+	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
+	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
+	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "events published per second; 0 publishes as fast as JetStream takes them (throughput), a modest rate shows latency without queueing")
+	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "receiver verifies every signature (in both runs)")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of the end-to-end run to this file (go tool pprof)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the bench's JetStream and SQLite live (default: a temporary folder, removed after)")
+	return &ffcli.Command{
+		Name:       "bench",
+		ShortUsage: "switchboard bench [flags]",
+		ShortHelp:  "measure end-to-end deliveries/s against this machine's raw HTTP ceiling",
+		LongHelp: `Starts everything embedded, plus receivers on 127.0.0.1, and prints in one run:
+  (a) the ceiling: the deliverer's own HTTP client posting signed bodies
+      straight to the receiver, at the same concurrency;
+  (b) end to end: events published through the producer, matched, signed
+      and delivered; deliveries/s at the receiver and publish-to-receive
+      latency p50/p95/p99;
+  (c) the ratio (b)/(a), and lost and duplicated deliveries.
+Compare figures within one run: this machine may be shared and noisy.`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, _ []string) error {
+			return cfg.run(ctx, stdout, stderr)
+		},
+	}
+}
+
+func (c benchConfig) validate() error {
+	var errs []error
+	if c.Events < 1 {
+		errs = append(errs, errors.New("--events must be at least 1"))
+	}
+	if c.Fanout < 1 || c.Fanout > 100 {
+		errs = append(errs, errors.New("--fanout must be 1..100"))
+	}
+	if c.DeadShare < 0 || c.DeadShare >= 1 {
+		errs = append(errs, errors.New("--dead-share must be in [0, 1)"))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, errors.New("--rate must not be negative"))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if c.PayloadSize < 128 || c.PayloadSize > switchboard.MaxEventDataSize {
+		errs = append(errs, fmt.Errorf("--payload-size must be 128..%d", switchboard.MaxEventDataSize))
+	}
+	return errors.Join(errs...)
+}
+
+// benchResult is what one bench run measured.
+type benchResult struct {
+	CeilingRate   float64
+	Rate          float64
+	Delivered     int64
+	Expected      int
+	P50, P95, P99 time.Duration
+	Lost, Dup     int
+	BadSignatures int64
+	DeadAttempts  int64
+	Elapsed       time.Duration
+}
+
+func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	secret, err := signer.NewSecret()
+	if err != nil {
+		return err
+	}
+	recv, err := startBenchReceiver(secret, c.Events, c.Fanout, c.Verify)
+	if err != nil {
+		return err
+	}
+	defer recv.Close()
+	var res benchResult
+	res.Expected = c.healthyEvents() * c.Fanout
+
+	fmt.Fprintf(stderr, "bench: ceiling run, %d signed %d-byte POSTs at concurrency %d\n", res.Expected, c.PayloadSize, c.Workers)
+	if res.CeilingRate, err = c.ceiling(ctx, recv, secret, res.Expected); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
+
+	if err := c.endToEnd(ctx, recv, secret, &res, stderr); err != nil {
+		return err
+	}
+	c.report(stdout, &res)
+	if res.Lost > 0 || res.BadSignatures > 0 {
+		return fmt.Errorf("bench: %d deliveries lost, %d bad signatures", res.Lost, res.BadSignatures)
+	}
+	return nil
+}
+
+// healthyEvents is how many events go to the healthy webhooks.
+func (c benchConfig) healthyEvents() int {
+	n := 0
+	for i := range c.Events {
+		if !c.isDead(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// isDead spreads the dead share evenly over the event sequence.
+func (c benchConfig) isDead(i int) bool {
+	return int(float64(i+1)*c.DeadShare) > int(float64(i)*c.DeadShare)
+}
+
+// ceiling posts n signed bodies straight to the receiver with the
+// deliverer's own HTTP client, at the deliverer's concurrency.
+func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret string, n int) (float64, error) {
+	s, err := signer.New(secret)
+	if err != nil {
+		return 0, err
+	}
+	client := consumer.NewHTTPClient(c.Workers)
+	body := c.sampleBody()
+	url := recv.URL + "/ceiling"
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c.Workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				s.SetHeaders(req.Header, "bench_ceiling", time.Now(), body)
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body) //nolint:errcheck
+				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if f := failed.Load(); f > 0 {
+		return 0, fmt.Errorf("ceiling run: %d of %d requests failed", f, n)
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// sampleBody is a rendered payload of about PayloadSize bytes.
+func (c benchConfig) sampleBody() []byte {
+	evt := c.event(0)
+	evt.TenantID = "bench"
+	evt.Normalize(time.Now())
+	b, _ := evt.Payload(nil)
+	return b
+}
+
+func (c benchConfig) event(i int) switchboard.Event {
+	typ := "call.started"
+	if c.isDead(i) {
+		typ = "call.ended"
+	}
+	// The rendered body adds about 130 bytes of envelope around data.
+	pad := max(c.PayloadSize-150, 1)
+	return switchboard.Event{
+		ID:      fmt.Sprintf("bench_%d", i),
+		Type:    typ,
+		AgentID: "agent-1",
+		Data:    json.RawMessage(`{"call_id":"c-` + fmt.Sprint(i) + `","pad":"` + strings.Repeat("x", pad) + `"}`),
+	}
+}
+
+func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, stderr io.Writer) error {
+	dir := c.DataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "switchboard-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	cfg := defaultServeConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = dir
+	cfg.Workers = c.Workers
+	cfg.MaxAckPending = c.MaxAckPending
+	cfg.AllowPrivateTargets = true
+	cfg.Retry.InitialInterval = time.Second
+	cfg.Retry.MaxInterval = 2 * time.Second
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sys, err := startSystem(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+
+	api := apiClient{url: sys.URL, key: sys.NewKey}
+	var ids []string
+	for k := range c.Fanout {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": fmt.Sprintf("bench-%d", k), "url": fmt.Sprintf("%s/wh/%d", recv.URL, k),
+			"events": []string{"call.started"}, "secret": secret,
+		})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if c.DeadShare > 0 {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-dead", "url": recv.URL + "/dead", "events": []string{"call.ended"},
+			"secret": secret, "max_retries": 1,
+		})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if err := sys.waitForWebhooks(ctx, ids); err != nil {
+		return err
+	}
+
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver)\n", c.Events, c.Fanout, c.DeadShare*100)
+	pub := producer.New(sys.js)
+	tenant := sys.Tenant
+	var published atomic.Int64
+	start := time.Now()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, &published) }()
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	deadline := time.After(c.Timeout)
+	for recv.received.Load() < int64(res.Expected) {
+		select {
+		case err := <-pubErr:
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			pubErr = nil
+		case <-tick.C:
+			got := recv.received.Load()
+			fmt.Fprintf(stderr, "bench: %5.1fs  published %d/%d  delivered %d/%d  (%.0f/s)\n",
+				time.Since(start).Seconds(), published.Load(), c.Events, got, res.Expected,
+				float64(got)/time.Since(start).Seconds())
+		case <-deadline:
+			fmt.Fprintf(stderr, "bench: timed out after %v\n", c.Timeout)
+			goto done
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+done:
+	last := time.Unix(0, recv.lastRecvN.Load())
+	res.Elapsed = last.Sub(start)
+	res.Delivered = recv.received.Load()
+	res.Rate = float64(res.Delivered) / res.Elapsed.Seconds()
+	res.Lost, res.Dup = recv.tally()
+	res.Lost -= (c.Events - c.healthyEvents()) * c.Fanout // dead events are not expected at /wh
+	res.BadSignatures = recv.badSig.Load()
+	res.DeadAttempts = recv.dead.Load()
+	res.P50, res.P95, res.P99 = recv.percentiles()
+	return nil
+}
+
+// publish sends every event through the producer in batches, stamping each
+// event's publish time for the latency figures. With a rate, batches are
+// paced every 10ms.
+func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant string, recv *benchReceiver, published *atomic.Int64) error {
+	batch := 500
+	var pace *time.Ticker
+	if c.Rate > 0 {
+		batch = max(1, c.Rate/100)
+		pace = time.NewTicker(time.Duration(float64(time.Second) * float64(batch) / float64(c.Rate)))
+		defer pace.Stop()
+	}
+	evts := make([]*switchboard.Event, 0, batch)
+	for i := 0; i < c.Events; i += batch {
+		if pace != nil {
+			select {
+			case <-pace.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		evts = evts[:0]
+		for j := i; j < min(i+batch, c.Events); j++ {
+			e := c.event(j)
+			e.TenantID = tenant
+			evts = append(evts, &e)
+		}
+		now := time.Now().UnixNano()
+		for j := i; j < i+len(evts); j++ {
+			recv.published[j].Store(now)
+		}
+		if _, err := pub.PublishBatch(ctx, evts); err != nil {
+			return err
+		}
+		published.Add(int64(len(evts)))
+	}
+	return nil
+}
+
+func (r *benchReceiver) percentiles() (p50, p95, p99 time.Duration) {
+	var lat []int64
+	for i := range r.latencies {
+		if v := r.latencies[i].Load(); v > 0 {
+			lat = append(lat, v)
+		}
+	}
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	at := func(q float64) time.Duration { return time.Duration(lat[min(int(q*float64(len(lat))), len(lat)-1)]) }
+	return at(0.50), at(0.95), at(0.99)
+}
+
+func (c benchConfig) report(w io.Writer, r *benchResult) {
+	rate := "as fast as accepted"
+	if c.Rate > 0 {
+		rate = fmt.Sprintf("%d events/s", c.Rate)
+	}
+	fmt.Fprintf(w, "\nSwitchboard bench: %d events published %s, fan-out %d, %d-byte bodies, concurrency %d, dead share %.0f%%\n",
+		c.Events, rate, c.Fanout, c.PayloadSize, c.Workers, c.DeadShare*100)
+	fmt.Fprintf(w, "  (a) ceiling, signed POSTs straight to the receiver: %8.0f req/s\n", r.CeilingRate)
+	fmt.Fprintf(w, "  (b) end to end, publish -> JetStream -> delivered:  %8.0f deliveries/s  (%d in %.2fs)\n",
+		r.Rate, r.Delivered, r.Elapsed.Seconds())
+	fmt.Fprintf(w, "      publish-to-receive latency: p50 %v  p95 %v  p99 %v\n",
+		r.P50.Round(time.Millisecond/10), r.P95.Round(time.Millisecond/10), r.P99.Round(time.Millisecond/10))
+	if c.Rate == 0 {
+		fmt.Fprintf(w, "  (c) ratio (b)/(a): %.1f%%\n", 100*r.Rate/r.CeilingRate)
+	} else {
+		fmt.Fprintln(w, "  (c) ratio: not meaningful at a fixed --rate; run without --rate for throughput")
+	}
+	fmt.Fprintf(w, "  lost %d, duplicated %d, bad signatures %d", r.Lost, r.Dup, r.BadSignatures)
+	if c.DeadShare > 0 {
+		fmt.Fprintf(w, ", attempts at the dead receiver %d", r.DeadAttempts)
+	}
+	fmt.Fprintln(w)
+}

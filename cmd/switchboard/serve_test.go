@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/internal/testenv"
+	"github.com/switchboard-hq/switchboard/signer"
+)
+
+const testKey = "sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
+
+func testServeConfig(dir string) serveConfig {
+	cfg := defaultServeConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = dir
+	cfg.APIKey = testKey
+	cfg.AllowPrivateTargets = true
+	cfg.Retry.InitialInterval = time.Second
+	cfg.Retry.MaxInterval = time.Second
+	cfg.ShutdownTimeout = 20 * time.Second
+	return cfg
+}
+
+func mustStartSystem(t *testing.T, cfg serveConfig) *system {
+	t.Helper()
+	sys, err := startSystem(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { sys.Close() })
+	return sys
+}
+
+// successes counts, per webhook-id, the requests a receiver answered 2xx.
+type successes struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (s *successes) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]int{}
+	}
+	s.ids[id]++
+}
+
+func (s *successes) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids)
+}
+
+func TestServe_EventsAcceptedBeforeStopAreDeliveredAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	var failing atomic.Bool
+	failing.Store(true)
+	var ok successes
+	recv := testenv.StartReceiver(t, func(r *http.Request, _ []byte) int {
+		if failing.Load() {
+			return http.StatusServiceUnavailable
+		}
+		ok.add(r.Header.Get(signer.HeaderID))
+		return http.StatusOK
+	})
+	cfg := testServeConfig(dir)
+	ctx := context.Background()
+
+	sys := mustStartSystem(t, cfg)
+	api := apiClient{url: sys.URL, key: testKey}
+	id, err := api.createWebhook(ctx, map[string]any{
+		"name": "crm", "url": recv.URL, "events": []string{"call.*"}, "max_retries": 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{
+			"type": "call.started", "data": map[string]any{"i": i},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every event has been tried once and failed, so each is now waiting
+	// for its retry somewhere in JetStream when the process stops.
+	testenv.WaitFor(t, 20*time.Second, "first attempts", func() bool { return len(recv.CountByID()) == n })
+	if err := sys.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	failing.Store(false)
+	mustStartSystem(t, cfg)
+	testenv.WaitFor(t, 30*time.Second, "all events delivered after restart", func() bool { return ok.len() == n })
+}
+
+func TestRun_HelpNamesEveryEnvironmentVariable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--help"}, &out, &errOut)
+	if err == nil {
+		t.Fatal("--help: want flag.ErrHelp")
+	}
+	help := errOut.String()
+	for _, env := range []string{
+		"SWITCHBOARD_LISTEN", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_URL", "SWITCHBOARD_API_KEY",
+		"SWITCHBOARD_RETRY_INITIAL_INTERVAL", "SWITCHBOARD_RETRY_MAX_INTERVAL", "SWITCHBOARD_RETRY_MULTIPLIER",
+		"SWITCHBOARD_ALLOW_PRIVATE_TARGETS",
+	} {
+		if !strings.Contains(help, env) {
+			t.Errorf("serve --help does not name %s:\n%s", env, help)
+		}
+	}
+}
+
+func TestRun_ServeFromEnvironmentThenPublish(t *testing.T) {
+	recv := testenv.StartReceiver(t, nil)
+	t.Setenv("SWITCHBOARD_DATA_DIR", t.TempDir())
+	t.Setenv("SWITCHBOARD_API_KEY", testKey)
+	t.Setenv("SWITCHBOARD_LOG_LEVEL", "error")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--allow-private-targets"}, pw, io.Discard)
+		pw.Close()
+	}()
+	// The banner names the API URL.
+	var url string
+	buf := make([]byte, 4096)
+	var banner strings.Builder
+	for url == "" {
+		n, err := pr.Read(buf)
+		if err != nil {
+			t.Fatalf("read banner: %v (%q)", err, banner.String())
+		}
+		banner.Write(buf[:n])
+		for _, line := range strings.Split(banner.String(), "\n") {
+			if u, found := strings.CutPrefix(strings.TrimSpace(line), "API:"); found {
+				url = strings.TrimSpace(u)
+			}
+		}
+	}
+	go io.Copy(io.Discard, pr) //nolint:errcheck
+
+	api := apiClient{url: url, key: testKey}
+	if _, err := api.createWebhook(ctx, map[string]any{"name": "n", "url": recv.URL, "events": []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A webhook reaches the workers within a second; publish after that.
+	time.Sleep(1500 * time.Millisecond)
+	var out bytes.Buffer
+	if err := run(ctx, []string{"publish", "--api-url", url, "--type", "agent.logged_in", "--id", "evt-1", "--data", `{"a":1}`}, &out, io.Discard); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if got := strings.TrimSpace(out.String()); got != "evt-1" {
+		t.Errorf("publish printed %q, want the id alone", got)
+	}
+	testenv.WaitFor(t, 10*time.Second, "delivery", func() bool { return recv.Count() == 1 })
+	if got := recv.Requests()[0].Header.Get(signer.HeaderID); got != "evt-1" {
+		t.Errorf("webhook-id = %q", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
