@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/signer"
 )
@@ -177,5 +182,48 @@ func TestRun_ServeFromEnvironmentThenPublish(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+func TestServe_ExternalNATS(t *testing.T) {
+	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerName: "external"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ext.Shutdown)
+	recv := testenv.StartReceiver(t, nil)
+	cfg := testServeConfig(t.TempDir())
+	cfg.NATSURL = ext.ClientURL()
+	sys := mustStartSystem(t, cfg)
+	if sys.ns != nil {
+		t.Fatal("serve started an embedded server although --nats-url was given")
+	}
+	ctx := context.Background()
+	api := apiClient{url: sys.URL, key: testKey}
+	id, err := api.createWebhook(ctx, map[string]any{"name": "n", "url": recv.URL, "events": []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"id": "ext-1", "type": "call.started", "data": map[string]any{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "delivery through the external NATS", func() bool { return recv.Count() == 1 })
+
+	// The streams live on the external server, not in --data-dir.
+	nc, err := nats.Connect(ext.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatalf("SB_EVENTS on the external server: %v", err)
+	}
+	if info, _ := s.Info(ctx); info == nil || info.State.Msgs != 1 {
+		t.Errorf("SB_EVENTS on the external server holds %+v, want 1 message", info)
 	}
 }
