@@ -14,11 +14,16 @@ FANOUT      ?= 1
 PAYLOAD     ?= 512
 BENCH_FLAGS ?=
 
-.PHONY: all build run test test-race bench gobench lint fmt clean
+.PHONY: all build run test test-race bench gobench lint fmt clean cgo
 
 all: lint test
 
-build:
+# The registry's SQLite driver (mattn/go-sqlite3) is cgo: say so plainly
+# rather than let the build fail deep inside it.
+cgo:
+	@command -v $${CC:-gcc} >/dev/null 2>&1 || { echo "A C compiler is needed for SQLite (cgo): apt-get install gcc"; exit 1; }
+
+build: cgo
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
 
 ## run: build and start `switchboard serve` on the embedded JetStream (./data)
@@ -26,11 +31,11 @@ run: build
 	./$(BIN) serve
 
 ## test: every test, against an embedded JetStream, SQLite files and loopback HTTP
-test:
+test: cgo
 	$(GO) test -count=1 -timeout 12m ./...
 
 ## test-race: the same under the race detector
-test-race:
+test-race: cgo
 	$(GO) test -count=1 -race -timeout 20m ./...
 
 ## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
