@@ -227,3 +227,30 @@ func TestServe_ExternalNATS(t *testing.T) {
 		t.Errorf("SB_EVENTS on the external server holds %+v, want 1 message", info)
 	}
 }
+
+func TestServe_ReadinessFollowsNATS(t *testing.T) {
+	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testServeConfig(t.TempDir())
+	cfg.NATSURL = ext.ClientURL()
+	sys := mustStartSystem(t, cfg)
+	status := func(path string) int {
+		resp, err := http.Get(sys.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	testenv.WaitFor(t, 10*time.Second, "ready", func() bool { return status("/readyz") == http.StatusOK })
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz = %d", got)
+	}
+	ext.Shutdown()
+	testenv.WaitFor(t, 10*time.Second, "not ready without NATS", func() bool { return status("/readyz") == http.StatusServiceUnavailable })
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz without NATS = %d: the process is alive, only not ready", got)
+	}
+}
