@@ -212,6 +212,17 @@ func TestServe_ExternalNATS(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*time.Second, "delivery through the external NATS", func() bool { return recv.Count() == 1 })
 
+	// An upstream script can publish straight to the cluster.
+	var out bytes.Buffer
+	args := []string{"publish", "--nats-url", ext.ClientURL(), "--tenant", sys.Tenant, "--type", "call.ended", "--id", "ext-2"}
+	if err := run(ctx, args, &out, io.Discard); err != nil {
+		t.Fatalf("publish --nats-url: %v", err)
+	}
+	if got := strings.TrimSpace(out.String()); got != "ext-2" {
+		t.Errorf("publish printed %q, want the id alone", got)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the directly published event delivered", func() bool { return recv.CountByID()["ext-2"] == 1 })
+
 	// The streams live on the external server, not in --data-dir.
 	nc, err := nats.Connect(ext.ClientURL())
 	if err != nil {
@@ -223,8 +234,8 @@ func TestServe_ExternalNATS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SB_EVENTS on the external server: %v", err)
 	}
-	if info, _ := s.Info(ctx); info == nil || info.State.Msgs != 1 {
-		t.Errorf("SB_EVENTS on the external server holds %+v, want 1 message", info)
+	if info, _ := s.Info(ctx); info == nil || info.State.Msgs != 2 {
+		t.Errorf("SB_EVENTS on the external server holds %+v, want 2 messages", info)
 	}
 }
 
