@@ -1,7 +1,9 @@
 package switchboard
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -100,6 +102,23 @@ func ValidTenantID(id string) bool {
 	return true
 }
 
+// ValidAgentID reports whether id may name an agent that webhooks are
+// scoped to: 1 to 255 characters of [A-Za-z0-9_.:-], and not "." or ".."
+// (the id is a path segment of /v1/agents/{agent_id}/webhooks). Events may
+// carry other agent ids (Validate only bounds their length), but no
+// agent-scoped webhook can match them.
+func ValidAgentID(id string) bool {
+	if id == "" || id == "." || id == ".." || len(id) > MaxAgentIDLength {
+		return false
+	}
+	for _, c := range id {
+		if !isTokenChar(c) && c != '.' && c != ':' {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidEventID reports whether id may be used as an event id. Ids end up in
 // NATS subjects and message ids, so they are restricted to [A-Za-z0-9_:-].
 func ValidEventID(id string) bool {
@@ -125,14 +144,62 @@ type Payload struct {
 }
 
 // Payload renders the body delivered to a webhook for e; properties are the
-// webhook's custom values (nil for none).
+// webhook's custom values (nil for none). See AppendPayload.
 func (e *Event) Payload(properties json.RawMessage) ([]byte, error) {
-	return json.Marshal(Payload{
-		ID:         e.ID,
-		Type:       e.Type,
-		Timestamp:  e.OccurredAt,
-		AgentID:    e.AgentID,
-		Data:       e.Data,
-		Properties: properties,
-	})
+	if y := e.OccurredAt.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("event %s: occurred_at year %d outside 0..9999", e.ID, y)
+	}
+	return e.AppendPayload(make([]byte, 0, payloadSize(e, properties)), properties), nil
+}
+
+// AppendPayload appends to dst the body delivered for e, as Payload's JSON
+// fields in this order: {"id","type","timestamp","agent_id"?,"data",
+// "properties"?}. properties, when given, come last, so that a body
+// rendered without them gets them by replacing its closing brace.
+//
+// It writes the fields with appends, not encoding/json: e must be valid
+// (Validate), its ids and type need no escaping, and Data is copied as
+// published, not compacted nor HTML-escaped again (escaping every '<' as six
+// bytes would let a valid 512 KiB event outgrow a NATS message). Only the
+// free-text AgentID is escaped.
+func (e *Event) AppendPayload(dst []byte, properties json.RawMessage) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, e.ID...)
+	dst = append(dst, `","type":"`...)
+	dst = append(dst, e.Type...)
+	dst = append(dst, `","timestamp":"`...)
+	dst = e.OccurredAt.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	if e.AgentID != "" {
+		dst = append(dst, `,"agent_id":`...)
+		dst = appendJSONString(dst, e.AgentID)
+	}
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, bytes.TrimSpace(e.Data)...)
+	if len(properties) > 0 {
+		dst = append(dst, `,"properties":`...)
+		dst = append(dst, bytes.TrimSpace(properties)...)
+	}
+	return append(dst, '}')
+}
+
+// payloadSize is an upper bound of the size of e's payload, short of an
+// agent id that needs escaping.
+func payloadSize(e *Event, properties json.RawMessage) int {
+	return 96 + len(e.ID) + len(e.Type) + len(e.AgentID) + len(e.Data) + len(properties)
+}
+
+// appendJSONString appends s as a JSON string. Strings of printable ASCII
+// without quotes or backslashes, like every valid agent id, are appended
+// as they are; others go through encoding/json.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b, _ := json.Marshal(s) // cannot fail for a string
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

@@ -119,3 +119,39 @@ func TestEvent_Payload(t *testing.T) {
 		t.Errorf("payload\n got %s\nwant %s", b, want)
 	}
 }
+
+// AppendPayload writes by hand what encoding/json would: the result must
+// decode to the same values, whatever the agent id holds.
+func TestEvent_AppendPayload(t *testing.T) {
+	for _, agent := range []string{"", "agent-1", "a:b.c_d", "with \"quote\" and \\", "line\r\nbreak", "<b>&é\u2028", "bad \xff utf8"} {
+		e := switchboard.Event{ID: "msg_1", Type: "call.started", AgentID: agent,
+			OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Data: json.RawMessage(` {"html": "<p>"} `)}
+		b := e.AppendPayload([]byte("keep"), nil)
+		body, ok := strings.CutPrefix(string(b), "keep")
+		if !ok {
+			t.Fatalf("dst not kept: %s", b)
+		}
+		var p switchboard.Payload
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatalf("agent %q: %s: %v", agent, body, err)
+		}
+		want := strings.ToValidUTF8(agent, "\ufffd")
+		if p.ID != e.ID || p.Type != e.Type || p.AgentID != want || !p.Timestamp.Equal(e.OccurredAt) || string(p.Data) != `{"html": "<p>"}` {
+			t.Errorf("agent %q: decoded %+v", agent, p)
+		}
+		if agent == "" && strings.Contains(body, "agent_id") {
+			t.Errorf("empty agent id written: %s", body)
+		}
+	}
+}
+
+func TestValidAgentID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"agent-1": true, "a:b.c_D9": true, strings.Repeat("a", 255): true,
+		"": false, ".": false, "..": false, "a b": false, "a\r\nb": false, "é": false, strings.Repeat("a", 256): false,
+	} {
+		if got := switchboard.ValidAgentID(id); got != want {
+			t.Errorf("ValidAgentID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

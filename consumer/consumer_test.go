@@ -165,20 +165,26 @@ func event(id, typ, agent string) switchboard.Event {
 	}
 }
 
+// eventMsg is evt's SB_EVENTS message, as the producer stores it.
+func eventMsg(tb testing.TB, evt switchboard.Event) *nats.Msg {
+	tb.Helper()
+	msg, err := streams.EventMsg(&evt, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return msg
+}
+
 // publishEvent publishes evt as the producer does, with the event id as
 // Nats-Msg-Id; withMsgID false leaves it out, as a re-publish after the
-// duplicates window would look.
+// duplicates window would look (the matcher then reads the id from the body).
 func (s *system) publishEvent(evt switchboard.Event, withMsgID bool) {
 	s.t.Helper()
-	b, err := json.Marshal(evt)
-	if err != nil {
-		s.t.Fatal(err)
+	msg := eventMsg(s.t, evt)
+	if !withMsgID {
+		delete(msg.Header, jetstream.MsgIDHeader)
 	}
-	var opts []jetstream.PublishOpt
-	if withMsgID {
-		opts = append(opts, jetstream.WithMsgID(evt.ID))
-	}
-	if _, err := s.env.JS.Publish(context.Background(), streams.EventSubject(evt.TenantID, evt.Type), b, opts...); err != nil {
+	if _, err := s.env.JS.PublishMsg(context.Background(), msg); err != nil {
 		s.t.Fatalf("publish event %s: %v", evt.ID, err)
 	}
 }

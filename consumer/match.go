@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,13 +129,17 @@ func (m *Matcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// match decodes one event, publishes its deliveries asynchronously and
+// match reads one event, publishes its deliveries asynchronously and
 // returns them to be settled; it returns nil when it has already settled
-// the event (undecodable, or no webhook matches). matches is scratch space,
+// the event (malformed, or no webhook matches). matches is scratch space,
 // returned for reuse.
+//
+// The event is never decoded: the stored body is already the delivered
+// body (see streams.EventMsg), and tenant, type, agent and id come from the
+// subject and headers.
 func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
-	var evt switchboard.Event
-	if err := decodeEvent(msg.Data(), &evt); err != nil {
+	evt, err := eventOf(msg)
+	if err != nil {
 		log.Error("undecodable event; terminating it", "subject", msg.Subject(), "err", err)
 		if err := msg.TermWithReason("undecodable event"); err != nil {
 			log.Warn("terminate event", "subject", msg.Subject(), "err", err)
@@ -152,17 +155,9 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 		m.Metrics.events[resultUnmatched].Inc()
 		return nil, matches
 	}
-	// Every webhook gets the same body until webhooks carry properties
-	// (they will then be rendered per webhook); it is rendered once.
-	body, err := evt.Payload(nil)
-	if err != nil { // cannot happen for a decoded event: its Data is valid JSON
-		log.Error("render payload; terminating event", "tenant", evt.TenantID, "event_id", evt.ID, "err", err)
-		if err := msg.TermWithReason("unrenderable event"); err != nil {
-			log.Warn("terminate event", "event_id", evt.ID, "err", err)
-		}
-		m.Metrics.events[resultInvalid].Inc()
-		return nil, matches
-	}
+	// Every webhook gets the stored body until webhooks carry properties
+	// (they will then be spliced in per webhook).
+	body := msg.Data()
 
 	// Header values shared by every delivery of the event; never modified.
 	eventID := []string{evt.ID}
@@ -250,16 +245,24 @@ func (m *Matcher) republish(ctx context.Context, dm *nats.Msg) error {
 	return fmt.Errorf("publish %s: %w", dm.Subject, err)
 }
 
-// decodeEvent decodes an event and checks the fields the matcher relies on.
-// The producer validated the rest.
-func decodeEvent(data []byte, evt *switchboard.Event) error {
-	if err := json.Unmarshal(data, evt); err != nil {
-		return fmt.Errorf("decode event: %w", err)
+// eventOf returns what matching needs of a stored event: id, tenant, type
+// and agent, from the subject and headers. It checks that the body is a
+// JSON object, without decoding it: the producer validated it.
+func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
+	tenant, typ, ok := streams.SplitEventSubject(msg.Subject())
+	if !ok {
+		return switchboard.Event{}, errors.New("not an event subject")
 	}
-	if !switchboard.ValidEventID(evt.ID) || evt.TenantID == "" || evt.Type == "" {
-		return fmt.Errorf("decode event: id %q, tenant %q, type %q: an id, tenant and type are required", evt.ID, evt.TenantID, evt.Type)
+	h := msg.Headers()
+	data := msg.Data()
+	id := streams.EventID(h, data)
+	if id == "" {
+		return switchboard.Event{}, errors.New("no valid event id")
 	}
-	return nil
+	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
+		return switchboard.Event{}, errors.New("body is not a JSON object")
+	}
+	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(streams.HeaderAgentID)}, nil
 }
 
 // acceptedAt is when the event was accepted, in Unix nanoseconds: the

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // PublishBatch publishes many events at the throughput of asynchronous
@@ -38,7 +37,6 @@ func (c *Client) PublishBatch(ctx context.Context, evts []*switchboard.Event, op
 	}
 	b := &batch{
 		client:  c,
-		encoder: newMsgEncoder(),
 		evts:    evts,
 		msgs:    make([]*nats.Msg, len(evts)),
 		results: make([]Result, len(evts)),
@@ -96,7 +94,6 @@ func (c *Client) validateBatch(evts []*switchboard.Event, now time.Time) error {
 // batch is the state of one PublishBatch call.
 type batch struct {
 	client  *Client
-	encoder *msgEncoder
 	evts    []*switchboard.Event
 	msgs    []*nats.Msg // encoded on first send, re-sent as they are
 	results []Result
@@ -132,14 +129,14 @@ func (b *batch) send(ctx context.Context, indexes []int) error {
 
 func (b *batch) sendOne(ctx context.Context, i int) error {
 	if b.msgs[i] == nil {
-		msg, err := b.encoder.msg(b.evts[i], time.Now())
+		msg, err := eventMsg(b.evts[i], time.Now())
 		if err != nil {
 			return err
 		}
 		b.msgs[i] = msg
 	}
 	for stalled := false; ; stalled = true {
-		f, err := b.client.js.PublishMsgAsync(b.msgs[i], jetstream.WithMsgID(b.evts[i].ID), jetstream.WithExpectStream(streams.Events))
+		f, err := b.client.js.PublishMsgAsync(b.msgs[i])
 		if err == nil {
 			b.window = append(b.window, inflight{i: i, future: f})
 			return nil

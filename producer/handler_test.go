@@ -106,8 +106,8 @@ func TestHandler_ServeHTTP(t *testing.T) {
 		if want := streams.EventSubject(tenant, "call.started"); msg.Subject != want {
 			t.Errorf("subject = %q, want %q: the tenant comes from the context, never the body", msg.Subject, want)
 		}
-		var stored switchboard.Event
-		if err := json.Unmarshal(msg.Data, &stored); err != nil {
+		stored, err := streams.DecodeEvent(msg.Subject, msg.Header, msg.Data)
+		if err != nil {
 			t.Fatalf("decode stored: %v", err)
 		}
 		want := switchboard.Event{

@@ -9,13 +9,10 @@
 package producer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -143,12 +140,12 @@ func (c *Client) Publish(ctx context.Context, evt *switchboard.Event, opts ...Pu
 		c.metrics.rejectedInvalid.Inc()
 		return Result{}, err
 	}
-	msg, err := newMsgEncoder().msg(evt, now)
+	msg, err := eventMsg(evt, now)
 	if err != nil {
 		return Result{}, err
 	}
 	for attempt := 1; ; attempt++ {
-		ack, err := c.publishOnce(ctx, msg, evt.ID)
+		ack, err := c.publishOnce(ctx, msg)
 		if err == nil {
 			dup := ack.Duplicate && attempt == 1
 			c.metrics.accepted(dup)
@@ -165,10 +162,10 @@ func (c *Client) Publish(ctx context.Context, evt *switchboard.Event, opts ...Pu
 	}
 }
 
-func (c *Client) publishOnce(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+func (c *Client) publishOnce(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
 	actx, cancel := context.WithTimeout(ctx, c.AttemptTimeout)
 	defer cancel()
-	ack, err := c.js.PublishMsg(actx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(streams.Events))
+	ack, err := c.js.PublishMsg(actx, msg)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		// The attempt's deadline, not the caller's: keep
 		// context.DeadlineExceeded meaning that the caller's ctx expired.
@@ -177,36 +174,17 @@ func (c *Client) publishOnce(ctx context.Context, msg *nats.Msg, id string) (*je
 	return ack, err
 }
 
-// msgEncoder encodes events as the messages stored in SB_EVENTS, through one
-// reused buffer, so that each message allocates its data once, at its size.
-type msgEncoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
-}
-
-func newMsgEncoder() *msgEncoder {
-	e := &msgEncoder{}
-	e.enc = json.NewEncoder(&e.buf)
-	// json.Marshal would escape every '<', '>' and '&' in the data as six
-	// bytes, letting a valid 512 KiB event outgrow NATS' 1 MiB payload.
-	e.enc.SetEscapeHTML(false)
-	return e
-}
-
-// msg encodes a validated event.
-func (e *msgEncoder) msg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
-	e.buf.Reset()
-	if err := e.enc.Encode(evt); err != nil {
+// eventMsg is evt's SB_EVENTS message, expecting that stream. Its headers
+// are set here rather than with publish options (jetstream.WithMsgID,
+// WithExpectStream): without options PublishMsgAsync takes its
+// allocation-free path.
+func eventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
+	msg, err := streams.EventMsg(evt, acceptedAt)
+	if err != nil {
 		return nil, fmt.Errorf("producer: encode event %s: %w", evt.ID, err)
 	}
-	// Room for the message id and expected stream headers the publish adds.
-	h := make(nats.Header, 3)
-	h[streams.HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
-	return &nats.Msg{
-		Subject: streams.EventSubject(evt.TenantID, evt.Type),
-		Data:    bytes.Clone(bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))),
-		Header:  h,
-	}, nil
+	msg.Header[jetstream.ExpectedStreamHeader] = []string{streams.Events}
+	return msg, nil
 }
 
 // retryable reports whether sending again may succeed: JetStream was not

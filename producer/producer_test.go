@@ -114,8 +114,8 @@ func TestClient_Publish(t *testing.T) {
 		if at := time.Unix(0, ns); at.Before(before) || at.After(after) {
 			t.Errorf("accepted at %v, want between %v and %v", at, before, after)
 		}
-		var stored switchboard.Event
-		if err := json.Unmarshal(msg.Data, &stored); err != nil {
+		stored, err := streams.DecodeEvent(msg.Subject, msg.Header, msg.Data)
+		if err != nil {
 			t.Fatalf("decode stored event: %v", err)
 		}
 		if stored.ID != "msg_1" || stored.TenantID != tenant || stored.Type != "call.started" ||
@@ -182,8 +182,9 @@ func TestClient_Publish(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		var stored switchboard.Event
-		if err := json.Unmarshal(getMsg(t, env.JS, res.Sequence).Data, &stored); err != nil {
+		msg := getMsg(t, env.JS, res.Sequence)
+		stored, err := streams.DecodeEvent(msg.Subject, msg.Header, msg.Data)
+		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}
 		if string(stored.Data) != string(evt.Data) {

@@ -1,0 +1,122 @@
+package streams
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard"
+)
+
+// How an event is stored in SB_EVENTS, so that the matcher neither decodes
+// nor renders it:
+//
+//   - subject: EventSubject(tenant, type);
+//   - body: exactly the body receivers get, switchboard.Event.AppendPayload
+//     without properties;
+//   - Nats-Msg-Id: the event id (deduplication);
+//   - HeaderAcceptedAt: when the producer accepted it;
+//   - HeaderAgentID: the agent id, when the event has one that webhooks can
+//     be scoped to (switchboard.ValidAgentID). Other agent ids (free text,
+//     unsafe in a header) are left out: no agent-scoped webhook can match
+//     them, so matching treats the event as having none. The body keeps the
+//     agent id whatever it is.
+//
+// EventMsg writes this form and DecodeEvent reads it back.
+
+// HeaderAgentID carries an event's agent id on its SB_EVENTS message.
+const HeaderAgentID = "Sb-Agent-Id"
+
+// EventMsg returns the SB_EVENTS message of evt, which must be valid
+// (Validate), accepted at acceptedAt. The message carries Nats-Msg-Id, so
+// its publish needs no jetstream.WithMsgID. Errors: those of
+// switchboard.Event.Payload.
+func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
+	body, err := evt.Payload(nil)
+	if err != nil {
+		return nil, err
+	}
+	// Room for the expected-stream header a publish may add.
+	h := make(nats.Header, 4)
+	h[jetstream.MsgIDHeader] = []string{evt.ID}
+	h[HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
+	if switchboard.ValidAgentID(evt.AgentID) {
+		h[HeaderAgentID] = []string{evt.AgentID}
+	}
+	return &nats.Msg{Subject: EventSubject(evt.TenantID, evt.Type), Data: body, Header: h}, nil
+}
+
+// SplitEventSubject returns the tenant and the event type of an event
+// subject (the tenant is one token, the type the rest); ok is false when
+// subject is not one.
+func SplitEventSubject(subject string) (tenant, typ string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, EventsPrefix)
+	if !ok {
+		return "", "", false
+	}
+	tenant, typ, ok = strings.Cut(rest, ".")
+	return tenant, typ, ok && tenant != "" && typ != ""
+}
+
+// EventID returns the id of a stored event: its Nats-Msg-Id, or, for a
+// message stored without one, the leading "id" field of its body (the form
+// EventMsg writes). It returns "" when neither holds a valid event id.
+func EventID(h nats.Header, data []byte) string {
+	if id := h.Get(jetstream.MsgIDHeader); id != "" {
+		if !switchboard.ValidEventID(id) {
+			return ""
+		}
+		return id
+	}
+	const prefix = `{"id":"`
+	rest, ok := bytes.CutPrefix(data, []byte(prefix))
+	if !ok {
+		return ""
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || !switchboard.ValidEventID(string(rest[:end])) {
+		return ""
+	}
+	return string(rest[:end])
+}
+
+// ErrNotEvent is returned by DecodeEvent for a message that is not an event
+// in the form EventMsg writes.
+var ErrNotEvent = errors.New("not an SB_EVENTS event")
+
+// DecodeEvent decodes an SB_EVENTS message, as EventMsg wrote it, back into
+// the event: the tenant from the subject, the rest from the body. It is for
+// the paths that need the whole event (replay, recovery); the matcher
+// reads only the subject and headers.
+//
+// Errors: ErrNotEvent, wrapped with what is wrong, for a subject that is
+// not an event subject, an undecodable body, or a body whose id or type
+// disagree with the message's.
+func DecodeEvent(subject string, h nats.Header, data []byte) (switchboard.Event, error) {
+	tenant, typ, ok := SplitEventSubject(subject)
+	if !ok {
+		return switchboard.Event{}, fmt.Errorf("decode event: subject %q: %w", subject, ErrNotEvent)
+	}
+	var p switchboard.Payload
+	if err := json.Unmarshal(data, &p); err != nil {
+		return switchboard.Event{}, fmt.Errorf("decode event on %s: %w: %w", subject, ErrNotEvent, err)
+	}
+	if id := EventID(h, data); id == "" || p.ID != id || p.Type != typ {
+		return switchboard.Event{}, fmt.Errorf("decode event on %s: body id %q, type %q: %w", subject, p.ID, p.Type, ErrNotEvent)
+	}
+	return switchboard.Event{
+		ID:         p.ID,
+		TenantID:   tenant,
+		Type:       p.Type,
+		AgentID:    p.AgentID,
+		OccurredAt: p.Timestamp,
+		Data:       p.Data,
+	}, nil
+}
