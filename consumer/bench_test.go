@@ -83,7 +83,7 @@ func BenchmarkDeliverer(b *testing.B) {
 				id := fmt.Sprintf("msg_bench_%d", i)
 				return streams.DeliverySubject("wh_bench"), body, map[string]string{
 					jetstream.MsgIDHeader: streams.DeliveryMsgID(id, "wh_bench"), streams.HeaderEventID: id,
-					streams.HeaderWebhookID: "wh_bench", streams.HeaderTenant: "t1", streams.HeaderEventType: "call.started",
+					streams.HeaderTenant: "t1",
 				}
 			})
 			d := s.deliverer()

@@ -200,9 +200,7 @@ func deliveryMsg(t testing.TB, evt switchboard.Event, webhookID string) *nats.Ms
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, streams.DeliveryMsgID(evt.ID, webhookID))
 	m.Header.Set(streams.HeaderEventID, evt.ID)
-	m.Header.Set(streams.HeaderWebhookID, webhookID)
 	m.Header.Set(streams.HeaderTenant, evt.TenantID)
-	m.Header.Set(streams.HeaderEventType, evt.Type)
 	m.Header.Set(streams.HeaderAcceptedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 	return m
 }

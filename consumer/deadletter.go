@@ -15,7 +15,8 @@ import (
 const maxLastError = 1024
 
 // deadLetter stores the delivery in SB_DEAD, on streams.DeadSubject, with
-// its body and headers plus why it was given up: HeaderReason, HeaderLastError,
+// its body and headers, HeaderWebhookID and HeaderTenant (from the
+// webhook when the delivery lacks it), plus why it was given up: HeaderReason, HeaderLastError,
 // HeaderLastStatus (when the receiver answered) and HeaderAttempts (attempts
 // made). It returns once JetStream has stored it; only then may the
 // delivery message be acked.
@@ -37,6 +38,12 @@ func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cau
 
 	m := nats.NewMsg(streams.DeadSubject(dlv.tenant, dlv.webhookID))
 	copyDeliveryHeaders(m.Header, dlv.header)
+	// Deliveries carry neither (the webhook is their subject); a dead
+	// letter says both.
+	m.Header.Set(streams.HeaderWebhookID, dlv.webhookID)
+	if dlv.tenant != "" {
+		m.Header.Set(streams.HeaderTenant, dlv.tenant)
+	}
 	m.Header.Set(jetstream.MsgIDHeader, dlv.eventID+"."+dlv.webhookID+"."+strconv.FormatUint(seq, 10))
 	m.Header.Set(streams.HeaderReason, reason)
 	m.Header.Set(streams.HeaderAttempts, strconv.Itoa(attempts))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -160,9 +161,11 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 	body := msg.Data()
 
 	// Header values shared by every delivery of the event; never modified.
+	// Deliveries carry only what the deliverer, its retries and dead
+	// letters need and cannot derive: the webhook id is in the subject,
+	// the type in the body.
 	eventID := []string{evt.ID}
 	tenant := []string{evt.TenantID}
-	typ := []string{evt.Type}
 	accepted := []string{acceptedAt(msg)}
 
 	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches))}
@@ -175,9 +178,7 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 				// options PublishMsgAsync takes its allocation-free path.
 				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(evt.ID, h.id)},
 				streams.HeaderEventID:    eventID,
-				streams.HeaderWebhookID:  {h.id},
 				streams.HeaderTenant:     tenant,
-				streams.HeaderEventType:  typ,
 				streams.HeaderAcceptedAt: accepted,
 			},
 		}
@@ -207,7 +208,7 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 		}
 		if err := m.republish(ctx, p.msg); err != nil {
 			log.Warn("deliveries not stored; handing the event back", "tenant", p.msg.Header.Get(streams.HeaderTenant),
-				"event_id", pe.id, "webhook_id", p.msg.Header.Get(streams.HeaderWebhookID), "first_err", p.err, "err", err)
+				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.msg.Subject, streams.DeliveriesPrefix), "first_err", p.err, "err", err)
 			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
 				log.Warn("nak event", "event_id", pe.id, "err", err)
 			}

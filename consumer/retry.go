@@ -140,10 +140,11 @@ const publishTimeout = 10 * time.Second
 
 // deliveryHeaders are the headers a delivery carries from the matcher to
 // its retries and its dead letter. Others (the scheduler's own) are not
-// copied.
+// copied. HeaderWebhookID and HeaderEventType are no longer written on
+// deliveries but still copied from those stored before.
 var deliveryHeaders = [...]string{
-	streams.HeaderEventID, streams.HeaderWebhookID, streams.HeaderTenant,
-	streams.HeaderEventType, streams.HeaderAcceptedAt,
+	streams.HeaderEventID, streams.HeaderTenant, streams.HeaderAcceptedAt,
+	streams.HeaderWebhookID, streams.HeaderEventType,
 }
 
 func copyDeliveryHeaders(dst, src nats.Header) {

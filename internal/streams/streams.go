@@ -52,12 +52,15 @@ func DeadSubject(tenant, webhook string) string { return DeadPrefix + tenant + "
 // so that a matcher re-running after a crash creates no duplicate.
 func DeliveryMsgID(event, webhook string) string { return event + "." + webhook }
 
-// Headers of delivery and dead-letter messages.
+// Headers of delivery and dead-letter messages. Deliveries carry
+// HeaderEventID, HeaderTenant and HeaderAcceptedAt (their webhook is their
+// subject, their type in their body); dead letters add HeaderWebhookID and
+// the reasons.
 const (
 	HeaderEventID    = "Sb-Event-Id"
 	HeaderWebhookID  = "Sb-Webhook-Id"
 	HeaderTenant     = "Sb-Tenant"
-	HeaderEventType  = "Sb-Event-Type"
+	HeaderEventType  = "Sb-Event-Type"  // no longer written; kept for messages stored before
 	HeaderAttempts   = "Sb-Attempts"    // attempts already made; absent means 0
 	HeaderAcceptedAt = "Sb-Accepted-At" // when the event was accepted, Unix nanoseconds
 	HeaderLastError  = "Sb-Last-Error"  // dead letters: why the last attempt failed
