@@ -100,7 +100,7 @@ func (a *webhookAPI) create(w http.ResponseWriter, r *http.Request) {
 func (a *webhookAPI) createForAgent(w http.ResponseWriter, r *http.Request) {
 	agentID := r.PathValue("agent_id")
 	fe := switchboard.FieldErrors{}
-	if !validAgentID(agentID) {
+	if !switchboard.ValidAgentID(agentID) {
 		fe.Add("agent_id", agentIDRule)
 	}
 	a.createIn(w, r, agentID, fe)
@@ -189,7 +189,7 @@ func parseWebhookFilter(r *http.Request) (WebhookFilter, error) {
 		f.After = after
 	}
 	if v := q.Get("agent_id"); v != "" {
-		if !validAgentID(v) {
+		if !switchboard.ValidAgentID(v) {
 			fe.Add("agent_id", agentIDRule)
 		}
 		f.AgentID = v

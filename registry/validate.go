@@ -194,23 +194,6 @@ func checkSecret(fe switchboard.FieldErrors, field, secret string) bool {
 	return true
 }
 
-// validAgentID reports whether id can name an agent: 1 to
-// switchboard.MaxAgentIDLength characters of [A-Za-z0-9_.:-], but not "."
-// or "..", which a URL path cannot carry.
-func validAgentID(id string) bool {
-	if id == "" || id == "." || id == ".." || len(id) > switchboard.MaxAgentIDLength {
-		return false
-	}
-	for _, c := range id {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '.' || c == ':' || c == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
 const agentIDRule = `must be 1 to 255 characters of letters, digits, '_', '.', ':' or '-', and not "." or ".."`
 
 // quote quotes s for an error message, cut to 64 characters.
