@@ -140,12 +140,8 @@ const publishTimeout = 10 * time.Second
 
 // deliveryHeaders are the headers a delivery carries from the matcher to
 // its retries and its dead letter. Others (the scheduler's own) are not
-// copied. HeaderWebhookID and HeaderEventType are no longer written on
-// deliveries but still copied from those stored before.
-var deliveryHeaders = [...]string{
-	streams.HeaderEventID, streams.HeaderTenant, streams.HeaderAcceptedAt,
-	streams.HeaderWebhookID, streams.HeaderEventType,
-}
+// copied.
+var deliveryHeaders = [...]string{streams.HeaderEventID, streams.HeaderTenant, streams.HeaderAcceptedAt}
 
 func copyDeliveryHeaders(dst, src nats.Header) {
 	for _, k := range deliveryHeaders {

@@ -60,7 +60,6 @@ const (
 	HeaderEventID    = "Sb-Event-Id"
 	HeaderWebhookID  = "Sb-Webhook-Id"
 	HeaderTenant     = "Sb-Tenant"
-	HeaderEventType  = "Sb-Event-Type"  // no longer written; kept for messages stored before
 	HeaderAttempts   = "Sb-Attempts"    // attempts already made; absent means 0
 	HeaderAcceptedAt = "Sb-Accepted-At" // when the event was accepted, Unix nanoseconds
 	HeaderLastError  = "Sb-Last-Error"  // dead letters: why the last attempt failed
