@@ -58,6 +58,30 @@ func defaultServeConfig() serveConfig {
 	}
 }
 
+// validate names every unusable setting at once, before anything starts.
+func (c serveConfig) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen must not be empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--retry-*: %w", err))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", c.Workers))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("--max-ack-pending must be at least 1, got %d", c.MaxAckPending))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
 // registerNATSFlags registers the flags every subcommand that talks to
 // JetStream shares.
 func registerNATSFlags(fs *flag.FlagSet, natsURL *string) {
@@ -141,6 +165,9 @@ type system struct {
 
 // startSystem starts every role and returns once the HTTP API listens.
 func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *system, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	s := &system{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
@@ -231,6 +258,14 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
+	})
+	// A role that fails cancels gctx: stop serving too, so that Wait
+	// reports the failure now rather than at the next signal.
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.http.Shutdown(shutdown)
 	})
 	logger.Info("switchboard serving", "api", s.URL, "data_dir", cfg.DataDir, "nats", s.natsDescription())
 	return s, nil

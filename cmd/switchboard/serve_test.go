@@ -265,3 +265,17 @@ func TestServe_ReadinessFollowsNATS(t *testing.T) {
 		t.Errorf("/healthz without NATS = %d: the process is alive, only not ready", got)
 	}
 }
+
+func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1"}, io.Discard, &errOut)
+	if err == nil {
+		t.Fatal("serve started with unusable settings")
+	}
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending"} {
+		if !strings.Contains(err.Error(), flag) {
+			t.Errorf("error does not name %s: %v", flag, err)
+		}
+	}
+}
