@@ -15,13 +15,16 @@ import (
 //
 // pullHeartbeat is how often the server says that a pull request is still
 // waiting; two missed ones make the client pull afresh, and the loop check
-// that its consumer still exists. It is short because under load the
-// client now and then believes a pull request is outstanding that the
-// server no longer holds (seen under the bench with nats.go v1.55.0 and
-// nats-server v2.15.2: consumer info showed no waiting request, nothing
-// pending acks and tens of thousands of messages pending). Nothing arrives
-// until the heartbeats are missed: with nats.go's default (half the
-// expiry) that stalled a consumer for 10 s, with this one for 2 s.
+// that its consumer still exists. It is short because under load nats.go's
+// Consume (v1.55.0) now and then stops pulling: when the messages it asked
+// for are all handled between its sending a pull request and clearing its
+// fetchInProgress flag, each refill check is skipped, and nothing checks
+// again once the flag is clear. No pull request is then outstanding (consumer
+// info: no waiting request, nothing pending acks, tens of thousands of
+// messages pending) and none is made until the heartbeats are missed:
+// with nats.go's default (half the expiry) that stalled a consumer for
+// 10 s, with this one for 2 s. It needs a goroutine descheduled at the
+// wrong moment, so a busy machine; TestConsumePullStall reproduces it.
 const (
 	pullExpiry    = 10 * time.Second
 	pullHeartbeat = time.Second

@@ -277,6 +277,10 @@ func (s *system) connectNATS() error {
 		nats.Name("switchboard serve"),
 		nats.MaxReconnects(-1),
 		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
+		// Without it the client's async errors go unseen, among them a
+		// subscription that overflowed its pending limits and dropped
+		// messages (nats.ErrSlowConsumer).
+		nats.ErrorHandler(s.natsAsyncError),
 	}
 	if s.cfg.NATSURL != "" {
 		nc, err := nats.Connect(s.cfg.NATSURL, opts...)
@@ -301,6 +305,20 @@ func (s *system) connectNATS() error {
 	}
 	s.nc = nc
 	return nil
+}
+
+// natsAsyncError logs an error the NATS client reports asynchronously: a
+// slow consumer (messages dropped), a permissions violation, a protocol
+// error.
+func (s *system) natsAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	attrs := []any{"err", err}
+	if sub != nil {
+		attrs = append(attrs, "subject", sub.Subject)
+		if dropped, derr := sub.Dropped(); derr == nil && dropped > 0 {
+			attrs = append(attrs, "dropped", dropped)
+		}
+	}
+	s.logger.Error("nats async error", attrs...)
 }
 
 func (s *system) natsDescription() string {
