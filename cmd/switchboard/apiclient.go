@@ -9,8 +9,9 @@ import (
 	"net/http"
 )
 
-// apiClient is the little JSON client the bench uses to set up webhooks
-// through the registry API, as a customer would.
+// apiClient is the little JSON client of the subcommands that talk to the
+// API: publish sends events through it, the bench sets up webhooks with it
+// as a customer would.
 type apiClient struct {
 	url string
 	key string

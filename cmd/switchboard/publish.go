@@ -133,32 +133,10 @@ func (c publishConfig) publishAPI(ctx context.Context, evt *switchboard.Event) (
 	if !evt.OccurredAt.IsZero() {
 		body["occurred_at"] = evt.OccurredAt
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return "", false, err
-	}
-	url := strings.TrimRight(c.APIURL, "/") + "/v1/events"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return "", false, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	api := apiClient{url: strings.TrimRight(c.APIURL, "/"), key: c.APIKey}
+	var out producer.EventResponse
+	if err := api.do(ctx, http.MethodPost, "/v1/events", body, &out); err != nil {
 		return "", false, fmt.Errorf("publish: %w", err)
-	}
-	defer resp.Body.Close()
-	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusAccepted {
-		return "", false, fmt.Errorf("publish: %s: %s", resp.Status, bytes.TrimSpace(respBody))
-	}
-	var out struct {
-		ID        string `json:"id"`
-		Duplicate bool   `json:"duplicate"`
-	}
-	if err := json.Unmarshal(respBody, &out); err != nil {
-		return "", false, fmt.Errorf("publish: decode response: %w", err)
 	}
 	return out.ID, out.Duplicate, nil
 }
