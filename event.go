@@ -12,9 +12,10 @@ import (
 
 // Limits on events.
 const (
-	MaxEventIDLength = 128
-	MaxAgentIDLength = 255
-	MaxEventDataSize = 512 << 10 // keeps a rendered delivery well under NATS' 1 MiB max payload
+	MaxEventIDLength  = 128
+	MaxTenantIDLength = 128
+	MaxAgentIDLength  = 255
+	MaxEventDataSize  = 512 << 10 // keeps a rendered delivery well under NATS' 1 MiB max payload
 )
 
 // Event is something that happened on the platform, published once and
@@ -91,15 +92,7 @@ func (e *Event) Validate() error {
 // token of an event's subject, so a dot in it would publish into another
 // tenant's subjects.
 func ValidTenantID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, c := range id {
-		if !isTokenChar(c) {
-			return false
-		}
-	}
-	return true
+	return validToken(id, MaxTenantIDLength, "")
 }
 
 // ValidAgentID reports whether id may name an agent that webhooks are
@@ -108,25 +101,23 @@ func ValidTenantID(id string) bool {
 // carry other agent ids (Validate only bounds their length), but no
 // agent-scoped webhook can match them.
 func ValidAgentID(id string) bool {
-	if id == "" || id == "." || id == ".." || len(id) > MaxAgentIDLength {
-		return false
-	}
-	for _, c := range id {
-		if !isTokenChar(c) && c != '.' && c != ':' {
-			return false
-		}
-	}
-	return true
+	return id != "." && id != ".." && validToken(id, MaxAgentIDLength, ".:")
 }
 
 // ValidEventID reports whether id may be used as an event id. Ids end up in
 // NATS subjects and message ids, so they are restricted to [A-Za-z0-9_:-].
 func ValidEventID(id string) bool {
-	if id == "" || len(id) > MaxEventIDLength {
+	return validToken(id, MaxEventIDLength, ":")
+}
+
+// validToken reports whether s is 1 to maxLen characters of [A-Za-z0-9_-]
+// or extra.
+func validToken(s string, maxLen int, extra string) bool {
+	if s == "" || len(s) > maxLen {
 		return false
 	}
-	for _, c := range id {
-		if !isTokenChar(c) && c != ':' {
+	for _, c := range s {
+		if !isTokenChar(c) && !strings.ContainsRune(extra, c) {
 			return false
 		}
 	}

@@ -108,13 +108,8 @@ func ValidEventType(name string) bool {
 		return false
 	}
 	for _, tok := range strings.Split(name, ".") {
-		if tok == "" {
+		if !validToken(tok, MaxEventTypeLength, "") {
 			return false
-		}
-		for _, c := range tok {
-			if !isTokenChar(c) {
-				return false
-			}
 		}
 	}
 	return true
