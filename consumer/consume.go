@@ -30,6 +30,13 @@ const (
 	pullHeartbeat = time.Second
 )
 
+// newRestartBackOff paces setting up again what was lost (a consumer, a KV
+// watch): from half a second to ten, and never giving up while ctx lives.
+func newRestartBackOff() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
+		backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+}
+
 // pullLoop is the consuming side shared by the Matcher and the Deliverer:
 // one durable pull consumer feeding a serial handler.
 type pullLoop struct {
@@ -48,8 +55,7 @@ type pullLoop struct {
 // returns nil once handle is no longer running. It returns an error when
 // the consumer cannot be set up at first.
 func (p *pullLoop) run(ctx context.Context) error {
-	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
-		backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	pause := newRestartBackOff()
 	for first := true; ; first = false {
 		cons, err := p.js.CreateOrUpdateConsumer(ctx, p.stream, p.cfg)
 		if err != nil && ctx.Err() != nil {

@@ -44,7 +44,7 @@ func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cau
 	if dlv.tenant != "" {
 		m.Header.Set(streams.HeaderTenant, dlv.tenant)
 	}
-	m.Header.Set(jetstream.MsgIDHeader, dlv.eventID+"."+dlv.webhookID+"."+strconv.FormatUint(seq, 10))
+	m.Header.Set(jetstream.MsgIDHeader, streams.DeliveryMsgID(dlv.eventID, dlv.webhookID)+"."+strconv.FormatUint(seq, 10))
 	m.Header.Set(streams.HeaderReason, reason)
 	m.Header.Set(streams.HeaderAttempts, strconv.Itoa(attempts))
 	if cause != nil {

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
@@ -98,8 +97,7 @@ func (x *Index) Run(ctx context.Context) error {
 		return errors.New("consumer: Index.KV is nil")
 	}
 	log := loggerOr(x.Logger)
-	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
-		backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	pause := newRestartBackOff()
 	for {
 		err := x.watch(ctx)
 		if ctx.Err() != nil {

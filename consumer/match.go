@@ -91,7 +91,7 @@ func (m *Matcher) Run(ctx context.Context) error {
 		timer := time.NewTimer(pubAckWait)
 		defer timer.Stop()
 		for pe := range pending {
-			m.settle(settleCtx, pe, timer)
+			m.settle(settleCtx, pe, timer, log)
 		}
 	}()
 
@@ -192,8 +192,7 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 // what failed, then acks the event; if a delivery still cannot be stored it
 // Naks the event with a delay so that it is matched again later. timer is
 // the acker's, reused across events.
-func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer) {
-	log := loggerOr(m.Logger)
+func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer, log *slog.Logger) {
 	timer.Reset(pubAckWait)
 	for i := range pe.pubs {
 		p := &pe.pubs[i]
