@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard"
 )
 
 // Mirror copies the registry's webhooks into the JetStream KV bucket the
@@ -81,7 +83,7 @@ func (m *Mirror) Resync(ctx context.Context) error {
 		return fmt.Errorf("resync webhooks: %w", err)
 	}
 	for _, wh := range whs {
-		value, err := json.Marshal(wh)
+		value, err := kvValue(wh)
 		if err != nil {
 			return fmt.Errorf("resync webhook %s: %w", wh.ID, err)
 		}
@@ -173,11 +175,21 @@ func (m *Mirror) state(ctx context.Context, id string) (int64, []byte, error) {
 	if err != nil || wh == nil {
 		return seq, nil, err
 	}
-	value, err := json.Marshal(wh)
+	value, err := kvValue(wh)
 	if err != nil {
-		return 0, nil, fmt.Errorf("encode: %w", err)
+		return 0, nil, err
 	}
 	return seq, value, nil
+}
+
+// kvValue is the bucket entry of wh, the form workers read. Resync compares
+// entries byte for byte, so every put must encode through here.
+func kvValue(wh *switchboard.Webhook) ([]byte, error) {
+	b, err := json.Marshal(wh)
+	if err != nil {
+		return nil, fmt.Errorf("encode webhook %s: %w", wh.ID, err)
+	}
+	return b, nil
 }
 
 // apply puts value as the bucket's entry of id, or deletes it when nil.
