@@ -26,18 +26,15 @@ type benchReceiver struct {
 	verify   bool
 	fanout   int
 
-	counts     []atomic.Uint32 // index n*fanout+k
-	latencies  []atomic.Int64  // publish-to-receive of the first arrival, ns
-	published  []atomic.Int64  // publish time of event n, Unix ns
-	received   atomic.Int64
-	ceiling    atomic.Int64
-	dead       atomic.Int64
-	badSig     atomic.Int64
-	bufs       sync.Pool
-	server     *http.Server
-	listener   net.Listener
-	firstRecvN atomic.Int64 // Unix ns of the first /wh delivery
-	lastRecvN  atomic.Int64 // Unix ns of the latest /wh delivery
+	counts    []atomic.Uint32 // index n*fanout+k
+	latencies []atomic.Int64  // publish-to-receive of the first arrival, ns
+	published []atomic.Int64  // publish time of event n, Unix ns
+	received  atomic.Int64
+	dead      atomic.Int64
+	badSig    atomic.Int64
+	bufs      sync.Pool
+	server    *http.Server
+	lastRecvN atomic.Int64 // Unix ns of the latest /wh delivery
 }
 
 func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchReceiver, error) {
@@ -57,7 +54,6 @@ func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchR
 		counts:    make([]atomic.Uint32, events*fanout),
 		latencies: make([]atomic.Int64, events*fanout),
 		published: make([]atomic.Int64, events),
-		listener:  ln,
 	}
 	r.bufs.New = func() any { return new(bytes.Buffer) }
 	r.server = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
@@ -87,7 +83,6 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if path == "/ceiling" {
-		r.ceiling.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -103,7 +98,6 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.latencies[i].Store(now - r.published[n].Load())
 	}
 	r.received.Add(1)
-	r.firstRecvN.CompareAndSwap(0, now)
 	r.lastRecvN.Store(now)
 	w.WriteHeader(http.StatusNoContent)
 }
