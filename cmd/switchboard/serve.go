@@ -160,7 +160,6 @@ type system struct {
 	http   *http.Server
 	group  *errgroup.Group
 	cancel context.CancelFunc // stops the background roles
-	ready  func() bool
 }
 
 // startSystem starts every role and returns once the HTTP API listens.
@@ -232,9 +231,6 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	g.Go(func() error { return mirror.Run(gctx) })
 	g.Go(func() error { return matcher.Run(gctx) })
 	g.Go(func() error { return deliverer.Run(gctx) })
-	s.ready = func() bool {
-		return index.Ready() && s.nc.Status() == nats.CONNECTED
-	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.Handler())
@@ -329,6 +325,12 @@ func (s *system) natsDescription() string {
 		return "embedded, listening on " + u
 	}
 	return "embedded"
+}
+
+// ready reports whether the workers hold the webhook index and NATS is
+// connected: what /readyz answers.
+func (s *system) ready() bool {
+	return s.index.Ready() && s.nc.Status() == nats.CONNECTED
 }
 
 // waitForWebhooks waits until this process's workers know every webhook in
