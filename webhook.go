@@ -1,6 +1,8 @@
 package switchboard
 
 import (
+	"encoding/json"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -30,23 +32,104 @@ const (
 
 // Webhook is a customer's subscription: events of its tenant (and, when
 // AgentID is set, of that agent only) whose type matches one of Events are
-// delivered to URL, signed with Secret.
+// delivered to URL, signed with Secret (and, during a rotation, with each of
+// RetiringSecrets that has not expired).
 //
 // This is the form mirrored into the JetStream KV bucket that workers read,
-// so it carries the secret; API responses use their own representation.
+// so it carries the secrets and credentials; API responses use their own
+// representation.
 type Webhook struct {
-	ID             string        `json:"id"`
-	TenantID       string        `json:"tenant_id"`
-	AgentID        string        `json:"agent_id,omitempty"`
-	Name           string        `json:"name"`
-	URL            string        `json:"url"`
-	Events         []string      `json:"events"`
-	Secret         string        `json:"secret"`
-	TimeoutSeconds int           `json:"timeout"`
-	MaxRetries     int           `json:"max_retries"`
-	Status         WebhookStatus `json:"status"`
-	CreatedAt      time.Time     `json:"created_at"`
-	UpdatedAt      time.Time     `json:"updated_at"`
+	ID       string `json:"id"`
+	TenantID string `json:"tenant_id"`
+	AgentID  string `json:"agent_id,omitempty"`
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	// Method is the HTTP method of deliveries: POST, PUT or PATCH; "" is POST.
+	Method          string           `json:"method,omitempty"`
+	Events          []string         `json:"events"`
+	Secret          string           `json:"secret"`
+	RetiringSecrets []RetiringSecret `json:"retiring_secrets,omitempty"`
+	TimeoutSeconds  int              `json:"timeout"`
+	MaxRetries      int              `json:"max_retries"`
+	// Auth is how deliveries authenticate to the receiver (seed 003).
+	Auth Auth `json:"auth"`
+	// Headers are custom request headers sent with every delivery (seed 004).
+	Headers map[string]string `json:"headers,omitempty"`
+	// Properties, a JSON object or nil, go into every delivered body (seed 004).
+	Properties json.RawMessage `json:"properties,omitempty"`
+	// IsAlertHook marks a webhook that receives the tenant's operational
+	// events (webhook.disabled, delivery.dead_lettered, webhook.recovered).
+	IsAlertHook bool          `json:"is_alert_hook,omitempty"`
+	Status      WebhookStatus `json:"status"`
+	CreatedAt   time.Time     `json:"created_at"`
+	UpdatedAt   time.Time     `json:"updated_at"`
+}
+
+// RetiringSecret is a replaced secret that still signs deliveries until
+// ExpiresAt, so that receivers can switch over without rejecting any.
+type RetiringSecret struct {
+	Secret    string    `json:"secret"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SigningSecrets returns the secrets that sign a delivery made at now: the
+// current one first, then every retiring one not yet expired.
+func (w *Webhook) SigningSecrets(now time.Time) []string {
+	out := make([]string, 0, 1+len(w.RetiringSecrets))
+	out = append(out, w.Secret)
+	for _, s := range w.RetiringSecrets {
+		if now.Before(s.ExpiresAt) {
+			out = append(out, s.Secret)
+		}
+	}
+	return out
+}
+
+// HTTPMethod returns the method of deliveries, POST when none is set.
+func (w *Webhook) HTTPMethod() string {
+	if w.Method == "" {
+		return http.MethodPost
+	}
+	return w.Method
+}
+
+// AuthType is how a delivery authenticates to its receiver.
+type AuthType string
+
+// Auth types (seed 003). Basic takes a username and password; the token
+// types take a token and never credentials; none takes neither.
+const (
+	// AuthNone sends no credentials.
+	AuthNone AuthType = "none"
+	// AuthBasic sends `Authorization: Basic base64(username:password)`.
+	AuthBasic AuthType = "basic"
+	// AuthBearer sends `Authorization: Bearer <token>`.
+	AuthBearer AuthType = "bearer"
+	// AuthAuthHeader sends the token as the whole Authorization header.
+	AuthAuthHeader AuthType = "authheader"
+	// AuthHeader sends the token in the header named Auth.Name
+	// (DefaultAuthHeader when empty).
+	AuthHeader AuthType = "header"
+	// AuthQueryString adds the token to the URL's query as the parameter
+	// named Auth.Name (DefaultAuthQueryParam when empty).
+	AuthQueryString AuthType = "querystring"
+)
+
+// Names that header and querystring authentication use when Auth.Name is empty.
+const (
+	DefaultAuthHeader     = "X-Auth-Token"
+	DefaultAuthQueryParam = "token"
+)
+
+// Auth is a webhook's outbound authentication. The zero value sends nothing.
+type Auth struct {
+	Type     AuthType `json:"type,omitempty"`
+	Username string   `json:"username,omitempty"`
+	Password string   `json:"password,omitempty"`
+	Token    string   `json:"token,omitempty"`
+	// Name is the header (AuthHeader) or query parameter (AuthQueryString)
+	// that carries the token.
+	Name string `json:"name,omitempty"`
 }
 
 // Timeout returns the per-attempt HTTP timeout.
