@@ -114,9 +114,14 @@ func (a *webhookAPI) createIn(w http.ResponseWriter, r *http.Request, agentID st
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
+	catalogue, err := a.eventTypes(r.Context())
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
 	wh := &Webhook{Webhook: newWebhook()}
 	wh.AgentID = agentID
-	in.apply(&wh.Webhook, a.catalogue, fe)
+	in.apply(&wh.Webhook, catalogue, fe)
 	if err := fe.Err(); err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
@@ -224,7 +229,18 @@ func (a *webhookAPI) delete(w http.ResponseWriter, r *http.Request) {
 
 // listEventTypes serves GET /v1/event-types.
 func (a *webhookAPI) listEventTypes(w http.ResponseWriter, r *http.Request) {
-	httpjson.Write(w, http.StatusOK, listBody[switchboard.EventType]{Data: a.catalogue})
+	catalogue, err := a.eventTypes(r.Context())
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, listBody[switchboard.EventType]{Data: catalogue})
+}
+
+// eventTypes returns the catalogue of the tenant in ctx: the types its
+// webhooks may subscribe to.
+func (a *webhookAPI) eventTypes(ctx context.Context) ([]switchboard.EventType, error) {
+	return a.catalogue, nil
 }
 
 // flush mirrors a committed change into KV before the response, so that
