@@ -83,8 +83,40 @@ func DefaultConfig() Config {
 	return Config{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour, DeadMaxAge: 30 * 24 * time.Hour}
 }
 
+// ReplicasError is returned by Setup and WebhooksKV when a stream (or the
+// bucket's stream) exists with other replicas than asked: processes started
+// with different settings, which would otherwise undo each other's
+// configuration at every start.
+type ReplicasError struct {
+	Stream string
+	Have   int // replicas of the existing stream
+	Want   int // replicas asked for
+}
+
+func (e *ReplicasError) Error() string {
+	return fmt.Sprintf("stream %s has %d replicas, not %d", e.Stream, e.Have, e.Want)
+}
+
+// checkReplicas returns a *ReplicasError when stream exists with other
+// replicas than want, nil when it matches or does not exist yet.
+func checkReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", stream, err)
+	}
+	if have := s.CachedInfo().Config.Replicas; have != want {
+		return &ReplicasError{Stream: stream, Have: have, Want: want}
+	}
+	return nil
+}
+
 // Setup creates the streams and the KV bucket, or updates them to cfg. It is
-// idempotent and safe to run from every process at start.
+// idempotent and safe to run from every process at start, concurrently
+// too. It changes no stream's replicas: when one exists with other replicas
+// than cfg.Replicas it returns a *ReplicasError and leaves the rest alone.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -121,6 +153,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Duplicates:  2 * time.Minute,
 		},
 	} {
+		if err := checkReplicas(ctx, js, sc.Name, sc.Replicas); err != nil {
+			return err
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
 		}
@@ -132,10 +167,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 }
 
 // WebhooksKV creates (or updates) and returns the webhooks bucket. Only the
-// latest value per key matters: workers rebuild their index from it.
+// latest value per key matters: workers rebuild their index from it. Like
+// Setup, it returns a *ReplicasError rather than change the replicas of an
+// existing bucket.
 func WebhooksKV(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	if replicas <= 0 {
 		replicas = 1
+	}
+	if err := checkReplicas(ctx, js, "KV_"+WebhooksBucket, replicas); err != nil {
+		return nil, err
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      WebhooksBucket,

@@ -2,6 +2,7 @@ package streams_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,6 +26,38 @@ func TestSetup_Idempotent(t *testing.T) {
 	}
 	if _, err := streams.OpenWebhooksKV(ctx, env.JS); err != nil {
 		t.Errorf("open kv: %v", err)
+	}
+}
+
+// Processes started with different --stream-replicas must not undo each
+// other's streams at every start: the second is told, and nothing changes.
+func TestSetup_RefusesOtherReplicas(t *testing.T) {
+	env := testenv.StartJetStream(t) // streams with 1 replica
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	cfg.Replicas = 3
+	err := streams.Setup(ctx, env.JS, cfg)
+	var mismatch *streams.ReplicasError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("Setup with 3 replicas over 1: err = %v, want a *ReplicasError", err)
+	}
+	if mismatch.Stream != streams.Events || mismatch.Have != 1 || mismatch.Want != 3 {
+		t.Errorf("mismatch = %+v, want SB_EVENTS having 1, wanting 3", *mismatch)
+	}
+	if got := err.Error(); got != "stream SB_EVENTS has 1 replicas, not 3" {
+		t.Errorf("message = %q", got)
+	}
+	if _, err := streams.WebhooksKV(ctx, env.JS, 3); !errors.As(err, &mismatch) || mismatch.Stream != "KV_"+streams.WebhooksBucket {
+		t.Errorf("WebhooksKV with 3 replicas over 1: err = %v, want a *ReplicasError on its stream", err)
+	}
+	for _, name := range []string{streams.Events, streams.Deliveries, streams.Dead, "KV_" + streams.WebhooksBucket} {
+		s, err := env.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 1 {
+			t.Errorf("stream %s has %d replicas after the refused Setup, want 1", name, r)
+		}
 	}
 }
 
