@@ -1,5 +1,6 @@
 // Command switchboard is the one Switchboard binary: `serve` runs every role
-// on an embedded JetStream; the other subcommands publish, benchmark and
+// on an embedded JetStream; `registry` and `worker` run them apart against
+// an external NATS; the other subcommands publish, benchmark and
 // administer.
 package main
 
@@ -62,6 +63,8 @@ Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 		FlagSet: flag.NewFlagSet("switchboard", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{
 			serveCommand(stdout, stderr),
+			registryCommand(stdout, stderr),
+			workerCommand(stdout, stderr),
 			publishCommand(stdout, stderr),
 			receiveCommand(stdout, stderr),
 			benchCommand(stdout, stderr),

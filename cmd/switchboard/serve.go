@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,62 +25,141 @@ import (
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
 )
 
-// serveConfig is everything `switchboard serve` is told. Tests fill it
-// directly and listen on 127.0.0.1:0.
+// roles says which parts of Switchboard a process runs. Each subcommand
+// sets its own; the flags it registers and what it starts follow from it.
+type roles struct {
+	Registry bool // HTTP API with event ingest, SQLite, KV mirror
+	Worker   bool // matcher and deliverer
+	Embedded bool // may run NATS in-process (serve); otherwise --nats-url is required
+}
+
+// serveConfig is everything `switchboard serve`, `registry` and `worker`
+// are told: one struct for every role, whose flags registerFlags declares.
+// Tests fill it directly and listen on 127.0.0.1:0.
 type serveConfig struct {
+	Roles roles // set by the subcommand, not a flag
+
 	Listen              string
 	DataDir             string
 	NATSURL             string
 	NATSListen          string
+	StreamReplicas      int
 	APIKey              string
 	Retry               consumer.RetryPolicy
 	Workers             int
 	MaxAckPending       int
+	AckWait             time.Duration
 	AllowPrivateTargets bool
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
 }
 
+// defaultServeConfig is the configuration of `serve`: every role, in one
+// process.
 func defaultServeConfig() serveConfig {
 	return serveConfig{
+		Roles:           roles{Registry: true, Worker: true, Embedded: true},
 		Listen:          "127.0.0.1:8080",
 		DataDir:         "./data",
+		StreamReplicas:  1,
 		Retry:           consumer.DefaultRetryPolicy(),
 		Workers:         consumer.DefaultWorkers,
 		MaxAckPending:   consumer.DefaultMaxAckPending,
+		AckWait:         consumer.DefaultAckWait,
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 	}
 }
 
+// maxReplicas is JetStream's limit on a stream's replicas.
+const maxReplicas = 5
+
 // validate names every unusable setting at once, before anything starts.
+// Settings of roles the process does not run are not looked at.
 func (c serveConfig) validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("--listen must not be empty"))
 	}
-	if c.DataDir == "" {
+	if c.needsDataDir() && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
-	if err := c.Retry.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("--retry-*: %w", err))
+	if !c.Roles.Embedded && c.NATSURL == "" {
+		errs = append(errs, errors.New("--nats-url is required: this role runs against an external NATS (use serve for the embedded one)"))
 	}
-	if c.Workers < 1 {
-		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", c.Workers))
+	if c.StreamReplicas < 1 || c.StreamReplicas > maxReplicas {
+		errs = append(errs, fmt.Errorf("--stream-replicas must be 1 to %d, got %d", maxReplicas, c.StreamReplicas))
 	}
-	if c.MaxAckPending < 1 {
-		errs = append(errs, fmt.Errorf("--max-ack-pending must be at least 1, got %d", c.MaxAckPending))
+	if c.Roles.Worker {
+		if err := c.Retry.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--retry-*: %w", err))
+		}
+		if c.Workers < 1 {
+			errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", c.Workers))
+		}
+		if c.MaxAckPending < 1 {
+			errs = append(errs, fmt.Errorf("--max-ack-pending must be at least 1, got %d", c.MaxAckPending))
+		}
+		if c.AckWait < time.Second {
+			errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %v", c.AckWait))
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// needsDataDir reports whether anything is kept on local disk: the
+// registry's SQLite file, or the embedded JetStream's store.
+func (c serveConfig) needsDataDir() bool {
+	return c.Roles.Registry || c.Roles.Embedded && c.NATSURL == ""
+}
+
+// registerFlags declares the flags of the roles c runs, bound to c's fields
+// with c's values as defaults. It is the one place where the flags of
+// serve, registry and worker are declared: a flag that applies to a role
+// goes under that role's condition.
+func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
+	r := c.Roles
+	if r.Registry {
+		fs.StringVar(&c.Listen, "listen", c.Listen, "address of the HTTP API, /metrics, /healthz and /readyz")
+	} else {
+		fs.StringVar(&c.Listen, "listen", c.Listen, "address of /metrics, /healthz and /readyz")
+	}
+	if r.Registry && r.Embedded {
+		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the registry's SQLite file and the embedded JetStream's store")
+	} else if r.Registry {
+		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the registry's SQLite file")
+	}
+	if r.Embedded {
+		registerNATSFlags(fs, &c.NATSURL)
+		fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "also let other processes reach the embedded NATS at this address (e.g. 127.0.0.1:4222); empty keeps it in-process")
+	} else {
+		fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS (>= 2.12, JetStream enabled) to run against, e.g. nats://n1:4222,nats://n2:4222 (required)")
+	}
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the streams and KV bucket this process creates: 3 on a NATS cluster; every process must give the same")
+	if r.Registry {
+		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
+	}
+	if r.Worker {
+		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")
+		fs.DurationVar(&c.Retry.MaxInterval, "retry-max-interval", c.Retry.MaxInterval, "longest delay between two attempts")
+		fs.Float64Var(&c.Retry.Multiplier, "retry-multiplier", c.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
+		fs.IntVar(&c.Workers, "workers", c.Workers, "deliveries in flight at once in this process")
+		fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "deliveries all workers together may hold unacknowledged")
+		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout")
+	}
+	if r.Registry || r.Worker {
+		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
+	}
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
+	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
 }
 
 // registerNATSFlags registers the flags every subcommand that talks to
@@ -96,19 +176,7 @@ func registerLogFlags(fs *flag.FlagSet, level, format *string) {
 func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg := defaultServeConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the HTTP API, /metrics, /healthz and /readyz")
-	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder for the registry's SQLite file and the embedded JetStream's store")
-	registerNATSFlags(fs, &cfg.NATSURL)
-	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "also let other processes reach the embedded NATS at this address (e.g. 127.0.0.1:4222); empty keeps it in-process")
-	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
-	fs.DurationVar(&cfg.Retry.InitialInterval, "retry-initial-interval", cfg.Retry.InitialInterval, "delay before the first retry of a failed delivery")
-	fs.DurationVar(&cfg.Retry.MaxInterval, "retry-max-interval", cfg.Retry.MaxInterval, "longest delay between two attempts")
-	fs.Float64Var(&cfg.Retry.Multiplier, "retry-multiplier", cfg.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
-	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once in this process")
-	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries a worker may hold unacknowledged")
-	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
-	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
+	cfg.registerFlags(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "switchboard serve [flags]",
@@ -116,38 +184,51 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 		LongHelp: `Runs the registry API, event ingest, matcher, deliverer and /metrics in one
 process. JetStream runs embedded with its files under --data-dir/nats, the
 registry in --data-dir/registry.db; with --nats-url an external NATS cluster
-is used instead.
+is used instead. To run the registry and the workers as separate processes,
+see 'switchboard registry' and 'switchboard worker'.
 
 At first start the default tenant gets an API key, printed once. SIGINT or
 SIGTERM stops intake, lets in-flight deliveries finish, then closes.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
-			logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-			if err != nil {
-				return err
-			}
-			sys, err := startSystem(ctx, cfg, logger)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "Switchboard is running.\n  API:     %s\n  Metrics: %s/metrics\n", sys.URL, sys.URL)
-			if sys.NewKey != "" {
-				fmt.Fprintf(stdout, "  API key: %s\n  (shown once; keep it: it is stored hashed)\n", sys.NewKey)
-			}
-			err = sys.Wait(ctx)
-			if cerr := sys.Close(); err == nil {
-				err = cerr
-			}
-			return err
+			return runSystem(ctx, cfg, "Switchboard", stdout, stderr)
 		},
 	}
 }
 
-// system is a running `serve`: every role, and what it owns.
+// runSystem is what serve, registry and worker do: start the roles cfg
+// names, say where they listen, run until ctx is done (a signal) or a role
+// fails, then close.
+func runSystem(ctx context.Context, cfg serveConfig, title string, stdout, stderr io.Writer) error {
+	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	sys, err := startSystem(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s is running.\n", title)
+	if cfg.Roles.Registry {
+		fmt.Fprintf(stdout, "  API:     %s\n", sys.URL)
+	}
+	fmt.Fprintf(stdout, "  Metrics: %s/metrics\n", sys.URL)
+	if sys.NewKey != "" {
+		fmt.Fprintf(stdout, "  API key: %s\n  (shown once; keep it: it is stored hashed)\n", sys.NewKey)
+	}
+	err = sys.Wait(ctx)
+	if cerr := sys.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// system is a running serve, registry or worker: its roles, and what they
+// own.
 type system struct {
-	URL    string // base URL of the HTTP API
-	NewKey string // the API key generated at this start, if any
-	Tenant string // id of the default tenant
+	URL    string // base URL of the HTTP API (registry) or of /metrics alone (worker)
+	NewKey string // the API key generated at this start, if any (registry)
+	Tenant string // id of the default tenant (registry)
 
 	cfg    serveConfig
 	logger *slog.Logger
@@ -155,14 +236,16 @@ type system struct {
 	nc     *nats.Conn
 	closed chan struct{} // closed once nc is
 	js     jetstream.JetStream
-	index  *consumer.Index
-	db     *registry.DB
+	index  *consumer.Index // nil without the worker role
+	db     *registry.DB    // nil without the registry role
 	http   *http.Server
 	group  *errgroup.Group
 	cancel context.CancelFunc // stops the background roles
 }
 
-// startSystem starts every role and returns once the HTTP API listens.
+// startSystem starts the roles cfg.Roles names and returns once the HTTP
+// server listens. Each role is started in one place: startRegistry
+// (registry.go) and startWorker (worker.go).
 func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *system, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -173,8 +256,10 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 			s.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if cfg.needsDataDir() {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
 	}
 	if err := s.connectNATS(); err != nil {
 		return nil, err
@@ -188,7 +273,9 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	s.js = js
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	if err := streams.Setup(setupCtx, js, streams.DefaultConfig()); err != nil {
+	// Every role sets the streams up, so that a worker started before the
+	// registry (or alone, while it is down) finds them.
+	if err := setupStreams(setupCtx, js, cfg.StreamReplicas, logger); err != nil {
 		return nil, err
 	}
 	kv, err := streams.OpenWebhooksKV(setupCtx, js)
@@ -196,44 +283,29 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		return nil, err
 	}
 
-	s.db, err = registry.Open(filepath.Join(cfg.DataDir, "registry.db"))
-	if err != nil {
-		return nil, err
-	}
-	tenant, newKey, err := registry.Bootstrap(setupCtx, s.db, cfg.APIKey)
-	if err != nil {
-		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
-	}
-	s.Tenant, s.NewKey = tenant.ID, newKey
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	index := &consumer.Index{KV: kv, Logger: logger}
-	s.index = index
-	matcher := &consumer.Matcher{JS: js, Index: index, Logger: logger, Metrics: consumer.NewMetrics(reg)}
-	deliverer := &consumer.Deliverer{
-		JS: js, Index: index, Logger: logger, Metrics: matcher.Metrics,
-		Retry: cfg.Retry, Workers: cfg.Workers, MaxAckPending: cfg.MaxAckPending,
+	mux := http.NewServeMux()
+	var runs []func(context.Context) error
+	if cfg.Roles.Worker {
+		runs = append(runs, s.startWorker(kv, reg)...)
 	}
-	mirror := registry.NewMirror(s.db, kv)
-	mirror.Logger = logger
-	api := &registry.Server{
-		DB: s.db, KV: kv, Logger: logger, Metrics: registry.NewMetrics(reg),
-		Ingest: &producer.Handler{Client: producer.New(js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: logger},
+	if cfg.Roles.Registry {
+		r, err := s.startRegistry(setupCtx, kv, reg, mux)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r...)
 	}
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	g, gctx := errgroup.WithContext(bg)
 	s.group = g
-	g.Go(func() error { return index.Run(gctx) })
-	g.Go(func() error { return mirror.Run(gctx) })
-	g.Go(func() error { return matcher.Run(gctx) })
-	g.Go(func() error { return deliverer.Run(gctx) })
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
+	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", api.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -263,14 +335,67 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		defer cancel()
 		return s.http.Shutdown(shutdown)
 	})
-	logger.Info("switchboard serving", "api", s.URL, "data_dir", cfg.DataDir, "nats", s.natsDescription())
+	logger.Info("switchboard serving", "roles", cfg.Roles.String(), "url", s.URL, "nats", s.natsDescription())
 	return s, nil
+}
+
+// String names the roles for logs: "registry+worker", "worker".
+func (r roles) String() string {
+	var names []string
+	if r.Registry {
+		names = append(names, "registry")
+	}
+	if r.Worker {
+		names = append(names, "worker")
+	}
+	return strings.Join(names, "+")
+}
+
+// setupStreams runs streams.Setup with the given replicas, trying again
+// while JetStream is not ready to answer yet (a cluster still electing its
+// leader answers 503, or not at all) until ctx is done. Settings that
+// disagree with the streams already there fail at once.
+func setupStreams(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
+	cfg := streams.DefaultConfig()
+	cfg.Replicas = replicas
+	wait := 250 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := streams.Setup(actx, js, cfg)
+		cancel()
+		var mismatch *streams.ReplicasError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &mismatch):
+			return fmt.Errorf("--stream-replicas %d disagrees with the streams on NATS: %w; "+
+				"give every process the same --stream-replicas (to change it, edit the streams with the nats CLI first)", replicas, err)
+		case !jetStreamUnavailable(err) || ctx.Err() != nil:
+			return err
+		}
+		logger.Info("JetStream not ready; setting up the streams again", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// jetStreamUnavailable reports whether err says that JetStream cannot
+// answer for now, rather than that the request is wrong.
+func jetStreamUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
 }
 
 func (s *system) connectNATS() error {
 	s.closed = make(chan struct{})
 	opts := []nats.Option{
-		nats.Name("switchboard serve"),
+		nats.Name("switchboard " + s.cfg.Roles.String()),
 		nats.MaxReconnects(-1),
 		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
 		// Without it the client's async errors go unseen, among them a
@@ -327,10 +452,10 @@ func (s *system) natsDescription() string {
 	return "embedded"
 }
 
-// ready reports whether the workers hold the webhook index and NATS is
-// connected: what /readyz answers.
+// ready reports whether NATS is connected and, with the worker role, the
+// workers hold the webhook index: what /readyz answers.
 func (s *system) ready() bool {
-	return s.index.Ready() && s.nc.Status() == nats.CONNECTED
+	return (s.index == nil || s.index.Ready()) && s.nc.Status() == nats.CONNECTED
 }
 
 // waitForWebhooks waits until this process's workers know every webhook in

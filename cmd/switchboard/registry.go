@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry"
+)
+
+func registryCommand(stdout, stderr io.Writer) *ffcli.Command {
+	cfg := defaultServeConfig()
+	cfg.Roles = roles{Registry: true}
+	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
+	cfg.registerFlags(fs)
+	return &ffcli.Command{
+		Name:       "registry",
+		ShortUsage: "switchboard registry --nats-url URL [flags]",
+		ShortHelp:  "run the HTTP API and event ingest alone, against an external NATS",
+		LongHelp: `Runs the registry: the HTTP API (webhooks, agents, event types), event
+ingest (POST /v1/events), the SQLite file under --data-dir and its mirror
+into the JetStream KV bucket the workers read, with /metrics, /healthz and
+/readyz. It delivers nothing: run 'switchboard worker' processes against the
+same --nats-url for that. Workers go on delivering while the registry is
+down; only changes to webhooks and HTTP ingest wait for it.
+
+Run one registry per SQLite file. At first start the default tenant gets an
+API key, printed once.`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, _ []string) error {
+			return runSystem(ctx, cfg, "Switchboard registry", stdout, stderr)
+		},
+	}
+}
+
+// startRegistry opens the registry's SQLite file, makes sure the default
+// tenant has a key, and mounts the HTTP API (event ingest included) on mux.
+// It returns what must run in the background: the KV mirror.
+func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
+	var err error
+	s.db, err = registry.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
+	if err != nil {
+		return nil, err
+	}
+	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
+	}
+	s.Tenant, s.NewKey = tenant.ID, newKey
+
+	mirror := registry.NewMirror(s.db, kv)
+	mirror.Logger = s.logger
+	api := &registry.Server{
+		DB: s.db, KV: kv, Logger: s.logger, Metrics: registry.NewMetrics(reg),
+		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
+	}
+	mux.Handle("/v1/", api.Handler())
+	return []func(context.Context) error{mirror.Run}, nil
+}
