@@ -14,7 +14,11 @@ FANOUT      ?= 1
 PAYLOAD     ?= 512
 BENCH_FLAGS ?=
 
-.PHONY: all build run test bench gobench lint fmt clean cgo
+# The tests that kill things run a real nats-server binary: the version
+# go.mod pins, installed into bin/ through the Go module proxy.
+NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+
+.PHONY: all build run test bench gobench lint fmt clean cgo nats-server
 
 all: lint test
 
@@ -32,8 +36,16 @@ run: build
 
 ## test: every test, under the race detector, against an embedded JetStream,
 ## SQLite files and loopback HTTP (about 4 minutes cold on 2 cores, 1 warm)
-test: cgo
+test: cgo nats-server
 	$(GO) test -count=1 -race -timeout 12m ./...
+
+## nats-server: install bin/nats-server unless the pinned version is there
+nats-server:
+	@v='$(NATS_SERVER_VERSION)'; \
+	if ! ./bin/nats-server --version 2>/dev/null | grep -qxF "nats-server: $$v"; then \
+		echo "installing nats-server $$v into bin/"; \
+		GOBIN='$(CURDIR)/bin' $(GO) install "github.com/nats-io/nats-server/v2@$$v"; \
+	fi
 
 ## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
 bench: build
