@@ -35,7 +35,8 @@ run: build
 	./$(BIN) serve
 
 ## test: every test, under the race detector, against an embedded JetStream,
-## SQLite files and loopback HTTP (about 4 minutes cold on 2 cores, 1 warm)
+## SQLite files and loopback HTTP, and (internal/chaos) real nats-server and
+## switchboard processes killed mid-flight (about 4 minutes cold on 2 cores)
 test: cgo nats-server
 	$(GO) test -count=1 -race -timeout 12m ./...
 

@@ -2,11 +2,16 @@ package chaos_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/producer"
 )
 
 // Each test delivers a backlog of events to one webhook whose receiver
@@ -156,7 +161,7 @@ func TestKillClusterNode_R3LosesNothing(t *testing.T) {
 	// A worker told another replica count than the streams have refuses
 	// to start, saying why, rather than change them.
 	odd := startWorkerProc(t, "worker-r1", url, 1)
-	if err, out := odd.exited(ctx, t); err == nil || !strings.Contains(out, "--stream-replicas 1 disagrees") || !strings.Contains(out, "has 3 replicas") {
+	if out, err := odd.exited(ctx, t); err == nil || !strings.Contains(out, "--stream-replicas 1 disagrees") || !strings.Contains(out, "has 3 replicas") {
 		t.Errorf("worker with --stream-replicas 1 on R3 streams: exit %v, output:\n%s", err, out)
 	}
 
@@ -204,4 +209,79 @@ func TestKillClusterNode_R3LosesNothing(t *testing.T) {
 	if c.Lost != 0 {
 		t.Errorf("%d of %d accepted events lost", c.Lost, c.N)
 	}
+}
+
+// A worker started on a fresh NATS, before any registry, sets the streams
+// up; once the registry is killed, the worker goes on delivering what was
+// accepted and what upstream services publish straight to JetStream.
+func TestKillRegistry_WorkersDeliverOn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 500
+	recv := startSlowReceiver(t, receiverDelay)
+	ns := startNATS(ctx, t)
+	js := jsClient(t, ns.clientURL)
+	startWorker(ctx, t, "worker", ns.clientURL, 1)
+	reg := startRegistry(ctx, t, ns.clientURL, 1)
+	reg.createWebhook(ctx, t, recv.URL)
+	// The worker matches events to the webhook once the KV watch brought
+	// it: probe until one is delivered.
+	probes := 0
+	eventually(ctx, t, "the webhook reached the worker", func() bool {
+		if recv.Count() > 0 {
+			return true
+		}
+		probes++
+		reg.mustPublish(ctx, t, fmt.Sprintf("probe%d", probes), 1)
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+
+	ids := reg.mustPublish(ctx, t, "rd", n)
+	reg.kill(t)
+	killedAt := time.Now()
+	before := count(recv, ids).Delivered
+	ids = append(ids, publishDirect(ctx, t, js, "rd-direct", n/5)...)
+	eventually(ctx, t, "every event delivered", func() bool { return allDelivered(recv, ids) })
+	eventually(ctx, t, "no delivery left to redeliver", func() bool { return delivererDrained(ctx, js) })
+
+	c := count(recv, ids)
+	longest, _ := stall(recv, killedAt, killedAt)
+	t.Logf("kill -9 registry: %v; delivered before the kill %d; stall %.1fs", c, before, longest.Seconds())
+	if before >= n {
+		t.Errorf("the backlog was delivered before the registry died: nothing shown")
+	}
+	if c.Lost != 0 {
+		t.Errorf("%d of %d accepted events lost", c.Lost, c.N)
+	}
+	if c.Duplicates != 0 {
+		t.Errorf("%d duplicates with no worker dying", c.Duplicates)
+	}
+}
+
+// publishDirect publishes events with the producer client straight to
+// JetStream, as an upstream service does without the registry, for the
+// tenant of the events already in SB_EVENTS.
+func publishDirect(ctx context.Context, t *testing.T, js jetstream.JetStream, prefix string, n int) []string {
+	t.Helper()
+	s, err := js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.GetMsg(ctx, s.CachedInfo().State.FirstSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sb.events.<tenant>.<type>
+	tenant := strings.Split(strings.TrimPrefix(first.Subject, streams.EventsPrefix), ".")[0]
+	client := producer.New(js)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%05d", prefix, i)
+		evt := &switchboard.Event{ID: ids[i], TenantID: tenant, Type: "call.ended", Data: []byte(`{}`)}
+		if _, err := client.Publish(ctx, evt); err != nil {
+			t.Fatalf("publish %s: %v", ids[i], err)
+		}
+	}
+	return ids
 }

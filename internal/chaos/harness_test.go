@@ -35,7 +35,7 @@ type registryProc struct {
 
 func startRegistry(ctx context.Context, t *testing.T, natsURL string, replicas int) *registryProc {
 	t.Helper()
-	p := startProc(t, "registry", switchboard(t), "registry",
+	p := startProc(t, "registry", buildSwitchboard(t), "registry",
 		"--nats-url", natsURL, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--api-key", testKey, "--stream-replicas", strconv.Itoa(replicas),
 		"--allow-private-targets", "--log-format", "text")
@@ -64,7 +64,7 @@ func startWorker(ctx context.Context, t *testing.T, name, natsURL string, replic
 
 func startWorkerProc(t *testing.T, name, natsURL string, replicas int) *proc {
 	t.Helper()
-	return startProc(t, name, switchboard(t), "worker",
+	return startProc(t, name, buildSwitchboard(t), "worker",
 		"--nats-url", natsURL, "--listen", "127.0.0.1:0", "--stream-replicas", strconv.Itoa(replicas),
 		"--workers", strconv.Itoa(workersPerProcess), "--max-ack-pending", "64", "--ack-wait", ackWait.String(),
 		"--retry-initial-interval", "1s", "--retry-max-interval", "1s",

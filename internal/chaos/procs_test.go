@@ -60,9 +60,9 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// switchboard returns the path of the switchboard binary, building it on
+// buildSwitchboard returns the path of the switchboard binary, building it on
 // first use.
-func switchboard(t *testing.T) string {
+func buildSwitchboard(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		bin := filepath.Join(tmpDir, "switchboard")
@@ -185,8 +185,8 @@ func (p *proc) kill(t *testing.T) {
 }
 
 // exited waits for the process to end by itself, up to ctx's deadline,
-// and returns its exit error and everything it wrote.
-func (p *proc) exited(ctx context.Context, t *testing.T) (error, string) {
+// and returns everything it wrote and its exit error.
+func (p *proc) exited(ctx context.Context, t *testing.T) (string, error) {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -194,7 +194,7 @@ func (p *proc) exited(ctx context.Context, t *testing.T) (error, string) {
 		t.Fatalf("%s did not exit: %v", p.name, ctx.Err())
 	}
 	b, _ := os.ReadFile(p.log)
-	return p.err, string(b)
+	return string(b), p.err
 }
 
 // line waits for a line of standard output starting with prefix (after
