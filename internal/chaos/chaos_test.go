@@ -25,8 +25,7 @@ const receiverDelay = 10 * time.Millisecond
 // accepted event is delivered; what the dead worker held unacked comes
 // again after --ack-wait, so the only duplicates are among those.
 func TestKillWorker_MidFlightLosesNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	const n = 2000
 	recv := startSlowReceiver(t, receiverDelay)
 	ns := startNATS(ctx, t)
@@ -58,8 +57,8 @@ func TestKillWorker_MidFlightLosesNothing(t *testing.T) {
 	c := count(recv, ids)
 	longest, resume := stall(recv, killedAt, restartedAt)
 	t.Logf("kill -9 worker: %v; delivered before the kill %d, held unacked by the dead worker %d; "+
-		"stall %.1fs (the held ones wait for --ack-wait %v), first delivery %.2fs after the restart",
-		c, before, held, longest.Seconds(), ackWait, resume.Seconds())
+		"stall %.1fs (longest pause in deliveries after the kill; the held ones came again after --ack-wait %v), "+
+		"first delivery %.2fs after the restart began", c, before, held, longest.Seconds(), ackWait, resume.Seconds())
 	if c.Lost != 0 {
 		t.Errorf("%d of %d accepted events lost", c.Lost, c.N)
 	}
@@ -68,11 +67,21 @@ func TestKillWorker_MidFlightLosesNothing(t *testing.T) {
 	}
 }
 
-// Two workers started on one backlog share it: each delivers part, none
-// is lost, and with no worker dying none comes twice.
+// Two workers started on one backlog share it: each delivers part and
+// none is lost. With no worker dying none comes twice; when one is killed
+// mid-flight, the other finishes, and the only duplicates are among what
+// was held unacked at the kill.
 func TestTwoWorkers_ShareOneBacklog(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	for _, tc := range []struct {
+		name string
+		kill bool
+	}{{"no deaths", false}, {"one killed", true}} {
+		t.Run(tc.name, func(t *testing.T) { testTwoWorkers(t, tc.kill) })
+	}
+}
+
+func testTwoWorkers(t *testing.T, kill bool) {
+	ctx := testContext(t, 60*time.Second)
 	const n = 1500
 	recv := startSlowReceiver(t, receiverDelay)
 	ns := startNATS(ctx, t)
@@ -86,23 +95,47 @@ func TestTwoWorkers_ShareOneBacklog(t *testing.T) {
 	p2 := startWorkerProc(t, "worker-2", ns.clientURL, 1)
 	w1 := &workerProc{proc: p1, url: strings.TrimSuffix(p1.line(ctx, t, "Metrics:"), "/metrics")}
 	w2 := &workerProc{proc: p2, url: strings.TrimSuffix(p2.line(ctx, t, "Metrics:"), "/metrics")}
+	held, d2 := 0, 0
+	if kill {
+		eventually(ctx, t, "both workers delivering, events all matched", func() bool {
+			return w1.delivered(ctx, t) > 0 && w2.delivered(ctx, t) > 0 && matcherDrained(ctx, js)
+		})
+		d2 = w2.delivered(ctx, t)
+		w2.kill(t)
+		// Consumer-wide: what the dead worker held, and the survivor's
+		// deliveries in flight, which it acks as usual.
+		held = consumerInfo(ctx, js, streams.Deliveries, streams.DelivererConsumer).NumAckPending
+		if got := count(recv, ids).Delivered; got > n*3/4 {
+			t.Fatalf("%d of %d delivered before the kill: not mid-flight", got, n)
+		}
+	}
 	eventually(ctx, t, "every event delivered", func() bool { return allDelivered(recv, ids) })
 	eventually(ctx, t, "no delivery left to redeliver", func() bool { return delivererDrained(ctx, js) })
 
 	c := count(recv, ids)
-	d1, d2 := w1.delivered(ctx, t), w2.delivered(ctx, t)
-	t.Logf("two workers: %v; worker-1 delivered %d, worker-2 %d", c, d1, d2)
+	d1 := w1.delivered(ctx, t)
+	if !kill {
+		d2 = w2.delivered(ctx, t)
+	}
+	if kill {
+		t.Logf("two workers, worker-2 killed mid-flight: %v; worker-1 delivered %d, worker-2 %d before it died; "+
+			"held unacked at the kill (both workers) %d", c, d1, d2, held)
+	} else {
+		t.Logf("two workers: %v; worker-1 delivered %d, worker-2 %d", c, d1, d2)
+	}
 	if c.Lost != 0 {
 		t.Errorf("%d of %d accepted events lost", c.Lost, c.N)
-	}
-	if c.Duplicates != 0 {
-		t.Errorf("%d duplicates with no worker dying", c.Duplicates)
 	}
 	if d1 == 0 || d2 == 0 {
 		t.Errorf("one worker did all the work: worker-1 %d, worker-2 %d", d1, d2)
 	}
-	if d1+d2 != n {
+	switch {
+	case !kill && c.Duplicates != 0:
+		t.Errorf("%d duplicates with no worker dying", c.Duplicates)
+	case !kill && d1+d2 != n:
 		t.Errorf("the workers count %d + %d deliveries, the receiver %d events", d1, d2, n)
+	case kill && c.Duplicates > held:
+		t.Errorf("%d duplicates, but only %d deliveries were held unacked at the kill", c.Duplicates, held)
 	}
 }
 
@@ -110,8 +143,7 @@ func TestTwoWorkers_ShareOneBacklog(t *testing.T) {
 // the same store while deliveries are in flight: every event accepted
 // before, and every event accepted after, is delivered.
 func TestRestartNATSServer_MidFlightLosesNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
-	defer cancel()
+	ctx := testContext(t, 75*time.Second)
 	const n = 2000
 	recv := startSlowReceiver(t, receiverDelay)
 	ns := startNATS(ctx, t)
@@ -149,8 +181,7 @@ func TestRestartNATSServer_MidFlightLosesNothing(t *testing.T) {
 // deliverer's consumer while deliveries are in flight loses nothing, and
 // ingest goes on with two nodes.
 func TestKillClusterNode_R3LosesNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testContext(t, 90*time.Second)
 	const n = 2000
 	recv := startSlowReceiver(t, receiverDelay)
 	nodes := startNATSCluster(ctx, t)
@@ -215,8 +246,7 @@ func TestKillClusterNode_R3LosesNothing(t *testing.T) {
 // up; once the registry is killed, the worker goes on delivering what was
 // accepted and what upstream services publish straight to JetStream.
 func TestKillRegistry_WorkersDeliverOn(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testContext(t, 60*time.Second)
 	const n = 500
 	recv := startSlowReceiver(t, receiverDelay)
 	ns := startNATS(ctx, t)

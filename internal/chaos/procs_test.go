@@ -41,6 +41,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testContext makes sure both binaries are there, then returns a context
+// that bounds the test to d: the build is not counted.
+func testContext(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	buildSwitchboard(t)
+	natsServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // repoRoot is the folder holding go.mod, above the test's directory.
 func repoRoot(t *testing.T) string {
 	t.Helper()
