@@ -153,7 +153,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.Float64Var(&c.Retry.Multiplier, "retry-multiplier", c.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
 		fs.IntVar(&c.Workers, "workers", c.Workers, "deliveries in flight at once in this process")
 		fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "deliveries all workers together may hold unacknowledged")
-		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout")
+		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}
 	if r.Registry || r.Worker {
 		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")

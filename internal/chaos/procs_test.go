@@ -45,8 +45,8 @@ func TestMain(m *testing.M) {
 // that bounds the test to d: the build is not counted.
 func testContext(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
-	buildSwitchboard(t)
 	natsServer(t)
+	buildSwitchboard(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
