@@ -45,8 +45,9 @@ type WebhookFilter struct {
 // its mirroring into KV (see Mirror). It sets wh's ID, TenantID, CreatedAt,
 // UpdatedAt and, from the actor in ctx, CreatedBy and UpdatedBy; the other
 // fields must be valid already. It returns EUNAUTHORIZED when ctx carries no
-// tenant, ENOTFOUND when the tenant does not exist, and ECONFLICT when the
-// name is taken in wh's scope (the tenant, or wh.AgentID).
+// tenant, ENOTFOUND when the tenant or wh's agent does not exist, and
+// ECONFLICT when the name is taken in wh's scope (the tenant, or
+// wh.AgentID).
 func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -63,6 +64,11 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 		return fmt.Errorf("create webhook %s: %w", wh.ID, err)
 	}
 	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if wh.AgentID != "" {
+			if err := checkAgentExists(ctx, tx, tenant, wh.AgentID); err != nil {
+				return err
+			}
+		}
 		_, err := tx.NamedExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (`+webhookParams+`)`, row)
 		switch {
 		case isConstraint(err, sqlite3.ErrConstraintUnique):
