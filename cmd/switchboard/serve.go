@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -43,6 +44,7 @@ type serveConfig struct {
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
+	APIRateLimit        float64 // requests/s per API key; 0: unlimited
 }
 
 func defaultServeConfig() serveConfig {
@@ -55,6 +57,7 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
+		APIRateLimit:    registry.DefaultAPIRateLimit,
 	}
 }
 
@@ -79,6 +82,9 @@ func (c serveConfig) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
 	}
+	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 1) {
+		errs = append(errs, fmt.Errorf("--api-rate-limit must be 0 (unlimited) or a positive number of requests/s, got %v", c.APIRateLimit))
+	}
 	return errors.Join(errs...)
 }
 
@@ -86,6 +92,12 @@ func (c serveConfig) validate() error {
 // JetStream shares.
 func registerNATSFlags(fs *flag.FlagSet, natsURL *string) {
 	fs.StringVar(natsURL, "nats-url", *natsURL, "external NATS (>= 2.12, JetStream enabled) to use instead of the embedded server, e.g. nats://n1:4222,nats://n2:4222")
+}
+
+// registerAPIRateLimitFlag registers the flag of every subcommand that
+// serves the registry API.
+func registerAPIRateLimitFlag(fs *flag.FlagSet, perSecond *float64) {
+	fs.Float64Var(perSecond, "api-rate-limit", *perSecond, "requests per second each API key may make to /v1 (ingest included), with bursts of up to twice that; beyond it: 429 with Retry-After; 0 = unlimited")
 }
 
 func registerLogFlags(fs *flag.FlagSet, level, format *string) {
@@ -109,6 +121,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
+	registerAPIRateLimitFlag(fs, &cfg.APIRateLimit)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "switchboard serve [flags]",
@@ -219,7 +232,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = logger
 	api := &registry.Server{
-		DB: s.db, KV: kv, Logger: logger, Metrics: registry.NewMetrics(reg),
+		DB: s.db, KV: kv, Logger: logger, Metrics: registry.NewMetrics(reg), APIRateLimit: cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: logger},
 	}
 
