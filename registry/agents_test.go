@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -272,4 +273,40 @@ func newStoreWebhook(agent string) *registry.Webhook {
 		Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYq=", TimeoutSeconds: 30, MaxRetries: 3,
 		Status: switchboard.StatusActive,
 	}}
+}
+
+// A body sent chunked (length unknown) is read as any other, and an empty
+// one is no body.
+func TestAgents_PutChunked(t *testing.T) {
+	a := startAPI(t, nil)
+	for _, tc := range []struct {
+		body, wantName string
+		want           int
+	}{
+		{"", "", http.StatusCreated},
+		{`{"name": "C"}`, "C", http.StatusOK},
+		{"", "C", http.StatusOK},
+		{`{"name": `, "", http.StatusBadRequest},
+	} {
+		// A reader of unknown length makes the client send it chunked.
+		req, err := http.NewRequest(http.MethodPut, a.URL+"/v1/agents/c1", io.MultiReader(strings.NewReader(tc.body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+a.Key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("PUT %q chunked: %d %s", tc.body, resp.StatusCode, b)
+		}
+		if tc.want < 300 {
+			if got := decode[agentJSON](t, b); got.Name != tc.wantName {
+				t.Errorf("PUT %q chunked: name %q, want %q", tc.body, got.Name, tc.wantName)
+			}
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -55,7 +57,7 @@ func (a *agentAPI) put(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("agent_id")
 	var in agentInput
 	// A request without a body creates the agent (or leaves it as it is).
-	if r.ContentLength != 0 {
+	if hasBody(r) {
 		if err := httpjson.Decode(r, &in); err != nil {
 			httpjson.Error(w, r, a.logger, err)
 			return
@@ -132,6 +134,21 @@ func (a *agentAPI) delete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// hasBody reports whether r has a body of at least one byte, chunked or
+// not; what it reads to know stays readable.
+func hasBody(r *http.Request) bool {
+	if r.ContentLength >= 0 {
+		return r.ContentLength > 0
+	}
+	br := bufio.NewReader(r.Body)
+	_, err := br.Peek(1)
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	return err == nil
 }
 
 // parsePageFilter reads the limit and cursor of a list's query.
