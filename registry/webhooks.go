@@ -45,9 +45,10 @@ type WebhookFilter struct {
 // its mirroring into KV (see Mirror). It sets wh's ID, TenantID, CreatedAt,
 // UpdatedAt and, from the actor in ctx, CreatedBy and UpdatedBy; the other
 // fields must be valid already. It returns EUNAUTHORIZED when ctx carries no
-// tenant, ENOTFOUND when the tenant or wh's agent does not exist, and
-// ECONFLICT when the name is taken in wh's scope (the tenant, or
-// wh.AgentID).
+// tenant, ENOTFOUND when the tenant does not exist, and ECONFLICT when the
+// name is taken in wh's scope (the tenant, or wh.AgentID).
+// It returns ENOTFOUND, naming the agent, when wh.AgentID is not an agent of
+// the tenant (see PutAgent).
 func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
