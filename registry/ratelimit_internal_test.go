@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -31,5 +32,30 @@ func TestRateLimiter_RetryAfterAtLeastOneSecond(t *testing.T) {
 	}
 	if got := newRateLimiter(0.1).burst; got != 1 {
 		t.Errorf("burst at 0.1/s: %d, want 1", got)
+	}
+}
+
+// BenchmarkRateLimiter_Wrap measures what the limit adds to a request that
+// it lets through: one key (every request on one bucket and one map entry)
+// and 1000 keys.
+func BenchmarkRateLimiter_Wrap(b *testing.B) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	for _, keys := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			h := newRateLimiter(1e9).wrap(nil, next) // never refuses: measure the pass
+			reqs := make([]*http.Request, keys)
+			for i := range reqs {
+				ctx := context.WithValue(context.Background(), keyContextKey{}, Key{ID: fmt.Sprintf("key_%d", i)})
+				reqs[i] = httptest.NewRequest(http.MethodGet, "/v1/webhooks", nil).WithContext(ctx)
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				w := httptest.NewRecorder()
+				i := 0
+				for pb.Next() {
+					h.ServeHTTP(w, reqs[i%keys])
+					i++
+				}
+			})
+		})
 	}
 }
