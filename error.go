@@ -15,6 +15,7 @@ const (
 	EMALFORMED    = "malformed"    // 400: the body is not the JSON we expect
 	ENOTFOUND     = "not_found"    // 404: no such object in the caller's tenant
 	EUNAUTHORIZED = "unauthorized" // 401: missing or unknown API key
+	EFORBIDDEN    = "forbidden"    // 403: the key may not use this route (admin routes)
 	ERATELIMITED  = "rate_limited" // 429: the key exceeded its rate
 )
 

@@ -8,7 +8,8 @@ import (
 )
 
 // Bootstrap prepares a registry for `switchboard serve`: it ensures the
-// default tenant exists and has a key.
+// default tenant exists and has a key. The key called "default" that it
+// creates or ensures is an admin key (it may create tenants and keys).
 //
 // With apiKey set (`--api-key`), that key becomes the default tenant's key
 // called "default" (EnsureKey: idempotent; a different earlier value stops
@@ -23,7 +24,7 @@ func Bootstrap(ctx context.Context, db *DB, apiKey string) (tenant Tenant, newKe
 		return Tenant{}, "", fmt.Errorf("bootstrap: %w", err)
 	}
 	if apiKey != "" {
-		if _, err := db.EnsureKey(ctx, tenant.ID, DefaultKeyName, apiKey); err != nil {
+		if _, err := db.EnsureKey(ctx, tenant.ID, DefaultKeyName, apiKey, AdminKey(true)); err != nil {
 			return Tenant{}, "", fmt.Errorf("bootstrap: %w", err)
 		}
 		return tenant, "", nil
@@ -35,7 +36,7 @@ func Bootstrap(ctx context.Context, db *DB, apiKey string) (tenant Tenant, newKe
 	if n > 0 {
 		return tenant, "", nil
 	}
-	newKey, _, err = db.CreateKey(ctx, tenant.ID, DefaultKeyName)
+	newKey, _, err = db.CreateKey(ctx, tenant.ID, DefaultKeyName, AdminKey(true))
 	if switchboard.ErrorCode(err) == switchboard.ECONFLICT {
 		// Another process bootstrapping at the same moment created it and
 		// prints it.

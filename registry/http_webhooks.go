@@ -31,12 +31,12 @@ var (
 	_ webhookMirror = (*Mirror)(nil)
 )
 
-// webhookAPI serves the webhook and event-type routes.
+// webhookAPI serves the webhook routes.
 type webhookAPI struct {
 	store     webhookStore
 	mirror    webhookMirror
 	logger    *slog.Logger
-	catalogue []switchboard.EventType
+	catalogue eventTypeFinder
 }
 
 // webhookBody is a webhook as the API shows it. Secret is set in the create
@@ -227,20 +227,18 @@ func (a *webhookAPI) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// listEventTypes serves GET /v1/event-types.
-func (a *webhookAPI) listEventTypes(w http.ResponseWriter, r *http.Request) {
-	catalogue, err := a.eventTypes(r.Context())
-	if err != nil {
-		httpjson.Error(w, r, a.logger, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, listBody[switchboard.EventType]{Data: catalogue})
-}
-
 // eventTypes returns the catalogue of the tenant in ctx: the types its
 // webhooks may subscribe to.
 func (a *webhookAPI) eventTypes(ctx context.Context) ([]switchboard.EventType, error) {
-	return a.catalogue, nil
+	types, err := a.catalogue.FindEventTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]switchboard.EventType, len(types))
+	for i, t := range types {
+		out[i] = t.EventType
+	}
+	return out, nil
 }
 
 // flush mirrors a committed change into KV before the response, so that

@@ -58,6 +58,41 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_webhook_id ON webhook_outbox (webhook_id, seq);
 `,
+	// 2: agents, each tenant's own event types, admin keys.
+	`
+ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+-- The default tenant's bootstrap key administers the registry (Bootstrap
+-- keeps it so); in a database from before admin keys, it is the only one.
+UPDATE api_keys SET admin = 1
+WHERE name = 'default' AND tenant_id IN (SELECT id FROM tenants WHERE name = 'default');
+
+-- No cascade from tenants, as for webhooks. Webhooks do not reference
+-- agents by foreign key (that would mean rebuilding their table); the
+-- transaction that creates a webhook checks that its agent exists, and
+-- DeleteAgent deletes the agent's webhooks.
+CREATE TABLE agents (
+	tenant_id  TEXT NOT NULL REFERENCES tenants (id),
+	id         TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (tenant_id, id)
+);
+-- Agent-scoped webhooks created before agents existed keep their agent.
+INSERT INTO agents (tenant_id, id, name, created_at, updated_at)
+SELECT tenant_id, agent_id, '', min(created_at), min(created_at)
+FROM webhooks WHERE agent_id IS NOT NULL
+GROUP BY tenant_id, agent_id;
+
+-- A tenant's own event types; switchboard.DefaultEventTypes are not stored.
+CREATE TABLE event_types (
+	tenant_id   TEXT NOT NULL REFERENCES tenants (id),
+	name        TEXT NOT NULL,
+	description TEXT NOT NULL,
+	created_at  TIMESTAMP NOT NULL,
+	PRIMARY KEY (tenant_id, name)
+);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

@@ -63,6 +63,7 @@ func listIDs(tb testing.TB, a *api, key string) []string {
 
 func TestMirror_CreateAndDelete(t *testing.T) {
 	a := startAPI(t, nil)
+	a.putAgent(t, a.Key, "agent-7")
 	created := a.create(t, a.Key, "/v1/agents/agent-7/webhooks",
 		`{"name": "m", "url": "https://example.com/h", "events": ["call.*", "agent.logged_in"], "timeout": 7, "max_retries": 2, "enabled": false}`)
 

@@ -27,10 +27,13 @@ type Server struct {
 	// Nil leaves the route out.
 	Ingest  http.Handler
 	Metrics *Metrics
+	// APIRateLimit is the requests per second each API key may make to
+	// any route (see rateLimiter); 0 means unlimited.
+	APIRateLimit float64
 }
 
-// NewServer returns a Server on db and kv that logs nothing and whose
-// metrics are not registered.
+// NewServer returns a Server on db and kv that logs nothing, whose metrics
+// are not registered and that does not limit the rate of requests.
 func NewServer(db *DB, kv jetstream.KeyValue) *Server {
 	return &Server{DB: db, KV: kv, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
 }
@@ -50,7 +53,10 @@ func (s *Server) Handler() http.Handler {
 	if s.DB == nil || s.KV == nil {
 		panic("registry: Server needs a DB and a KV")
 	}
-	h := &handler{mux: http.NewServeMux(), routes: map[string]string{}, keys: s.DB, logger: s.Logger, metrics: s.Metrics}
+	h := &handler{
+		mux: http.NewServeMux(), routes: map[string]string{}, keys: s.DB, logger: s.Logger, metrics: s.Metrics,
+		limiter: newRateLimiter(s.APIRateLimit),
+	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -61,22 +67,32 @@ func (s *Server) Handler() http.Handler {
 		store:     s.DB,
 		mirror:    NewMirror(s.DB, s.KV),
 		logger:    h.logger,
-		catalogue: switchboard.DefaultEventTypes,
+		catalogue: s.DB,
 	}
+	agents := &agentAPI{store: s.DB, mirror: webhooks.mirror, logger: h.logger}
+	eventTypes := &eventTypeAPI{store: s.DB, logger: h.logger}
+	admin := &adminAPI{store: s.DB, logger: h.logger}
 	h.handle("POST /v1/webhooks", http.HandlerFunc(webhooks.create))
 	h.handle("POST /v1/agents/{agent_id}/webhooks", http.HandlerFunc(webhooks.createForAgent))
 	h.handle("GET /v1/webhooks", http.HandlerFunc(webhooks.list))
 	h.handle("GET /v1/webhooks/{id}", http.HandlerFunc(webhooks.get))
 	h.handle("DELETE /v1/webhooks/{id}", http.HandlerFunc(webhooks.delete))
-	h.handle("GET /v1/event-types", http.HandlerFunc(webhooks.listEventTypes))
+	h.handle("PUT /v1/agents/{agent_id}", http.HandlerFunc(agents.put))
+	h.handle("GET /v1/agents/{agent_id}", http.HandlerFunc(agents.get))
+	h.handle("GET /v1/agents", http.HandlerFunc(agents.list))
+	h.handle("DELETE /v1/agents/{agent_id}", http.HandlerFunc(agents.delete))
+	h.handle("GET /v1/event-types", http.HandlerFunc(eventTypes.list))
+	h.handle("POST /v1/event-types", http.HandlerFunc(eventTypes.create))
+	h.handle("POST /v1/tenants", requireAdmin(h.logger, http.HandlerFunc(admin.createTenant)))
+	h.handle("POST /v1/tenants/{tenant_id}/keys", requireAdmin(h.logger, http.HandlerFunc(admin.createKey)))
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
 	}
 	return h
 }
 
-// authenticate lets through requests with a known API key, with its tenant
-// and name in the context.
+// authenticate lets through requests with a known API key, with the key,
+// its tenant and its name in the context.
 func authenticate(keys keyAuthenticator, logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r)
@@ -95,8 +111,19 @@ func authenticate(keys keyAuthenticator, logger *slog.Logger, next http.Handler)
 		}
 		ctx := switchboard.NewContextWithTenant(r.Context(), key.TenantID)
 		ctx = switchboard.NewContextWithActor(ctx, key.Name)
+		ctx = context.WithValue(ctx, keyContextKey{}, key)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// keyContextKey keys the authenticated Key in a request's context.
+type keyContextKey struct{}
+
+// keyFromContext returns the API key that authenticated the request, or
+// the zero Key.
+func keyFromContext(ctx context.Context) Key {
+	k, _ := ctx.Value(keyContextKey{}).(Key)
+	return k
 }
 
 // bearerToken returns the token of an `Authorization: Bearer <token>`
@@ -117,6 +144,7 @@ type handler struct {
 	mux     *http.ServeMux
 	routes  map[string]string // pattern -> route label (the pattern's path)
 	keys    keyAuthenticator
+	limiter *rateLimiter // nil: unlimited
 	logger  *slog.Logger
 	metrics *Metrics
 }
@@ -124,11 +152,12 @@ type handler struct {
 // unmatchedRoute labels requests that match no route.
 const unmatchedRoute = "unmatched"
 
-// handle routes pattern to next, behind authentication.
+// handle routes pattern to next, behind authentication and then the rate
+// limit of the key.
 func (h *handler) handle(pattern string, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
-	h.mux.Handle(pattern, authenticate(h.keys, h.logger, next))
+	h.mux.Handle(pattern, authenticate(h.keys, h.logger, h.limiter.wrap(h.logger, next)))
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

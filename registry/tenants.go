@@ -47,16 +47,71 @@ type Tenant struct {
 }
 
 // Key is an API key. Only its SHA-256 is stored: the plaintext is shown
-// once, when the key is created.
+// once, when the key is created. An admin key may also create tenants and
+// keys (POST /v1/tenants...); otherwise it acts for its tenant only.
 type Key struct {
 	ID         string     `db:"id"`
 	TenantID   string     `db:"tenant_id"`
 	Name       string     `db:"name"`
+	Admin      bool       `db:"admin"`
 	CreatedAt  time.Time  `db:"created_at"`
 	LastUsedAt *time.Time `db:"last_used_at"`
 }
 
-const keyColumns = `id, tenant_id, name, created_at, last_used_at`
+const keyColumns = `id, tenant_id, name, admin, created_at, last_used_at`
+
+// KeyOption sets a property of a key that CreateKey or EnsureKey makes.
+type KeyOption func(*Key)
+
+// AdminKey makes the key an admin key (admin true) or not.
+func AdminKey(admin bool) KeyOption {
+	return func(k *Key) { k.Admin = admin }
+}
+
+// CreateTenant creates a tenant called name. It returns EINVALID when name
+// is blank or longer than 255 characters and ECONFLICT when a tenant of
+// that name exists; the error's message names the existing tenant's id.
+func (db *DB) CreateTenant(ctx context.Context, name string) (Tenant, error) {
+	fe := switchboard.FieldErrors{}
+	checkName(fe, "name", name)
+	if err := fe.Err(); err != nil {
+		return Tenant{}, fmt.Errorf("create tenant: %w", err)
+	}
+	t := Tenant{ID: switchboard.NewID("ten_"), Name: name, CreatedAt: now()}
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		var existing string
+		err := tx.GetContext(ctx, &existing, `SELECT id FROM tenants WHERE name = ?`, name)
+		switch {
+		case err == nil:
+			return &switchboard.Error{
+				Code:    switchboard.ECONFLICT,
+				Message: fmt.Sprintf("A tenant called %q exists already (%s).", name, existing),
+				Fields:  map[string][]string{"name": {"is already taken by another tenant"}},
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`, t.ID, t.Name, t.CreatedAt)
+		return err
+	})
+	if err != nil {
+		return Tenant{}, fmt.Errorf("create tenant %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// FindTenantByName returns the tenant called name, or ENOTFOUND.
+func (db *DB) FindTenantByName(ctx context.Context, name string) (Tenant, error) {
+	var t Tenant
+	err := db.db.GetContext(ctx, &t, `SELECT id, name, created_at FROM tenants WHERE name = ?`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, switchboard.Errorf(switchboard.ENOTFOUND, "Tenant %q not found.", name)
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("find tenant %q: %w", name, err)
+	}
+	return t, nil
+}
 
 // EnsureTenant returns the tenant called name, creating it when there is
 // none. It returns an EINVALID error when name is blank or longer than 255
@@ -83,10 +138,11 @@ func (db *DB) EnsureTenant(ctx context.Context, name string) (Tenant, error) {
 }
 
 // CreateKey generates a new API key called name for the tenant and returns
-// its plaintext, which is not stored and cannot be shown again. It returns
-// EINVALID for a blank or over-long name, ENOTFOUND when the tenant does not
-// exist and ECONFLICT when the tenant already has a key of that name.
-func (db *DB) CreateKey(ctx context.Context, tenantID, name string) (string, Key, error) {
+// its plaintext, which is not stored and cannot be shown again. The key is
+// not an admin key unless opts say so. It returns EINVALID for a blank or
+// over-long name, ENOTFOUND when the tenant does not exist and ECONFLICT
+// when the tenant already has a key of that name.
+func (db *DB) CreateKey(ctx context.Context, tenantID, name string, opts ...KeyOption) (string, Key, error) {
 	fe := switchboard.FieldErrors{}
 	checkName(fe, "name", name)
 	if err := fe.Err(); err != nil {
@@ -95,7 +151,7 @@ func (db *DB) CreateKey(ctx context.Context, tenantID, name string) (string, Key
 	plaintext := newKey()
 	var k Key
 	err := db.withTx(ctx, func(tx *sqlx.Tx) (err error) {
-		k, err = insertKey(ctx, tx, tenantID, name, hashKey(plaintext))
+		k, err = insertKey(ctx, tx, tenantID, name, hashKey(plaintext), opts)
 		return err
 	})
 	if err != nil {
@@ -108,11 +164,13 @@ func (db *DB) CreateKey(ctx context.Context, tenantID, name string) (string, Key
 // choose the key themselves (`--api-key`). It is idempotent: when the key
 // already exists for the tenant it is returned as is; when the tenant has a
 // key called name with another value, that value is replaced (it stops
-// working). It returns EINVALID when plaintext is shorter than MinKeyLength,
-// longer than MaxKeyLength or holds spaces or control characters, ENOTFOUND
-// when the tenant does not exist, and ECONFLICT when the key belongs to
-// another tenant.
-func (db *DB) EnsureKey(ctx context.Context, tenantID, name, plaintext string) (Key, error) {
+// working). opts apply to the key whether it is new or not (AdminKey(true)
+// makes an existing key admin; without opts a key keeps its admin flag,
+// and a new one is not admin). It returns EINVALID when plaintext is
+// shorter than MinKeyLength, longer than MaxKeyLength or holds spaces or
+// control characters, ENOTFOUND when the tenant does not exist, and
+// ECONFLICT when the key belongs to another tenant.
+func (db *DB) EnsureKey(ctx context.Context, tenantID, name, plaintext string, opts ...KeyOption) (Key, error) {
 	fe := switchboard.FieldErrors{}
 	checkName(fe, "name", name)
 	checkKey(fe, "key", plaintext)
@@ -127,16 +185,19 @@ func (db *DB) EnsureKey(ctx context.Context, tenantID, name, plaintext string) (
 		case err == nil && k.TenantID != tenantID:
 			return switchboard.Errorf(switchboard.ECONFLICT, "The API key belongs to another tenant.")
 		case err == nil:
-			return nil
+			return setKeyOptions(ctx, tx, &k, opts)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		err = tx.GetContext(ctx, &k, `UPDATE api_keys SET hash = ? WHERE tenant_id = ? AND name = ? RETURNING `+keyColumns,
 			hash, tenantID, name)
+		if err == nil {
+			return setKeyOptions(ctx, tx, &k, opts)
+		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		k, err = insertKey(ctx, tx, tenantID, name, hash)
+		k, err = insertKey(ctx, tx, tenantID, name, hash, opts)
 		return err
 	})
 	if err != nil {
@@ -181,11 +242,30 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (Key, error) {
 	return k, nil
 }
 
-func insertKey(ctx context.Context, tx *sqlx.Tx, tenantID, name, hash string) (Key, error) {
+// setKeyOptions applies opts to the stored key k.
+func setKeyOptions(ctx context.Context, tx *sqlx.Tx, k *Key, opts []KeyOption) error {
+	want := *k
+	for _, o := range opts {
+		o(&want)
+	}
+	if want.Admin == k.Admin {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET admin = ? WHERE id = ?`, want.Admin, k.ID); err != nil {
+		return err
+	}
+	k.Admin = want.Admin
+	return nil
+}
+
+func insertKey(ctx context.Context, tx *sqlx.Tx, tenantID, name, hash string, opts []KeyOption) (Key, error) {
 	k := Key{ID: switchboard.NewID("key_"), TenantID: tenantID, Name: name, CreatedAt: now()}
+	for _, o := range opts {
+		o(&k)
+	}
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO api_keys (id, tenant_id, name, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		k.ID, k.TenantID, k.Name, hash, k.CreatedAt)
+		`INSERT INTO api_keys (id, tenant_id, name, admin, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.TenantID, k.Name, k.Admin, hash, k.CreatedAt)
 	switch {
 	case isConstraint(err, sqlite3.ErrConstraintForeignKey):
 		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "Tenant not found.")

@@ -47,6 +47,8 @@ type WebhookFilter struct {
 // fields must be valid already. It returns EUNAUTHORIZED when ctx carries no
 // tenant, ENOTFOUND when the tenant does not exist, and ECONFLICT when the
 // name is taken in wh's scope (the tenant, or wh.AgentID).
+// It returns ENOTFOUND, naming the agent, when wh.AgentID is not an agent of
+// the tenant (see PutAgent).
 func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -63,6 +65,11 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 		return fmt.Errorf("create webhook %s: %w", wh.ID, err)
 	}
 	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if wh.AgentID != "" {
+			if err := checkAgentExists(ctx, tx, tenant, wh.AgentID); err != nil {
+				return err
+			}
+		}
 		_, err := tx.NamedExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (`+webhookParams+`)`, row)
 		switch {
 		case isConstraint(err, sqlite3.ErrConstraintUnique):

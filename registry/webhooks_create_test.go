@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/switchboard-hq/switchboard"
 )
 
 func secretOf(n int) string {
@@ -245,6 +243,9 @@ func TestCreateWebhook_Malformed(t *testing.T) {
 func TestCreateWebhook_Agent(t *testing.T) {
 	a := startAPI(t, nil)
 	body := `{"name": "Presence", "url": "https://example.com/hook", "events": ["agent.*"]}`
+	for _, agent := range []string{"agent-1.eu:7_x", "agent-2", strings.Repeat("a", 255), "..."} {
+		a.putAgent(t, a.Key, agent)
+	}
 	got := a.create(t, a.Key, "/v1/agents/agent-1.eu:7_x/webhooks", body)
 	if got.AgentID == nil || *got.AgentID != "agent-1.eu:7_x" {
 		t.Errorf("agent_id %v", got.AgentID)
@@ -288,6 +289,8 @@ func TestCreateWebhook_Agent(t *testing.T) {
 func TestCreateWebhook_NameConflict(t *testing.T) {
 	a := startAPI(t, nil)
 	body := `{"name": "Hook", "url": "https://example.com/hook", "events": ["*"]}`
+	a.putAgent(t, a.Key, "agent-1")
+	a.putAgent(t, a.Key, "agent-2")
 	for _, tc := range []struct {
 		path string
 		want int
@@ -360,17 +363,5 @@ func TestDeleteWebhook(t *testing.T) {
 	status, b := a.do(t, http.MethodGet, "/v1/webhooks/"+wh.ID, a.Key, "")
 	if e := decode[errorJSON](t, b); status != http.StatusNotFound || e.Message != "Webhook not found." {
 		t.Errorf("get deleted: %d %s", status, b)
-	}
-}
-
-func TestListEventTypes(t *testing.T) {
-	a := startAPI(t, nil)
-	type eventTypesJSON struct {
-		Data    []switchboard.EventType `json:"data"`
-		HasMore bool                    `json:"has_more"`
-	}
-	got := decode[eventTypesJSON](t, mustGet(t, a, a.Key, "/v1/event-types"))
-	if !slices.Equal(got.Data, switchboard.DefaultEventTypes) || got.HasMore {
-		t.Errorf("event types %+v", got)
 	}
 }

@@ -71,6 +71,8 @@ func TestListWebhooks_Pagination(t *testing.T) {
 
 func TestListWebhooks_Filters(t *testing.T) {
 	a := startAPI(t, nil)
+	a.putAgent(t, a.Key, "agent-1")
+	a.putAgent(t, a.Key, "agent-2")
 	calls := a.create(t, a.Key, "/v1/webhooks", `{"name": "calls", "url": "https://example.com/h", "events": ["call.*"]}`)
 	login := a.create(t, a.Key, "/v1/agents/agent-1/webhooks", `{"name": "login", "url": "https://example.com/h", "events": ["agent.logged_in"], "enabled": false}`)
 	all := a.create(t, a.Key, "/v1/agents/agent-2/webhooks", `{"name": "all", "url": "https://example.com/h", "events": ["*"]}`)

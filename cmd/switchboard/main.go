@@ -68,6 +68,8 @@ Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 			publishCommand(stdout, stderr),
 			receiveCommand(stdout, stderr),
 			benchCommand(stdout, stderr),
+			tenantCommand(stdout, stderr),
+			keyCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 		UsageFunc: usage,
@@ -76,11 +78,17 @@ Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 		},
 	}
 	root.FlagSet.SetOutput(stderr)
-	for _, c := range root.Subcommands {
-		c.FlagSet.SetOutput(stderr)
-		c.UsageFunc = usage
-		c.Options = append(c.Options, ff.WithEnvVarPrefix(envPrefix))
+	// Subcommands have subcommands of their own (tenant create).
+	var setup func([]*ffcli.Command)
+	setup = func(cmds []*ffcli.Command) {
+		for _, c := range cmds {
+			c.FlagSet.SetOutput(stderr)
+			c.UsageFunc = usage
+			c.Options = append(c.Options, ff.WithEnvVarPrefix(envPrefix))
+			setup(c.Subcommands)
+		}
 	}
+	setup(root.Subcommands)
 	if err := root.Parse(args); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -56,6 +57,7 @@ type serveConfig struct {
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
+	APIRateLimit        float64 // requests/s per API key; 0: unlimited
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -73,6 +75,7 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
+		APIRateLimit:    registry.DefaultAPIRateLimit,
 	}
 }
 
@@ -112,6 +115,9 @@ func (c serveConfig) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
 	}
+	if c.Roles.Registry && (!(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 1)) {
+		errs = append(errs, fmt.Errorf("--api-rate-limit must be 0 (unlimited) or a positive number of requests/s, got %v", c.APIRateLimit))
+	}
 	return errors.Join(errs...)
 }
 
@@ -146,6 +152,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the streams and KV bucket this process creates: 3 on a NATS cluster; every process must give the same")
 	if r.Registry {
 		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
+		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")
@@ -166,6 +173,12 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 // JetStream shares.
 func registerNATSFlags(fs *flag.FlagSet, natsURL *string) {
 	fs.StringVar(natsURL, "nats-url", *natsURL, "external NATS (>= 2.12, JetStream enabled) to use instead of the embedded server, e.g. nats://n1:4222,nats://n2:4222")
+}
+
+// registerAPIRateLimitFlag registers the flag of every subcommand that
+// serves the registry API.
+func registerAPIRateLimitFlag(fs *flag.FlagSet, perSecond *float64) {
+	fs.Float64Var(perSecond, "api-rate-limit", *perSecond, "requests per second each API key may make to /v1 (ingest included), with bursts of up to twice that; beyond it: 429 with Retry-After; 0 = unlimited")
 }
 
 func registerLogFlags(fs *flag.FlagSet, level, format *string) {

@@ -25,6 +25,7 @@ var codeStatus = map[string]int{
 	switchboard.EMALFORMED:    http.StatusBadRequest,
 	switchboard.ENOTFOUND:     http.StatusNotFound,
 	switchboard.EUNAUTHORIZED: http.StatusUnauthorized,
+	switchboard.EFORBIDDEN:    http.StatusForbidden,
 	switchboard.ERATELIMITED:  http.StatusTooManyRequests,
 }
 

@@ -1,0 +1,105 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/switchboard-hq/switchboard"
+)
+
+// Bounds of a tenant's own event types.
+const (
+	// MaxEventTypeDescriptionLength bounds a description, in characters.
+	MaxEventTypeDescriptionLength = 1024
+	// MaxCustomEventTypes bounds the types a tenant may add, so that the
+	// catalogue every webhook create and update reads stays small.
+	MaxCustomEventTypes = 1000
+)
+
+// EventType is an entry of a tenant's catalogue: one of
+// switchboard.DefaultEventTypes, or one of the tenant's own (Custom).
+type EventType struct {
+	switchboard.EventType
+	Custom bool
+}
+
+// eventTypeRow is a row of the event_types table.
+type eventTypeRow struct {
+	TenantID    string    `db:"tenant_id"`
+	Name        string    `db:"name"`
+	Description string    `db:"description"`
+	CreatedAt   time.Time `db:"created_at"`
+}
+
+// FindEventTypes returns the catalogue of the tenant in ctx: the default
+// types in their order, then the tenant's own by name. It returns
+// EUNAUTHORIZED when ctx carries no tenant.
+func (db *DB) FindEventTypes(ctx context.Context) ([]EventType, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find event types: %w", err)
+	}
+	var rows []eventTypeRow
+	err = db.db.SelectContext(ctx, &rows,
+		`SELECT tenant_id, name, description, created_at FROM event_types WHERE tenant_id = ? ORDER BY name`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("find event types: %w", err)
+	}
+	out := make([]EventType, 0, len(switchboard.DefaultEventTypes)+len(rows))
+	for _, t := range switchboard.DefaultEventTypes {
+		out = append(out, EventType{EventType: t})
+	}
+	for _, r := range rows {
+		out = append(out, EventType{EventType: switchboard.EventType{Name: r.Name, Description: r.Description}, Custom: true})
+	}
+	return out, nil
+}
+
+// CreateEventType adds t to the catalogue of the tenant in ctx; t must be
+// valid already. It returns EUNAUTHORIZED when ctx carries no tenant,
+// ENOTFOUND when the tenant does not exist, ECONFLICT when the catalogue
+// has a type of that name (a default one or the tenant's own) and EINVALID
+// when the tenant has MaxCustomEventTypes already.
+func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (EventType, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, err)
+	}
+	conflict := &switchboard.Error{
+		Code:    switchboard.ECONFLICT,
+		Message: fmt.Sprintf("The event type %s exists already.", quote(t.Name)),
+		Fields:  map[string][]string{"name": {"is already in the catalogue"}},
+	}
+	if slices.ContainsFunc(switchboard.DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == t.Name }) {
+		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, conflict)
+	}
+	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+		var n int
+		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM event_types WHERE tenant_id = ?`, tenant); err != nil {
+			return err
+		}
+		if n >= MaxCustomEventTypes {
+			return switchboard.FieldErrors{"name": {fmt.Sprintf(
+				"cannot be added: the tenant has %d event types of its own, the most it may have", n)}}.Err()
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO event_types (tenant_id, name, description, created_at) VALUES (?, ?, ?, ?)`,
+			tenant, t.Name, t.Description, now())
+		switch {
+		case isConstraint(err, sqlite3.ErrConstraintPrimaryKey), isConstraint(err, sqlite3.ErrConstraintUnique):
+			return conflict
+		case isConstraint(err, sqlite3.ErrConstraintForeignKey):
+			return switchboard.Errorf(switchboard.ENOTFOUND, "Tenant not found.")
+		}
+		return err
+	})
+	if err != nil {
+		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, err)
+	}
+	return EventType{EventType: t, Custom: true}, nil
+}

@@ -1,0 +1,102 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"unicode/utf8"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/httpjson"
+)
+
+// eventTypeFinder reads the catalogue of the tenant in ctx.
+type eventTypeFinder interface {
+	FindEventTypes(ctx context.Context) ([]EventType, error)
+}
+
+// eventTypeStore is what the event-type routes need of the store.
+type eventTypeStore interface {
+	eventTypeFinder
+	CreateEventType(ctx context.Context, t switchboard.EventType) (EventType, error)
+}
+
+var _ eventTypeStore = (*DB)(nil)
+
+// eventTypeAPI serves /v1/event-types.
+type eventTypeAPI struct {
+	store  eventTypeStore
+	logger *slog.Logger
+}
+
+// eventTypeBody is an entry of the catalogue as the API shows it.
+type eventTypeBody struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Custom      bool   `json:"custom"`
+}
+
+// eventTypeInput is the body of POST /v1/event-types. Unknown fields are
+// ignored.
+type eventTypeInput struct {
+	Name        *string `json:"name"`
+	Description *string `json:"description"`
+}
+
+// eventTypeName is the issue's rule for a name; switchboard.ValidEventType
+// adds what a NATS subject needs (no empty part between dots).
+var eventTypeName = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
+
+// list serves GET /v1/event-types: the default types, then the tenant's own.
+func (a *eventTypeAPI) list(w http.ResponseWriter, r *http.Request) {
+	types, err := a.store.FindEventTypes(r.Context())
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	body := struct {
+		Data []eventTypeBody `json:"data"`
+	}{Data: make([]eventTypeBody, 0, len(types))}
+	for _, t := range types {
+		body.Data = append(body.Data, eventTypeBody{Name: t.Name, Description: t.Description, Custom: t.Custom})
+	}
+	httpjson.Write(w, http.StatusOK, body)
+}
+
+// create serves POST /v1/event-types.
+func (a *eventTypeAPI) create(w http.ResponseWriter, r *http.Request) {
+	var in eventTypeInput
+	if err := httpjson.Decode(r, &in); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	fe := switchboard.FieldErrors{}
+	var t switchboard.EventType
+	switch {
+	case in.Name == nil || *in.Name == "":
+		fe.Add("name", "is required")
+	case len(*in.Name) > switchboard.MaxEventTypeLength || !eventTypeName.MatchString(*in.Name) || !switchboard.ValidEventType(*in.Name):
+		fe.Add("name", fmt.Sprintf("must be at most %d characters of letters, digits, '_', '-' and '.', "+
+			"with no empty part between dots, e.g. invoice.paid", switchboard.MaxEventTypeLength))
+	default:
+		t.Name = *in.Name
+	}
+	if in.Description != nil {
+		if utf8.RuneCountInString(*in.Description) > MaxEventTypeDescriptionLength {
+			fe.Add("description", fmt.Sprintf("must be at most %d characters", MaxEventTypeDescriptionLength))
+		}
+		t.Description = *in.Description
+	}
+	if err := fe.Err(); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	created, err := a.store.CreateEventType(r.Context(), t)
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	httpjson.Write(w, http.StatusCreated, eventTypeBody{Name: created.Name, Description: created.Description, Custom: created.Custom})
+}
