@@ -131,21 +131,33 @@ func (a *api) create(tb testing.TB, key, path, body string) webhookJSON {
 
 // webhookJSON is a webhook as a client reads it.
 type webhookJSON struct {
-	ID          string    `json:"id"`
-	AgentID     *string   `json:"agent_id"`
-	Name        string    `json:"name"`
-	URL         string    `json:"url"`
-	Events      []string  `json:"events"`
-	EventsCount int       `json:"events_count"`
-	Secret      string    `json:"secret"`
-	Timeout     int       `json:"timeout"`
-	MaxRetries  int       `json:"max_retries"`
-	Status      string    `json:"status"`
-	Enabled     bool      `json:"enabled"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	CreatedBy   string    `json:"created_by"`
-	UpdatedBy   string    `json:"updated_by"`
+	ID          string            `json:"id"`
+	AgentID     *string           `json:"agent_id"`
+	Name        string            `json:"name"`
+	URL         string            `json:"url"`
+	Method      string            `json:"method"`
+	Events      []string          `json:"events"`
+	EventsCount int               `json:"events_count"`
+	Secret      string            `json:"secret"`
+	Timeout     int               `json:"timeout"`
+	MaxRetries  int               `json:"max_retries"`
+	Status      string            `json:"status"`
+	Enabled     bool              `json:"enabled"`
+	Auth        authJSON          `json:"auth"`
+	Headers     map[string]string `json:"headers"`
+	Properties  json.RawMessage   `json:"properties"`
+	IsAlertHook bool              `json:"is_alert_hook"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	CreatedBy   string            `json:"created_by"`
+	UpdatedBy   string            `json:"updated_by"`
+}
+
+// authJSON is a webhook's auth as a client reads it: no password, no token.
+type authJSON struct {
+	Type     string `json:"type"`
+	Username string `json:"username"`
+	Name     string `json:"name"`
 }
 
 type listJSON struct {
