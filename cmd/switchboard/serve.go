@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
@@ -43,6 +44,9 @@ type serveConfig struct {
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
+	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
+	// credentials at rest; "" stores them in plaintext.
+	EncryptionKey string
 }
 
 func defaultServeConfig() serveConfig {
@@ -79,7 +83,22 @@ func (c serveConfig) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
 	}
+	if _, err := c.encryptionKey(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// encryptionKey returns the parsed --encryption-key, nil when none is set.
+func (c serveConfig) encryptionKey() (*sealed.Key, error) {
+	if c.EncryptionKey == "" {
+		return nil, nil
+	}
+	k, err := sealed.ParseKey(c.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	}
+	return k, nil
 }
 
 // registerNATSFlags registers the flags every subcommand that talks to
@@ -109,6 +128,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
+	fs.StringVar(&cfg.EncryptionKey, "encryption-key", cfg.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it, values sealed with it cannot be read without it")
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "switchboard serve [flags]",
@@ -196,10 +216,15 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		return nil, err
 	}
 
+	encryptionKey, err := cfg.encryptionKey()
+	if err != nil {
+		return nil, err
+	}
 	s.db, err = registry.Open(filepath.Join(cfg.DataDir, "registry.db"))
 	if err != nil {
 		return nil, err
 	}
+	s.db.EncryptionKey = encryptionKey
 	tenant, newKey, err := registry.Bootstrap(setupCtx, s.db, cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
@@ -209,7 +234,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	index := &consumer.Index{KV: kv, Logger: logger}
+	index := &consumer.Index{KV: kv, Logger: logger, EncryptionKey: encryptionKey}
 	s.index = index
 	matcher := &consumer.Matcher{JS: js, Index: index, Logger: logger, Metrics: consumer.NewMetrics(reg)}
 	deliverer := &consumer.Deliverer{
