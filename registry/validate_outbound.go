@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -223,7 +225,10 @@ func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]s
 	}
 	size := 0
 	seen := map[string]string{}
-	for name, value := range headers {
+	// In name order, so that of two names differing in case the same one is
+	// reported every time.
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
 		size += len(name) + len(value)
 		key := field + "." + name
 		if len(name) > MaxHeaderNameLength || !validHeaderName(name) {
