@@ -64,7 +64,7 @@ func authCases() []fieldCase {
 	}
 	var cases []fieldCase
 	for _, tc := range []struct {
-		typ                       string
+		typ                      string
 		none, basic, token, both []string // failing fields; nil: accepted
 	}{
 		{"none", nil, []string{"auth.username", "auth.password"}, []string{"auth.token"}, []string{"auth.username", "auth.password", "auth.token"}},
