@@ -246,6 +246,7 @@ func (x *Index) put(h *hook) {
 // seen the id; otherwise h may be deleted (h.deleted), invalid (h.err) or
 // usable.
 func (x *Index) lookup(id string) (h *hook, ok bool) {
+	x.init() // Has may be called before Run has made the maps
 	x.mu.RLock()
 	h, ok = x.byID[id]
 	x.mu.RUnlock()
