@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -228,4 +229,38 @@ func runUntilCleanup(t *testing.T, fn func(context.Context) error) (stop func())
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+func TestDB_CheckEncryptionKey(t *testing.T) {
+	a := startAPI(t, nil)
+	ctx := context.Background()
+	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
+		t.Fatalf("no key, nothing sealed: %v", err)
+	}
+	a.create(t, a.Key, "/v1/webhooks", `{"name": "plain", "url": "https://example.com/h", "events": ["*"]}`)
+	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
+		t.Fatalf("no key, plaintext stored: %v", err)
+	}
+	key := testEncryptionKey(t)
+	a.DB.EncryptionKey = key
+	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
+		t.Fatalf("a key, only plaintext stored: %v", err)
+	}
+	a.create(t, a.Key, "/v1/webhooks", `{"name": "sealed", "url": "https://example.com/h", "events": ["*"]}`)
+	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
+		t.Fatalf("the right key: %v", err)
+	}
+	a.DB.EncryptionKey = nil
+	if err := a.DB.CheckEncryptionKey(ctx); !errors.Is(err, sealed.ErrNoKey) {
+		t.Errorf("no key, sealed values stored: %v, want ErrNoKey", err)
+	}
+	other, err := sealed.ParseKey(base64.StdEncoding.EncodeToString([]byte("another key, 32 bytes long......")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.DB.EncryptionKey = other
+	if err := a.DB.CheckEncryptionKey(ctx); !errors.Is(err, sealed.ErrOpen) {
+		t.Errorf("another key: %v, want ErrOpen", err)
+	}
+	a.DB.EncryptionKey = key
 }

@@ -248,6 +248,25 @@ func (db *DB) DeleteWebhook(ctx context.Context, id string) error {
 	return nil
 }
 
+// CheckEncryptionKey reports whether EncryptionKey can read what is stored,
+// so that a missing or changed key stops a start rather than failing every
+// request and delivery later: it opens one sealed value, if any is stored.
+// The error wraps sealed.ErrNoKey or sealed.ErrOpen.
+func (db *DB) CheckEncryptionKey(ctx context.Context) error {
+	var rows []webhookRow
+	err := db.db.SelectContext(ctx, &rows, `SELECT `+webhookColumns+` FROM webhooks WHERE substr(secret, 1, ?) = ? LIMIT 1`,
+		len(sealed.Prefix), sealed.Prefix)
+	if err != nil {
+		return fmt.Errorf("check encryption key: %w", err)
+	}
+	for _, row := range rows {
+		if _, err := row.opened(db.EncryptionKey); err != nil {
+			return fmt.Errorf("check encryption key: the registry holds encrypted secrets that this key cannot read: %w", err)
+		}
+	}
+	return nil
+}
+
 // tenantFrom returns the tenant that ctx acts for.
 func tenantFrom(ctx context.Context) (string, error) {
 	if t := switchboard.TenantFromContext(ctx); t != "" {

@@ -225,6 +225,9 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		return nil, err
 	}
 	s.db.EncryptionKey = encryptionKey
+	if err := s.db.CheckEncryptionKey(setupCtx); err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	}
 	tenant, newKey, err := registry.Bootstrap(setupCtx, s.db, cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)

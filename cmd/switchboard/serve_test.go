@@ -215,6 +215,23 @@ func TestServe_EncryptionKeyReachesRegistryAndWorkers(t *testing.T) {
 	if err := s.Verify(r.Header, r.Body, signer.DefaultTolerance, time.Now()); err != nil {
 		t.Errorf("delivery does not verify with the secret: %v", err)
 	}
+
+	// Restarted without the key, or with another, serve refuses to start
+	// rather than fail every request and delivery.
+	if err := sys.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"", "YW5vdGhlciBrZXksIDMyIGJ5dGVzIGxvbmcuLi4uLi4="} {
+		cfg.EncryptionKey = key
+		sys, err := startSystem(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err == nil {
+			sys.Close()
+			t.Fatalf("started with encryption key %q over sealed secrets", key)
+		}
+		if !strings.Contains(err.Error(), "--encryption-key") {
+			t.Errorf("the error does not name the flag: %v", err)
+		}
+	}
 }
 
 func TestServe_ExternalNATS(t *testing.T) {
