@@ -128,7 +128,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
-	fs.StringVar(&cfg.EncryptionKey, "encryption-key", cfg.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it, values sealed with it cannot be read without it")
+	fs.StringVar(&cfg.EncryptionKey, "encryption-key", cfg.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it. Prefer the environment variable, which ps does not show")
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "switchboard serve [flags]",
