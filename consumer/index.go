@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/signer"
 )
@@ -32,6 +33,10 @@ type Index struct {
 	KV jetstream.KeyValue
 	// Logger receives watch failures and unusable values; nil discards.
 	Logger *slog.Logger
+	// EncryptionKey opens the secrets and credentials that the registry
+	// sealed (its --encryption-key); nil reads plaintext values only, and a
+	// sealed one makes its webhook unusable (deliveries dead-lettered).
+	EncryptionKey *sealed.Key
 
 	initOnce sync.Once
 	ready    chan struct{} // closed once the first snapshot is loaded
@@ -156,7 +161,7 @@ func (x *Index) decode(e jetstream.KeyValueEntry) *hook {
 	if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
 		return &hook{id: id, deleted: true}
 	}
-	h, err := newHook(id, e.Value())
+	h, err := newHook(id, e.Value(), x.EncryptionKey)
 	if err != nil {
 		loggerOr(x.Logger).Error("unusable webhook in kv; its deliveries will be dead-lettered",
 			"webhook_id", id, "revision", e.Revision(), "err", err)
@@ -165,13 +170,17 @@ func (x *Index) decode(e jetstream.KeyValueEntry) *hook {
 	return h
 }
 
-func newHook(id string, value []byte) (*hook, error) {
+// newHook decodes a KV value, opening its sealed fields with key.
+func newHook(id string, value []byte, key *sealed.Key) (*hook, error) {
 	var w switchboard.Webhook
 	if err := json.Unmarshal(value, &w); err != nil {
 		return nil, fmt.Errorf("decode webhook: %w", err)
 	}
 	if w.ID != id {
 		return nil, fmt.Errorf("webhook id %q does not match its key", w.ID)
+	}
+	if err := key.OpenWebhook(&w); err != nil {
+		return nil, fmt.Errorf("open webhook: %w", err)
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil {
@@ -237,6 +246,7 @@ func (x *Index) put(h *hook) {
 // seen the id; otherwise h may be deleted (h.deleted), invalid (h.err) or
 // usable.
 func (x *Index) lookup(id string) (h *hook, ok bool) {
+	x.init() // Has may be called before Run has made the maps
 	x.mu.RLock()
 	h, ok = x.byID[id]
 	x.mu.RUnlock()

@@ -8,12 +8,20 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 )
 
 // DB is the registry's SQLite database: tenants, API keys, webhooks and the
 // outbox of the KV mirror. It is safe for concurrent use, and several
 // processes may open the same file at once.
 type DB struct {
+	// EncryptionKey, when set (before the DB is used), seals the webhooks'
+	// secrets and auth credentials as they are written, in SQLite and so in
+	// the KV mirror, which copies the stored form. Reads open them. With no
+	// key, values are written in plaintext, and sealed ones cannot be read.
+	EncryptionKey *sealed.Key
+
 	db *sqlx.DB
 }
 

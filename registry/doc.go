@@ -9,7 +9,19 @@
 //     JetStream KV bucket the workers read (mirror.go);
 //   - the HTTP API under /v1, with validation, authentication, a rate
 //     limit per key, JSON errors and metrics (server.go, http_*.go,
-//     validate.go, ratelimit.go, metrics.go).
+//     validate.go, validate_outbound.go, ratelimit.go, metrics.go).
+//
+// Choices the API makes where the seeds are silent: a webhook's method is
+// accepted in any case and stored upper-case ("post" is POST); a PATCH
+// replaces auth and headers as a whole when it names them (auth's password
+// and token are never shown, so there is nothing to merge with), and null
+// clears them, as it does properties; a PATCH of the secret rotates it
+// with the default grace period; GET /v1/webhooks/defaults answers with
+// events [] (events has no default: at least one is required).
+//
+// With DB.EncryptionKey set, secrets and auth credentials are sealed
+// (internal/sealed) in SQLite and, since the Mirror copies rows as stored,
+// in the KV bucket; the workers' consumer.Index opens them.
 //
 // Several processes may use the same database file at once: `switchboard
 // serve` and CLI commands such as `switchboard key create`.

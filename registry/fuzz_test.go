@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -25,6 +26,10 @@ func FuzzCreateWebhook(f *testing.F) {
 		{"", `{"url": "http://[::1]:namedport"}`},
 		{"", `{"name": "\u0000", "url": "https://\u00e9xample.com/\u2028", "events": ["*"]}`},
 		{"", `{"max_retries": 99999999999999999999}`},
+		{"", `{"name": "e", "url": "https://example.com", "events": ["*"], "method": "patch", "auth": {"type": "basic", "username": "u", "password": "p"}, "headers": {"X-A": "1"}, "properties": {"a": [1]}, "is_alert_hook": true}`},
+		{"", `{"name": "f", "url": "https://example.com", "events": ["*"], "auth": {"type": "header", "token": "t", "name": "Content-Type"}, "headers": {"Transfer-Encoding": "chunked", "x-a": "
+"}, "properties": []}`},
+		{"agent-2", `{"name": "g", "url": "https://example.com", "events": ["*"], "auth": null, "headers": null, "properties": null}`},
 		{"", `[`},
 		{"", `null`},
 		{"", ``},
@@ -60,6 +65,60 @@ func FuzzCreateWebhook(f *testing.F) {
 		if resp.StatusCode == http.StatusCreated {
 			id, _ := got["id"].(string)
 			mustGet(t, a, a.Key, "/v1/webhooks/"+url.PathEscape(id))
+		}
+	})
+}
+
+// FuzzUpdateWebhook sends arbitrary PATCH bodies to one webhook: no input
+// yields a 5xx, every answer is a JSON object, a refused PATCH changes
+// nothing, and an accepted one is what GET reads back.
+func FuzzUpdateWebhook(f *testing.F) {
+	for _, seed := range []string{
+		`{"name": "renamed"}`,
+		`{"url": "https://example.com/other", "method": "put", "events": ["call.*", "agent.logged_in"]}`,
+		`{"timeout": 5, "max_retries": 0, "status": "inactive", "enabled": false}`,
+		`{"timeout": 121, "max_retries": -1, "status": "too_many_errors"}`,
+		`{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYq="}`,
+		`{"auth": {"type": "basic", "username": "u", "password": "p"}}`,
+		`{"auth": {"type": "header", "token": "t", "name": "X-Key"}, "headers": {"x-key": "v"}}`,
+		`{"auth": {"type": "querystring", "token": "t", "name": "a&b"}}`,
+		`{"auth": {"type": "none", "token": "t", "username": "u"}}`,
+		`{"auth": null, "headers": null, "properties": null}`,
+		`{"auth": {"type": "bearer", "token": "a\r\nb"}}`,
+		`{"headers": {"X-A": "1", "x-a": "2", "Host": "h", "Proxy-X": "p", "": "e", "X B": "\u0000"}}`,
+		`{"properties": {"crm": {"id": [1, 2.5, null, true]}}}`,
+		`{"properties": [1]}`,
+		`{"properties": "x"}`,
+		`{"is_alert_hook": true, "agent_id": "agent-1"}`,
+		`{"agent_id": null, "events": null, "name": null}`,
+		`{"headers": []}`,
+		`{"auth": "bearer"}`,
+		`{"auth": {"type": 1}}`,
+		`[]`,
+		`null`,
+		``,
+	} {
+		f.Add(seed)
+	}
+	a := startAPI(f, nil)
+	created := a.create(f, a.Key, "/v1/webhooks", `{"name": "fuzzed", "url": "https://example.com/h", "events": ["*"]}`)
+	path := "/v1/webhooks/" + created.ID
+	f.Fuzz(func(t *testing.T, body string) {
+		before := mustGet(t, a, a.Key, path)
+		status, b := a.do(t, http.MethodPatch, path, a.Key, body)
+		var got map[string]any
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%d: the body is not a JSON object: %v: %q", status, err, b)
+		}
+		if status >= 500 {
+			t.Fatalf("PATCH %q: %d %v", body, status, got)
+		}
+		after := mustGet(t, a, a.Key, path)
+		switch {
+		case status == http.StatusOK && !bytes.Equal(after, b):
+			t.Fatalf("PATCH %q answered %s, GET reads %s", body, b, after)
+		case status != http.StatusOK && !bytes.Equal(after, before):
+			t.Fatalf("PATCH %q refused with %d changed the webhook: %s, then %s", body, status, before, after)
 		}
 	})
 }

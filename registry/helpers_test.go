@@ -44,6 +44,7 @@ func mustOpenDBAt(tb testing.TB, path string) *registry.DB {
 // JetStream, with the default tenant bootstrapped.
 type api struct {
 	DB     *registry.DB
+	DBPath string // the SQLite file
 	JS     *testenv.JetStream
 	KV     jetstream.KeyValue
 	URL    string
@@ -61,7 +62,8 @@ func startAPI(tb testing.TB, configure func(*registry.Server)) *api {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	db := MustOpenDB(tb)
+	dbPath := filepath.Join(tb.TempDir(), "registry.db")
+	db := mustOpenDBAt(tb, dbPath)
 	tenant, key, err := registry.Bootstrap(ctx, db, "")
 	if err != nil {
 		tb.Fatalf("bootstrap: %v", err)
@@ -72,7 +74,7 @@ func startAPI(tb testing.TB, configure func(*registry.Server)) *api {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
-	return &api{DB: db, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}
+	return &api{DB: db, DBPath: dbPath, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}
 }
 
 // newTenant creates another tenant with a key and returns the key.
@@ -131,21 +133,41 @@ func (a *api) create(tb testing.TB, key, path, body string) webhookJSON {
 
 // webhookJSON is a webhook as a client reads it.
 type webhookJSON struct {
-	ID          string    `json:"id"`
-	AgentID     *string   `json:"agent_id"`
-	Name        string    `json:"name"`
-	URL         string    `json:"url"`
-	Events      []string  `json:"events"`
-	EventsCount int       `json:"events_count"`
-	Secret      string    `json:"secret"`
-	Timeout     int       `json:"timeout"`
-	MaxRetries  int       `json:"max_retries"`
-	Status      string    `json:"status"`
-	Enabled     bool      `json:"enabled"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	CreatedBy   string    `json:"created_by"`
-	UpdatedBy   string    `json:"updated_by"`
+	ID          string            `json:"id"`
+	AgentID     *string           `json:"agent_id"`
+	Name        string            `json:"name"`
+	URL         string            `json:"url"`
+	Method      string            `json:"method"`
+	Events      []string          `json:"events"`
+	EventsCount int               `json:"events_count"`
+	Secret      string            `json:"secret"`
+	Timeout     int               `json:"timeout"`
+	MaxRetries  int               `json:"max_retries"`
+	Status      string            `json:"status"`
+	Enabled     bool              `json:"enabled"`
+	Auth        authJSON          `json:"auth"`
+	Headers     map[string]string `json:"headers"`
+	Properties  json.RawMessage   `json:"properties"`
+	IsAlertHook bool              `json:"is_alert_hook"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	CreatedBy   string            `json:"created_by"`
+	UpdatedBy   string            `json:"updated_by"`
+}
+
+// authJSON is a webhook's auth as a client reads it: no password, no token.
+type authJSON struct {
+	Type     string `json:"type"`
+	Username string `json:"username"`
+	Name     string `json:"name"`
+}
+
+// secretJSON is the answer of the secret routes.
+type secretJSON struct {
+	Secret          string `json:"secret"`
+	RetiringSecrets []struct {
+		ExpiresAt time.Time `json:"expires_at"`
+	} `json:"retiring_secrets"`
 }
 
 type listJSON struct {

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 // webhookStore is what the webhook routes need of the store.
 type webhookStore interface {
 	CreateWebhook(ctx context.Context, wh *Webhook) error
+	UpdateWebhook(ctx context.Context, id string, update func(wh *Webhook) error) (*Webhook, error)
 	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
 	FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bool, error)
 	DeleteWebhook(ctx context.Context, id string) error
@@ -39,24 +42,39 @@ type webhookAPI struct {
 	catalogue eventTypeFinder
 }
 
-// webhookBody is a webhook as the API shows it. Secret is set in the create
-// response only.
+// webhookBody is a webhook as the API shows it: never its auth password or
+// token; its secret in the create response only. The read-only fields are
+// left out of the defaults (GET /v1/webhooks/defaults), which are no stored
+// webhook.
 type webhookBody struct {
-	ID          string    `json:"id"`
-	AgentID     *string   `json:"agent_id"` // null: tenant-wide
-	Name        string    `json:"name"`
-	URL         string    `json:"url"`
-	Events      []string  `json:"events"`
-	EventsCount int       `json:"events_count"`
-	Secret      string    `json:"secret,omitempty"`
-	Timeout     int       `json:"timeout"`
-	MaxRetries  int       `json:"max_retries"`
-	Status      string    `json:"status"`
-	Enabled     bool      `json:"enabled"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	CreatedBy   string    `json:"created_by"`
-	UpdatedBy   string    `json:"updated_by"`
+	ID          string            `json:"id,omitzero"`
+	AgentID     *string           `json:"agent_id"` // null: tenant-wide
+	Name        string            `json:"name"`
+	URL         string            `json:"url"`
+	Method      string            `json:"method"`
+	Events      []string          `json:"events"`
+	EventsCount int               `json:"events_count"`
+	Secret      string            `json:"secret,omitempty"`
+	Timeout     int               `json:"timeout"`
+	MaxRetries  int               `json:"max_retries"`
+	Status      string            `json:"status"`
+	Enabled     bool              `json:"enabled"`
+	Auth        authBody          `json:"auth"`
+	Headers     map[string]string `json:"headers"`
+	Properties  json.RawMessage   `json:"properties"` // null: none
+	IsAlertHook bool              `json:"is_alert_hook"`
+	CreatedAt   time.Time         `json:"created_at,omitzero"`
+	UpdatedAt   time.Time         `json:"updated_at,omitzero"`
+	CreatedBy   string            `json:"created_by,omitzero"`
+	UpdatedBy   string            `json:"updated_by,omitzero"`
+}
+
+// authBody is a webhook's outbound authentication as the API shows it:
+// whether a password or token is set shows in the type alone.
+type authBody struct {
+	Type     switchboard.AuthType `json:"type"`
+	Username string               `json:"username,omitempty"`
+	Name     string               `json:"name,omitempty"` // header or query parameter
 }
 
 func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
@@ -64,16 +82,27 @@ func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
 		ID:          wh.ID,
 		Name:        wh.Name,
 		URL:         wh.URL,
+		Method:      wh.HTTPMethod(),
 		Events:      wh.Events,
 		EventsCount: len(wh.Events),
 		Timeout:     wh.TimeoutSeconds,
 		MaxRetries:  wh.MaxRetries,
 		Status:      string(wh.Status),
 		Enabled:     wh.Status == switchboard.StatusActive,
+		Auth:        authBody{Type: cmp.Or(wh.Auth.Type, switchboard.AuthNone), Username: wh.Auth.Username, Name: wh.Auth.Name},
+		Headers:     wh.Headers,
+		Properties:  wh.Properties,
+		IsAlertHook: wh.IsAlertHook,
 		CreatedAt:   wh.CreatedAt.UTC(),
 		UpdatedAt:   wh.UpdatedAt.UTC(),
 		CreatedBy:   wh.CreatedBy,
 		UpdatedBy:   wh.UpdatedBy,
+	}
+	if b.Headers == nil {
+		b.Headers = map[string]string{}
+	}
+	if b.Properties == nil {
+		b.Properties = json.RawMessage("null")
 	}
 	if wh.AgentID != "" {
 		b.AgentID = &wh.AgentID
@@ -140,6 +169,51 @@ func (a *webhookAPI) createIn(w http.ResponseWriter, r *http.Request, agentID st
 	}
 	a.flush(r, wh.ID)
 	httpjson.Write(w, http.StatusCreated, newWebhookBody(wh, true))
+}
+
+// update serves PATCH /v1/webhooks/{id}: the fields given change, with the
+// rules of create; the others stay. A new secret replaces the current one
+// as a rotation does, the old one signing for DefaultGracePeriod more.
+func (a *webhookAPI) update(w http.ResponseWriter, r *http.Request) {
+	var in webhookInput
+	if err := httpjson.Decode(r, &in); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	var catalogue []switchboard.EventType
+	if in.Events != nil {
+		var err error
+		if catalogue, err = a.eventTypes(r.Context()); err != nil {
+			httpjson.Error(w, r, a.logger, err)
+			return
+		}
+	}
+	wh, err := a.store.UpdateWebhook(r.Context(), r.PathValue("id"), func(wh *Webhook) error {
+		fe := switchboard.FieldErrors{}
+		current := wh.Secret
+		in.apply(&wh.Webhook, catalogue, fe)
+		if next := wh.Secret; next != current {
+			wh.Secret = current
+			rotateSecret(&wh.Webhook, next, DefaultGracePeriod, now(), fe, "secret")
+		}
+		return fe.Err()
+	})
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
+	a.flush(r, wh.ID)
+	httpjson.Write(w, http.StatusOK, newWebhookBody(wh, false))
+}
+
+// defaults serves GET /v1/webhooks/defaults: what a webhook created with
+// only its required fields (name, url, events) gets. Events has no default
+// (at least one is required), so it is empty; GET /v1/event-types lists
+// the choices.
+func (a *webhookAPI) defaults(w http.ResponseWriter, _ *http.Request) {
+	wh := &Webhook{Webhook: newWebhook()}
+	wh.Events = []string{}
+	httpjson.Write(w, http.StatusOK, newWebhookBody(wh, false))
 }
 
 // get serves GET /v1/webhooks/{id}.

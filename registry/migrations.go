@@ -93,6 +93,18 @@ CREATE TABLE event_types (
 	PRIMARY KEY (tenant_id, name)
 );
 `,
+	// 3: how deliveries are sent (method, outbound auth, custom headers and
+	// properties), alert hooks, and the secrets retiring after a rotation.
+	// Secrets, auth passwords and tokens are sealed (internal/sealed) when
+	// an encryption key is configured.
+	`
+ALTER TABLE webhooks ADD COLUMN method TEXT NOT NULL DEFAULT 'POST';
+ALTER TABLE webhooks ADD COLUMN auth TEXT NOT NULL DEFAULT '{"type":"none"}'; -- JSON of switchboard.Auth
+ALTER TABLE webhooks ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';           -- JSON object of strings
+ALTER TABLE webhooks ADD COLUMN properties TEXT;                              -- JSON object; NULL: none
+ALTER TABLE webhooks ADD COLUMN is_alert_hook INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhooks ADD COLUMN retiring_secrets TEXT NOT NULL DEFAULT '[]';  -- JSON of []switchboard.RetiringSecret
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

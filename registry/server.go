@@ -75,7 +75,9 @@ func (s *Server) Handler() http.Handler {
 	h.handle("POST /v1/webhooks", http.HandlerFunc(webhooks.create))
 	h.handle("POST /v1/agents/{agent_id}/webhooks", http.HandlerFunc(webhooks.createForAgent))
 	h.handle("GET /v1/webhooks", http.HandlerFunc(webhooks.list))
+	h.handle("GET /v1/webhooks/defaults", http.HandlerFunc(webhooks.defaults)) // wins over {id}: more specific
 	h.handle("GET /v1/webhooks/{id}", http.HandlerFunc(webhooks.get))
+	h.handle("PATCH /v1/webhooks/{id}", http.HandlerFunc(webhooks.update))
 	h.handle("DELETE /v1/webhooks/{id}", http.HandlerFunc(webhooks.delete))
 	h.handle("PUT /v1/agents/{agent_id}", http.HandlerFunc(agents.put))
 	h.handle("GET /v1/agents/{agent_id}", http.HandlerFunc(agents.get))
@@ -85,6 +87,8 @@ func (s *Server) Handler() http.Handler {
 	h.handle("POST /v1/event-types", http.HandlerFunc(eventTypes.create))
 	h.handle("POST /v1/tenants", requireAdmin(h.logger, http.HandlerFunc(admin.createTenant)))
 	h.handle("POST /v1/tenants/{tenant_id}/keys", requireAdmin(h.logger, http.HandlerFunc(admin.createKey)))
+	h.handle("GET /v1/webhooks/{id}/secret", http.HandlerFunc(webhooks.getSecret))
+	h.handle("POST /v1/webhooks/{id}/secret/rotate", http.HandlerFunc(webhooks.rotate))
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
 	}

@@ -78,7 +78,7 @@ func TestServer_UnknownRoutes(t *testing.T) {
 		{http.MethodPost, "/v1/events", 404}, // no Ingest handler
 		{http.MethodGet, "/v1/webhooks/wh_1/attempts", 404},
 		{http.MethodPut, "/v1/webhooks", 405},
-		{http.MethodPatch, "/v1/webhooks/wh_1", 405},
+		{http.MethodPut, "/v1/webhooks/wh_1", 405},
 		{http.MethodDelete, "/v1/event-types", 405},
 		{http.MethodGet, "/v1/webhooks/", 404},
 		{http.MethodPost, "/v1/agents/./webhooks", 307}, // cleaned to a path that is no route

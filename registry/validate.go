@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -21,23 +24,60 @@ const (
 	MaxEvents = 256
 )
 
-// webhookInput is the JSON body that creates a webhook. Pointer fields (and
-// the nil Events slice) tell a field left out from its zero value, so that a
-// partial update can reuse it. Unknown fields, the read-only ones included,
-// are ignored.
+// webhookInput is the JSON body that creates (POST) or changes (PATCH) a
+// webhook. Pointer fields, nullable ones and the nil Events slice tell a
+// field left out from its zero value, so that a partial update changes only
+// what it names. Unknown fields, the read-only ones included, are ignored.
 type webhookInput struct {
 	Name       *string  `json:"name"`
 	URL        *string  `json:"url"`
+	Method     *string  `json:"method"`
 	Events     []string `json:"events"`
 	Secret     *string  `json:"secret"`
 	Timeout    *int     `json:"timeout"`
 	MaxRetries *int     `json:"max_retries"`
 	Status     *string  `json:"status"`
 	Enabled    *bool    `json:"enabled"`
+	// Auth replaces the whole outbound authentication when given, since its
+	// password and token are never shown back; null is {"type": "none"}.
+	Auth nullable[authInput] `json:"auth"`
+	// Headers replaces every custom header when given; null or {} clears.
+	Headers nullable[map[string]string] `json:"headers"`
+	// Properties is kept as sent (compacted): nil when left out, the JSON
+	// literal null to clear.
+	Properties  json.RawMessage `json:"properties"`
+	IsAlertHook *bool           `json:"is_alert_hook"`
 	// AgentID is set by the route (POST /v1/agents/{agent_id}/webhooks).
 	// In the body it is accepted only when it says the same, so that a
 	// client cannot believe it scoped a webhook that is in fact tenant-wide.
 	AgentID *string `json:"agent_id"`
+}
+
+// authInput is the auth object of a request. Empty strings count as left
+// out: "none takes neither" refuses only values that say something.
+type authInput struct {
+	Type     string `json:"type"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Token    string `json:"token"`
+	Name     string `json:"name"`
+}
+
+// nullable is a JSON field that tells apart left out (!Set), null (Set and
+// Null) and a value.
+type nullable[T any] struct {
+	Set, Null bool
+	V         T
+}
+
+// UnmarshalJSON is called for null too, which is the point of the type.
+func (n *nullable[T]) UnmarshalJSON(b []byte) error {
+	n.Set = true
+	if string(b) == "null" {
+		n.Null = true
+		return nil
+	}
+	return json.Unmarshal(b, &n.V)
 }
 
 // newWebhook returns a webhook holding the server's defaults.
@@ -46,6 +86,8 @@ func newWebhook() switchboard.Webhook {
 		TimeoutSeconds: switchboard.DefaultTimeoutSeconds,
 		MaxRetries:     switchboard.DefaultMaxRetries,
 		Status:         switchboard.StatusActive,
+		Method:         http.MethodPost,
+		Auth:           switchboard.Auth{Type: switchboard.AuthNone},
 	}
 }
 
@@ -62,6 +104,17 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 		wh.URL = *in.URL
 	}
 	checkURL(fe, "url", wh.URL)
+
+	if in.Method != nil {
+		// Methods are case-sensitive on the wire, but "post" can only mean
+		// POST: normalise rather than refuse.
+		switch m := strings.ToUpper(*in.Method); m {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			wh.Method = m
+		default:
+			fe.Add("method", "must be POST, PUT or PATCH")
+		}
+	}
 
 	switch {
 	case len(in.Events) > MaxEvents:
@@ -98,8 +151,33 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 
 	in.applyStatus(wh, fe)
 
+	if in.Auth.Set {
+		wh.Auth = checkAuth(fe, in.Auth.V, in.Auth.Null)
+	}
+	if in.Headers.Set {
+		wh.Headers = nil
+		if len(in.Headers.V) > 0 {
+			wh.Headers = in.Headers.V
+		}
+	}
+	// The headers are checked whenever either they or auth changed, since
+	// auth decides which of them are taken.
+	if in.Headers.Set || in.Auth.Set {
+		checkHeaders(fe, "headers", wh.Headers, wh.Auth)
+	}
+	if in.Properties != nil {
+		wh.Properties = checkProperties(fe, "properties", in.Properties)
+	}
+	if in.IsAlertHook != nil {
+		wh.IsAlertHook = *in.IsAlertHook
+	}
+
 	if in.AgentID != nil && *in.AgentID != wh.AgentID {
-		fe.Add("agent_id", "is set by the route, not the body: create an agent's webhooks with POST /v1/agents/{agent_id}/webhooks")
+		if wh.ID == "" {
+			fe.Add("agent_id", "is set by the route, not the body: create an agent's webhooks with POST /v1/agents/{agent_id}/webhooks")
+		} else {
+			fe.Add("agent_id", "cannot be changed: create a webhook in the other scope and delete this one")
+		}
 	}
 }
 
@@ -184,6 +262,10 @@ func checkEvents(fe switchboard.FieldErrors, field string, patterns []string, ca
 func checkSecret(fe switchboard.FieldErrors, field, secret string) bool {
 	if utf8.RuneCountInString(secret) > MaxSecretLength {
 		fe.Add(field, fmt.Sprintf("must be at most %d characters", MaxSecretLength))
+		return false
+	}
+	if sealed.IsSealed(secret) {
+		fe.Add(field, sealedRule)
 		return false
 	}
 	if _, err := signer.DecodeSecret(secret); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 )
 
 // Page sizes of FindWebhooks.
@@ -60,7 +61,7 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	wh.CreatedAt, wh.UpdatedAt = t, t
 	wh.CreatedBy = switchboard.ActorFromContext(ctx)
 	wh.UpdatedBy = wh.CreatedBy
-	row, err := newWebhookRow(wh)
+	row, err := newWebhookRow(wh, db.EncryptionKey)
 	if err != nil {
 		return fmt.Errorf("create webhook %s: %w", wh.ID, err)
 	}
@@ -73,11 +74,7 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 		_, err := tx.NamedExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (`+webhookParams+`)`, row)
 		switch {
 		case isConstraint(err, sqlite3.ErrConstraintUnique):
-			return &switchboard.Error{
-				Code:    switchboard.ECONFLICT,
-				Message: "The name is already taken.",
-				Fields:  map[string][]string{"name": {"is already taken by another webhook in the same scope"}},
-			}
+			return errNameTaken
 		case isConstraint(err, sqlite3.ErrConstraintForeignKey):
 			return switchboard.Errorf(switchboard.ENOTFOUND, "Tenant not found.")
 		case err != nil:
@@ -91,6 +88,56 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	return nil
 }
 
+var errNameTaken = &switchboard.Error{
+	Code:    switchboard.ECONFLICT,
+	Message: "The name is already taken.",
+	Fields:  map[string][]string{"name": {"is already taken by another webhook in the same scope"}},
+}
+
+// UpdateWebhook changes the webhook of the tenant in ctx with the given id:
+// in one transaction it reads it, lets update change it (secrets and
+// credentials in plaintext), stores the result and queues its mirroring into
+// KV. It sets UpdatedAt and, from the actor in ctx, UpdatedBy; update must
+// leave the other fields valid and must not change ID, TenantID or
+// CreatedAt. It returns the stored webhook, update's error as it is (e.g.
+// EINVALID), EUNAUTHORIZED when ctx carries no tenant, ENOTFOUND when the
+// tenant has no such webhook and ECONFLICT when the new name is taken in
+// the webhook's scope.
+func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webhook) error) (*Webhook, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("update webhook %s: %w", id, err)
+	}
+	var wh *Webhook
+	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+		wh, err = db.findWebhook(ctx, tx, id, tenant)
+		if err != nil {
+			return err
+		}
+		if err := update(wh); err != nil {
+			return err
+		}
+		wh.UpdatedAt = now()
+		wh.UpdatedBy = switchboard.ActorFromContext(ctx)
+		row, err := newWebhookRow(wh, db.EncryptionKey)
+		if err != nil {
+			return err
+		}
+		_, err = tx.NamedExecContext(ctx, `UPDATE webhooks SET `+webhookUpdates+` WHERE id = :id AND tenant_id = :tenant_id`, row)
+		if isConstraint(err, sqlite3.ErrConstraintUnique) {
+			return errNameTaken
+		}
+		if err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, id)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update webhook %s: %w", id, err)
+	}
+	return wh, nil
+}
+
 // FindWebhookByID returns the webhook of the tenant in ctx with the given
 // id. It returns EUNAUTHORIZED when ctx carries no tenant and ENOTFOUND when
 // the tenant has no such webhook, whether or not another tenant has.
@@ -99,19 +146,25 @@ func (db *DB) FindWebhookByID(ctx context.Context, id string) (*Webhook, error) 
 	if err != nil {
 		return nil, fmt.Errorf("find webhook %s: %w", id, err)
 	}
-	var row webhookRow
-	err = db.db.GetContext(ctx, &row, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ? AND tenant_id = ?`, id, tenant)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, switchboard.Errorf(switchboard.ENOTFOUND, "Webhook not found.")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("find webhook %s: %w", id, err)
-	}
-	wh, err := row.webhook()
+	wh, err := db.findWebhook(ctx, db.db, id, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("find webhook %s: %w", id, err)
 	}
 	return wh, nil
+}
+
+// findWebhook reads webhook id of tenant through q (the database or a
+// transaction), its secrets and credentials opened.
+func (db *DB) findWebhook(ctx context.Context, q sqlx.QueryerContext, id, tenant string) (*Webhook, error) {
+	var row webhookRow
+	err := sqlx.GetContext(ctx, q, &row, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ? AND tenant_id = ?`, id, tenant)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, switchboard.Errorf(switchboard.ENOTFOUND, "Webhook not found.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return row.opened(db.EncryptionKey)
 }
 
 // FindWebhooks returns a page of the webhooks of the tenant in ctx that f
@@ -156,7 +209,7 @@ func (db *DB) FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bo
 		}
 		for _, row := range rows {
 			args[afterArg] = row.ID
-			wh, err := row.webhook()
+			wh, err := row.opened(db.EncryptionKey)
 			if err != nil {
 				return nil, false, fmt.Errorf("find webhooks: %w", err)
 			}
@@ -202,6 +255,25 @@ func (db *DB) DeleteWebhook(ctx context.Context, id string) error {
 	return nil
 }
 
+// CheckEncryptionKey reports whether EncryptionKey can read what is stored,
+// so that a missing or changed key stops a start rather than failing every
+// request and delivery later: it opens one sealed value, if any is stored.
+// The error wraps sealed.ErrNoKey or sealed.ErrOpen.
+func (db *DB) CheckEncryptionKey(ctx context.Context) error {
+	var rows []webhookRow
+	err := db.db.SelectContext(ctx, &rows, `SELECT `+webhookColumns+` FROM webhooks WHERE substr(secret, 1, ?) = ? LIMIT 1`,
+		len(sealed.Prefix), sealed.Prefix)
+	if err != nil {
+		return fmt.Errorf("check encryption key: %w", err)
+	}
+	for _, row := range rows {
+		if _, err := row.opened(db.EncryptionKey); err != nil {
+			return fmt.Errorf("check encryption key: the registry holds encrypted secrets that this key cannot read: %w", err)
+		}
+	}
+	return nil
+}
+
 // tenantFrom returns the tenant that ctx acts for.
 func tenantFrom(ctx context.Context) (string, error) {
 	if t := switchboard.TenantFromContext(ctx); t != "" {
@@ -211,72 +283,154 @@ func tenantFrom(ctx context.Context) (string, error) {
 }
 
 const (
-	webhookColumns = `id, tenant_id, agent_id, name, url, events, secret, timeout, max_retries, status, created_at, updated_at, created_by, updated_by`
-	webhookParams  = `:id, :tenant_id, :agent_id, :name, :url, :events, :secret, :timeout, :max_retries, :status, :created_at, :updated_at, :created_by, :updated_by`
+	webhookColumns = `id, tenant_id, agent_id, name, url, method, events, secret, retiring_secrets, timeout, max_retries, ` +
+		`auth, headers, properties, is_alert_hook, status, created_at, updated_at, created_by, updated_by`
+	webhookParams = `:id, :tenant_id, :agent_id, :name, :url, :method, :events, :secret, :retiring_secrets, :timeout, :max_retries, ` +
+		`:auth, :headers, :properties, :is_alert_hook, :status, :created_at, :updated_at, :created_by, :updated_by`
+	// webhookUpdates sets every column that may change.
+	webhookUpdates = `name = :name, url = :url, method = :method, events = :events, secret = :secret, ` +
+		`retiring_secrets = :retiring_secrets, timeout = :timeout, max_retries = :max_retries, auth = :auth, ` +
+		`headers = :headers, properties = :properties, is_alert_hook = :is_alert_hook, status = :status, ` +
+		`updated_at = :updated_at, updated_by = :updated_by`
 )
 
-// webhookRow is a row of the webhooks table.
+// webhookRow is a row of the webhooks table. Its secret, retiring secrets
+// and auth credentials are in their stored form: sealed when an encryption
+// key was configured as they were written.
 type webhookRow struct {
-	ID         string         `db:"id"`
-	TenantID   string         `db:"tenant_id"`
-	AgentID    sql.NullString `db:"agent_id"`
-	Name       string         `db:"name"`
-	URL        string         `db:"url"`
-	Events     string         `db:"events"`
-	Secret     string         `db:"secret"`
-	Timeout    int            `db:"timeout"`
-	MaxRetries int            `db:"max_retries"`
-	Status     string         `db:"status"`
-	CreatedAt  time.Time      `db:"created_at"`
-	UpdatedAt  time.Time      `db:"updated_at"`
-	CreatedBy  string         `db:"created_by"`
-	UpdatedBy  string         `db:"updated_by"`
+	ID              string         `db:"id"`
+	TenantID        string         `db:"tenant_id"`
+	AgentID         sql.NullString `db:"agent_id"`
+	Name            string         `db:"name"`
+	URL             string         `db:"url"`
+	Method          string         `db:"method"`
+	Events          string         `db:"events"`
+	Secret          string         `db:"secret"`
+	RetiringSecrets string         `db:"retiring_secrets"`
+	Timeout         int            `db:"timeout"`
+	MaxRetries      int            `db:"max_retries"`
+	Auth            string         `db:"auth"`
+	Headers         string         `db:"headers"`
+	Properties      sql.NullString `db:"properties"`
+	IsAlertHook     bool           `db:"is_alert_hook"`
+	Status          string         `db:"status"`
+	CreatedAt       time.Time      `db:"created_at"`
+	UpdatedAt       time.Time      `db:"updated_at"`
+	CreatedBy       string         `db:"created_by"`
+	UpdatedBy       string         `db:"updated_by"`
 }
 
-func newWebhookRow(wh *Webhook) (webhookRow, error) {
-	events, err := json.Marshal(wh.Events)
+// newWebhookRow returns the row of wh, its confidential fields sealed under
+// key (nil: as they are).
+func newWebhookRow(wh *Webhook, key *sealed.Key) (webhookRow, error) {
+	stored := wh.Webhook
+	key.SealWebhook(&stored)
+	events, err := json.Marshal(stored.Events)
 	if err != nil {
 		return webhookRow{}, fmt.Errorf("encode events: %w", err)
 	}
+	// Never "null": the columns hold a JSON array and a JSON object.
+	if stored.RetiringSecrets == nil {
+		stored.RetiringSecrets = []switchboard.RetiringSecret{}
+	}
+	if stored.Headers == nil {
+		stored.Headers = map[string]string{}
+	}
+	retiring, err := json.Marshal(stored.RetiringSecrets)
+	if err != nil {
+		return webhookRow{}, fmt.Errorf("encode retiring secrets: %w", err)
+	}
+	auth, err := json.Marshal(stored.Auth)
+	if err != nil {
+		return webhookRow{}, fmt.Errorf("encode auth: %w", err)
+	}
+	headers, err := json.Marshal(stored.Headers)
+	if err != nil {
+		return webhookRow{}, fmt.Errorf("encode headers: %w", err)
+	}
 	return webhookRow{
-		ID:         wh.ID,
-		TenantID:   wh.TenantID,
-		AgentID:    sql.NullString{String: wh.AgentID, Valid: wh.AgentID != ""},
-		Name:       wh.Name,
-		URL:        wh.URL,
-		Events:     string(events),
-		Secret:     wh.Secret,
-		Timeout:    wh.TimeoutSeconds,
-		MaxRetries: wh.MaxRetries,
-		Status:     string(wh.Status),
-		CreatedAt:  wh.CreatedAt,
-		UpdatedAt:  wh.UpdatedAt,
-		CreatedBy:  wh.CreatedBy,
-		UpdatedBy:  wh.UpdatedBy,
+		ID:              stored.ID,
+		TenantID:        stored.TenantID,
+		AgentID:         sql.NullString{String: stored.AgentID, Valid: stored.AgentID != ""},
+		Name:            stored.Name,
+		URL:             stored.URL,
+		Method:          stored.HTTPMethod(),
+		Events:          string(events),
+		Secret:          stored.Secret,
+		RetiringSecrets: string(retiring),
+		Timeout:         stored.TimeoutSeconds,
+		MaxRetries:      stored.MaxRetries,
+		Auth:            string(auth),
+		Headers:         string(headers),
+		Properties:      sql.NullString{String: string(stored.Properties), Valid: len(stored.Properties) > 0},
+		IsAlertHook:     stored.IsAlertHook,
+		Status:          string(stored.Status),
+		CreatedAt:       stored.CreatedAt,
+		UpdatedAt:       stored.UpdatedAt,
+		CreatedBy:       wh.CreatedBy,
+		UpdatedBy:       wh.UpdatedBy,
 	}, nil
 }
 
+// webhook returns the webhook of r in its stored form: the KV mirror puts
+// it as it is, so that the bucket holds only what SQLite holds.
 func (r *webhookRow) webhook() (*Webhook, error) {
-	var events []string
-	if err := json.Unmarshal([]byte(r.Events), &events); err != nil {
-		return nil, fmt.Errorf("decode events of webhook %s: %w", r.ID, err)
-	}
-	return &Webhook{
+	wh := &Webhook{
 		Webhook: switchboard.Webhook{
 			ID:             r.ID,
 			TenantID:       r.TenantID,
 			AgentID:        r.AgentID.String,
 			Name:           r.Name,
 			URL:            r.URL,
-			Events:         events,
+			Method:         r.Method,
 			Secret:         r.Secret,
 			TimeoutSeconds: r.Timeout,
 			MaxRetries:     r.MaxRetries,
+			IsAlertHook:    r.IsAlertHook,
 			Status:         switchboard.WebhookStatus(r.Status),
 			CreatedAt:      r.CreatedAt,
 			UpdatedAt:      r.UpdatedAt,
 		},
 		CreatedBy: r.CreatedBy,
 		UpdatedBy: r.UpdatedBy,
-	}, nil
+	}
+	if r.Properties.Valid {
+		wh.Properties = json.RawMessage(r.Properties.String)
+	}
+	for _, f := range []struct {
+		name string
+		src  string
+		dst  any
+	}{
+		{"events", r.Events, &wh.Events},
+		{"retiring secrets", r.RetiringSecrets, &wh.RetiringSecrets},
+		{"auth", r.Auth, &wh.Auth},
+		{"headers", r.Headers, &wh.Headers},
+	} {
+		if err := json.Unmarshal([]byte(f.src), f.dst); err != nil {
+			return nil, fmt.Errorf("decode %s of webhook %s: %w", f.name, r.ID, err)
+		}
+	}
+	// Empty collections are absent in the KV form (omitempty), whatever
+	// the row says.
+	if len(wh.RetiringSecrets) == 0 {
+		wh.RetiringSecrets = nil
+	}
+	if len(wh.Headers) == 0 {
+		wh.Headers = nil
+	}
+	return wh, nil
+}
+
+// opened returns the webhook of r with its confidential fields opened with
+// key, the form the API works on.
+func (r *webhookRow) opened(key *sealed.Key) (*Webhook, error) {
+	wh, err := r.webhook()
+	if err != nil {
+		return nil, err
+	}
+	if err := key.OpenWebhook(&wh.Webhook); err != nil {
+		return nil, err
+	}
+	return wh, nil
 }

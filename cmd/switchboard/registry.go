@@ -45,10 +45,17 @@ API key, printed once.`,
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
 // It returns what must run in the background: the KV mirror.
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
-	var err error
+	encryptionKey, err := s.cfg.encryptionKey()
+	if err != nil {
+		return nil, err
+	}
 	s.db, err = registry.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
 	if err != nil {
 		return nil, err
+	}
+	s.db.EncryptionKey = encryptionKey
+	if err := s.db.CheckEncryptionKey(ctx); err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
 	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
 )
@@ -58,6 +59,9 @@ type serveConfig struct {
 	LogLevel            string
 	LogFormat           string
 	APIRateLimit        float64 // requests/s per API key; 0: unlimited
+	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
+	// credentials at rest; "" stores them in plaintext.
+	EncryptionKey string
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -118,6 +122,9 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && (!(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 1)) {
 		errs = append(errs, fmt.Errorf("--api-rate-limit must be 0 (unlimited) or a positive number of requests/s, got %v", c.APIRateLimit))
 	}
+	if _, err := c.encryptionKey(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -163,10 +170,23 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}
 	if r.Registry || r.Worker {
+		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. Prefer the environment variable, which ps does not show")
 		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
+}
+
+// encryptionKey returns the parsed --encryption-key, nil when none is set.
+func (c serveConfig) encryptionKey() (*sealed.Key, error) {
+	if c.EncryptionKey == "" {
+		return nil, nil
+	}
+	k, err := sealed.ParseKey(c.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	}
+	return k, nil
 }
 
 // registerNATSFlags registers the flags every subcommand that talks to

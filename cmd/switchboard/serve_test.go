@@ -122,7 +122,7 @@ func TestRun_HelpNamesEveryEnvironmentVariable(t *testing.T) {
 	for _, env := range []string{
 		"SWITCHBOARD_LISTEN", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_URL", "SWITCHBOARD_API_KEY",
 		"SWITCHBOARD_RETRY_INITIAL_INTERVAL", "SWITCHBOARD_RETRY_MAX_INTERVAL", "SWITCHBOARD_RETRY_MULTIPLIER",
-		"SWITCHBOARD_ALLOW_PRIVATE_TARGETS",
+		"SWITCHBOARD_ALLOW_PRIVATE_TARGETS", "SWITCHBOARD_ENCRYPTION_KEY",
 	} {
 		if !strings.Contains(help, env) {
 			t.Errorf("serve --help does not name %s:\n%s", env, help)
@@ -182,6 +182,55 @@ func TestRun_ServeFromEnvironmentThenPublish(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// With --encryption-key, the registry seals and the workers open: a
+// webhook created through the API is delivered signed with its secret.
+func TestServe_EncryptionKeyReachesRegistryAndWorkers(t *testing.T) {
+	recv := testenv.StartReceiver(t, nil)
+	cfg := testServeConfig(t.TempDir())
+	cfg.EncryptionKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	sys := mustStartSystem(t, cfg)
+	ctx := context.Background()
+	api := apiClient{url: sys.URL, key: testKey}
+	var created struct{ ID, Secret string }
+	if err := api.do(ctx, http.MethodPost, "/v1/webhooks", map[string]any{
+		"name": "sealed", "url": recv.URL, "events": []string{"call.*"},
+	}, &created); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{created.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "data": map[string]any{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "delivery", func() bool { return recv.Count() == 1 })
+	r := recv.Requests()[0]
+	s, err := signer.New(created.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(r.Header, r.Body, signer.DefaultTolerance, time.Now()); err != nil {
+		t.Errorf("delivery does not verify with the secret: %v", err)
+	}
+
+	// Restarted without the key, or with another, serve refuses to start
+	// rather than fail every request and delivery.
+	if err := sys.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"", "YW5vdGhlciBrZXksIDMyIGJ5dGVzIGxvbmcuLi4uLi4="} {
+		cfg.EncryptionKey = key
+		sys, err := startSystem(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err == nil {
+			sys.Close()
+			t.Fatalf("started with encryption key %q over sealed secrets", key)
+		}
+		if !strings.Contains(err.Error(), "--encryption-key") {
+			t.Errorf("the error does not name the flag: %v", err)
+		}
 	}
 }
 
@@ -269,11 +318,15 @@ func TestServe_ReadinessFollowsNATS(t *testing.T) {
 func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
 	var errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
-		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1"}, io.Discard, &errOut)
+		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1",
+		"--encryption-key", "c2hvcnQta2V5"}, io.Discard, &errOut)
 	if err == nil {
 		t.Fatal("serve started with unusable settings")
 	}
-	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending"} {
+	if strings.Contains(err.Error(), "c2hvcnQta2V5") {
+		t.Errorf("the error shows the encryption key: %v", err)
+	}
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s: %v", flag, err)
 		}

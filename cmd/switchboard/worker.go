@@ -39,7 +39,8 @@ worker started before any registry creates the streams itself.`,
 // startWorker builds the webhook index, the matcher and the deliverer, and
 // returns them to run in the background.
 func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []func(context.Context) error {
-	index := &consumer.Index{KV: kv, Logger: s.logger}
+	key, _ := s.cfg.encryptionKey() // validated with the rest of the config
+	index := &consumer.Index{KV: kv, Logger: s.logger, EncryptionKey: key}
 	s.index = index
 	metrics := consumer.NewMetrics(reg)
 	matcher := &consumer.Matcher{JS: s.js, Index: index, Logger: s.logger, Metrics: metrics}

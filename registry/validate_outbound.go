@@ -1,0 +1,282 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/sealed"
+)
+
+// Rules of what a webhook adds to its deliveries: outbound authentication
+// (seed 003), custom headers and properties (seed 004).
+
+// Bounds of outbound authentication, custom headers and properties. They
+// keep a webhook's KV entry, and every request made from it, small.
+const (
+	MaxAuthUsernameLength = 255
+	MaxAuthSecretLength   = 4096 // password and token, in bytes
+	MaxAuthNameLength     = 128  // header or query parameter name
+	MaxHeaders            = 20
+	MaxHeaderNameLength   = 128
+	MaxHeaderValueLength  = 4096 // bytes
+	MaxHeadersSize        = 8 << 10
+	MaxPropertiesSize     = 16 << 10 // bytes of compact JSON
+)
+
+const sealedRule = "must not begin with " + `"` + sealed.Prefix + `"` + ", which marks encrypted values"
+
+// reservedHeaders are set by Switchboard on every delivery, or describe the
+// connection or the body, so a webhook may not set them (canonical form).
+var reservedHeaders = map[string]string{
+	"Webhook-Id":        "is set by Switchboard to sign the request",
+	"Webhook-Timestamp": "is set by Switchboard to sign the request",
+	"Webhook-Signature": "is set by Switchboard to sign the request",
+	"Content-Type":      "is set by Switchboard: the body is JSON",
+	"Content-Length":    "is set by Switchboard from the body",
+	"Content-Encoding":  "is set by Switchboard from the body",
+	"Host":              "is taken from the url",
+	"Connection":        "is a hop-by-hop header",
+	"Keep-Alive":        "is a hop-by-hop header",
+	"Te":                "is a hop-by-hop header",
+	"Trailer":           "is a hop-by-hop header",
+	"Transfer-Encoding": "is a hop-by-hop header",
+	"Upgrade":           "is a hop-by-hop header",
+}
+
+// reservedHeader says why name may not be set by a webhook, or "".
+func reservedHeader(name string) string {
+	canon := http.CanonicalHeaderKey(name)
+	if why, ok := reservedHeaders[canon]; ok {
+		return why
+	}
+	if strings.HasPrefix(canon, "Proxy-") {
+		return "is a hop-by-hop header"
+	}
+	return ""
+}
+
+// checkAuth returns the outbound authentication that in describes (null:
+// none), recording every rule it breaks: basic needs username and password,
+// the token types need a token, none takes neither, and never both kinds.
+// Name is for header and querystring only; their default name is filled in.
+func checkAuth(fe switchboard.FieldErrors, in authInput, null bool) switchboard.Auth {
+	if null {
+		return switchboard.Auth{Type: switchboard.AuthNone}
+	}
+	out := switchboard.Auth{
+		Type: switchboard.AuthType(in.Type), Username: in.Username,
+		Password: in.Password, Token: in.Token, Name: in.Name,
+	}
+	creds := in.Username != "" || in.Password != ""
+	switch out.Type {
+	case switchboard.AuthNone:
+		for field, v := range map[string]string{"username": in.Username, "password": in.Password, "token": in.Token, "name": in.Name} {
+			if v != "" {
+				fe.Add("auth."+field, "must not be given with auth type none")
+			}
+		}
+	case switchboard.AuthBasic:
+		if in.Username == "" {
+			fe.Add("auth.username", "is required with auth type basic")
+		}
+		if in.Password == "" {
+			fe.Add("auth.password", "is required with auth type basic")
+		}
+		if in.Token != "" {
+			fe.Add("auth.token", "must not be given with auth type basic: give username and password, or a token, not both")
+		}
+		if in.Name != "" {
+			fe.Add("auth.name", "is for auth types header and querystring only")
+		}
+	case switchboard.AuthBearer, switchboard.AuthAuthHeader, switchboard.AuthHeader, switchboard.AuthQueryString:
+		if in.Token == "" {
+			fe.Add("auth.token", fmt.Sprintf("is required with auth type %s", out.Type))
+		}
+		if creds {
+			for field, v := range map[string]string{"username": in.Username, "password": in.Password} {
+				if v != "" {
+					fe.Add("auth."+field, fmt.Sprintf("must not be given with auth type %s: give a token, or username and password with type basic, not both", out.Type))
+				}
+			}
+		}
+		out.Name = checkAuthName(fe, out.Type, in.Name)
+	case "":
+		fe.Add("auth.type", "is required: none, basic, bearer, authheader, header or querystring")
+	default:
+		fe.Add("auth.type", "must be none, basic, bearer, authheader, header or querystring")
+	}
+
+	switch {
+	case utf8.RuneCountInString(in.Username) > MaxAuthUsernameLength:
+		fe.Add("auth.username", fmt.Sprintf("must be at most %d characters", MaxAuthUsernameLength))
+	case strings.ContainsRune(in.Username, ':'):
+		fe.Add("auth.username", `must not contain ":" (Basic authentication separates it from the password with one)`)
+	case strings.ContainsFunc(in.Username, isControl):
+		fe.Add("auth.username", "must not contain control characters")
+	}
+	switch {
+	case len(in.Password) > MaxAuthSecretLength:
+		fe.Add("auth.password", fmt.Sprintf("must be at most %d bytes", MaxAuthSecretLength))
+	case sealed.IsSealed(in.Password):
+		fe.Add("auth.password", sealedRule)
+	}
+	switch {
+	case len(in.Token) > MaxAuthSecretLength:
+		fe.Add("auth.token", fmt.Sprintf("must be at most %d bytes", MaxAuthSecretLength))
+	case sealed.IsSealed(in.Token):
+		fe.Add("auth.token", sealedRule)
+	case !validHeaderValue(in.Token) || strings.TrimSpace(in.Token) != in.Token:
+		// It travels in a header (or a URL, where anything is escaped, but
+		// one rule for every type is simpler to state).
+		fe.Add("auth.token", "must be usable in a header: no control characters, no leading or trailing spaces")
+	}
+	return out
+}
+
+// checkAuthName returns the header (header) or query parameter
+// (querystring) that carries the token, its default when name is empty, and
+// "" for the other types, which take no name.
+func checkAuthName(fe switchboard.FieldErrors, typ switchboard.AuthType, name string) string {
+	switch typ {
+	case switchboard.AuthHeader:
+		if name == "" {
+			return switchboard.DefaultAuthHeader
+		}
+		switch {
+		case len(name) > MaxAuthNameLength || !validHeaderName(name):
+			fe.Add("auth.name", fmt.Sprintf("must be a header name: 1 to %d letters, digits or !#$%%&'*+-.^_`|~", MaxAuthNameLength))
+		case reservedHeader(name) != "":
+			fe.Add("auth.name", fmt.Sprintf("%s: %s", quote(name), reservedHeader(name)))
+		}
+	case switchboard.AuthQueryString:
+		if name == "" {
+			return switchboard.DefaultAuthQueryParam
+		}
+		if len(name) > MaxAuthNameLength || strings.ContainsFunc(name, func(r rune) bool { return !isQueryNameChar(r) }) {
+			fe.Add("auth.name", fmt.Sprintf("must be a query parameter name: 1 to %d letters, digits or _.~-", MaxAuthNameLength))
+		}
+	default:
+		if name != "" {
+			fe.Add("auth.name", "is for auth types header and querystring only")
+		}
+		return ""
+	}
+	return name
+}
+
+// isQueryNameChar reports whether c may appear unescaped in a query
+// parameter's name (RFC 3986 unreserved characters).
+func isQueryNameChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_.~-", c)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// validHeaderName reports whether name is an RFC 9110 token, what net/http
+// sends. (golang.org/x/net/http/httpguts has the same check but would bring
+// x/net and x/text into the build for two functions.)
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v is a header value net/http sends: no
+// control characters but horizontal tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeaders records every custom header that is malformed, too large,
+// reserved (see reservedHeaders), set by auth, or a repeat of another in a
+// different case. Failures are reported under "headers.<name>".
+func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]string, auth switchboard.Auth) {
+	if len(headers) > MaxHeaders {
+		fe.Add(field, fmt.Sprintf("must hold at most %d headers", MaxHeaders))
+		return
+	}
+	// A webhook that authenticates owns Authorization, even with a token in
+	// another header: two credentials would leave the receiver guessing.
+	taken := map[string]bool{}
+	if auth.Type != switchboard.AuthNone && auth.Type != "" {
+		taken["Authorization"] = true
+	}
+	if auth.Type == switchboard.AuthHeader {
+		taken[http.CanonicalHeaderKey(auth.Name)] = true
+	}
+	size := 0
+	seen := map[string]string{}
+	// In name order, so that of two names differing in case the same one is
+	// reported every time.
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
+		size += len(name) + len(value)
+		key := field + "." + name
+		if len(name) > MaxHeaderNameLength || !validHeaderName(name) {
+			fe.Add(key, fmt.Sprintf("is not a header name: 1 to %d letters, digits or !#$%%&'*+-.^_`|~", MaxHeaderNameLength))
+			continue
+		}
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case reservedHeader(name) != "":
+			fe.Add(key, reservedHeader(name))
+		case taken[canon]:
+			fe.Add(key, fmt.Sprintf("is set by auth (type %s): remove it here or change auth", auth.Type))
+		}
+		if other, ok := seen[canon]; ok {
+			fe.Add(key, fmt.Sprintf("repeats %s: header names are case-insensitive", quote(other)))
+		}
+		seen[canon] = name
+		switch {
+		case len(value) > MaxHeaderValueLength:
+			fe.Add(key, fmt.Sprintf("must have a value of at most %d bytes", MaxHeaderValueLength))
+		case !validHeaderValue(value):
+			fe.Add(key, "must have a value without control characters")
+		}
+	}
+	if size > MaxHeadersSize {
+		fe.Add(field, fmt.Sprintf("must total at most %d bytes of names and values", MaxHeadersSize))
+	}
+}
+
+// checkProperties returns raw, a JSON object or the literal null, compacted
+// (nil for null), recording when it is another kind of value or too large.
+// raw is well-formed JSON: the request's decoder checked it.
+func checkProperties(fe switchboard.FieldErrors, field string, raw json.RawMessage) json.RawMessage {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		fe.Add(field, "must be a JSON object")
+		return nil
+	}
+	b := buf.Bytes()
+	switch {
+	case string(b) == "null":
+		return nil
+	case b[0] != '{':
+		fe.Add(field, "must be a JSON object, e.g. {\"crm\": \"acme\"}")
+		return nil
+	case len(b) > MaxPropertiesSize:
+		fe.Add(field, fmt.Sprintf("must be at most %d bytes of JSON", MaxPropertiesSize))
+		return nil
+	}
+	return b
+}
