@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 )
 
 // Server is the registry's HTTP API under /v1. Set its fields (NewServer
@@ -27,6 +28,10 @@ type Server struct {
 	// Nil leaves the route out.
 	Ingest  http.Handler
 	Metrics *Metrics
+	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
+	// as it is the deliverer's; nil refuses every address that is not
+	// public.
+	Guard *netguard.Guard
 }
 
 // NewServer returns a Server on db and kv that logs nothing and whose
@@ -68,6 +73,7 @@ func (s *Server) Handler() http.Handler {
 	h.handle("GET /v1/webhooks", http.HandlerFunc(webhooks.list))
 	h.handle("GET /v1/webhooks/{id}", http.HandlerFunc(webhooks.get))
 	h.handle("DELETE /v1/webhooks/{id}", http.HandlerFunc(webhooks.delete))
+	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
 	h.handle("GET /v1/event-types", http.HandlerFunc(webhooks.listEventTypes))
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)

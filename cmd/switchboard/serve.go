@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
@@ -40,6 +42,7 @@ type serveConfig struct {
 	Workers             int
 	MaxAckPending       int
 	AllowPrivateTargets bool
+	AllowCIDR           []string // ranges the SSRF guard lets through; entries may be comma-separated
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
@@ -79,8 +82,26 @@ func (c serveConfig) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
 	}
+	if _, err := c.guard(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
+
+// guard is the SSRF guard of deliveries and test sends.
+func (c serveConfig) guard() (*netguard.Guard, error) {
+	allowed, err := netguard.ParsePrefixes(c.AllowCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-cidr: %w", err)
+	}
+	return netguard.New(c.AllowPrivateTargets, allowed...), nil
+}
+
+// listFlag is a repeatable flag: each use adds a value.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // registerNATSFlags registers the flags every subcommand that talks to
 // JetStream shares.
@@ -106,7 +127,8 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.Float64Var(&cfg.Retry.Multiplier, "retry-multiplier", cfg.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once in this process")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries a worker may hold unacknowledged")
-	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
+	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "turn the SSRF guard off: let deliveries and test sends reach loopback, private, link-local and metadata addresses (for development)")
+	fs.Var((*listFlag)(&cfg.AllowCIDR), "allow-cidr", "let deliveries and test sends reach this range despite the SSRF guard, e.g. 10.20.0.0/16 (repeatable; comma-separated in the environment variable)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
 	return &ffcli.Command{
@@ -212,15 +234,21 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	index := &consumer.Index{KV: kv, Logger: logger}
 	s.index = index
 	matcher := &consumer.Matcher{JS: js, Index: index, Logger: logger, Metrics: consumer.NewMetrics(reg)}
+	guard, err := cfg.guard()
+	if err != nil {
+		return nil, err
+	}
 	deliverer := &consumer.Deliverer{
 		JS: js, Index: index, Logger: logger, Metrics: matcher.Metrics,
 		Retry: cfg.Retry, Workers: cfg.Workers, MaxAckPending: cfg.MaxAckPending,
+		Guard: guard,
 	}
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = logger
 	api := &registry.Server{
 		DB: s.db, KV: kv, Logger: logger, Metrics: registry.NewMetrics(reg),
 		Ingest: &producer.Handler{Client: producer.New(js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: logger},
+		Guard:  guard,
 	}
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
