@@ -219,7 +219,7 @@ func NewRequest(ctx context.Context, wh *switchboard.Webhook, msgID string, body
 // withProperties returns a copy of the JSON object body with
 // `"properties":props` added as its last field, where AppendPayload puts it.
 func withProperties(body, props []byte) ([]byte, error) {
-	body = bytes.TrimRight(body, " \t\r\n")
+	body = bytes.TrimSpace(body)
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
 		return nil, ErrInvalidBody
 	}

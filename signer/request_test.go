@@ -317,3 +317,35 @@ func BenchmarkEndpoint_NewRequest(b *testing.B) {
 		}
 	}
 }
+
+// FuzzEndpoint_Properties: whatever JSON object a body is, the body sent
+// with properties is a JSON object with the same fields plus properties.
+func FuzzEndpoint_Properties(f *testing.F) {
+	for _, body := range []string{`{}`, `{ }`, `{"a":1}`, ` {"a":{"b":[1,2]}} `, "{\"a\":\"}\"\n}\n"} {
+		f.Add(body)
+	}
+	wh := testWebhook(f)
+	wh.Properties = json.RawMessage(`{"p":true}`)
+	e, err := signer.NewEndpoint(wh)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var in map[string]json.RawMessage
+		if json.Unmarshal([]byte(body), &in) != nil || in == nil || in["properties"] != nil {
+			return
+		}
+		req, err := e.NewRequest(context.Background(), "m", []byte(body), time.Now())
+		if err != nil {
+			t.Fatalf("body %q: %v", body, err)
+		}
+		sent, _ := io.ReadAll(req.Body)
+		var out map[string]json.RawMessage
+		if err := json.Unmarshal(sent, &out); err != nil {
+			t.Fatalf("body %q sent as %q: %v", body, sent, err)
+		}
+		if string(out["properties"]) != `{"p":true}` || len(out) != len(in)+1 {
+			t.Fatalf("body %q sent as %q", body, sent)
+		}
+	})
+}
