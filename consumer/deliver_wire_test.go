@@ -92,7 +92,12 @@ func TestDeliverer_SendsWhatTheWebhookSays(t *testing.T) {
 
 	evt := event("msg_wire", "call.started", "agent-7")
 	s.publishEvent(evt, true)
-	testenv.WaitFor(t, 15*time.Second, "every delivery", func() bool { return recv.Count() == len(webhooks) })
+	// The receiver records a request before it calls back: wait for both.
+	testenv.WaitFor(t, 15*time.Second, "every delivery", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return recv.Count() == len(webhooks) && len(urls) == len(webhooks)
+	})
 
 	got := map[string]testenv.Request{}
 	for _, r := range recv.Requests() {
@@ -239,9 +244,10 @@ func TestDeliverer_RefusesPrivateTargets(t *testing.T) {
 			t.Errorf("%s: %s attempts, want 1: a refusal is not retried", id, got)
 		}
 	}
-	if got := s.counter("switchboard_dead_letters_total", "reason", "target_refused"); got != float64(len(targets)) {
-		t.Errorf("refusals counted = %v, want %d", got, len(targets))
-	}
+	// Counted once settled, just after the dead letter is stored.
+	testenv.WaitFor(t, 5*time.Second, "refusals counted", func() bool {
+		return s.counter("switchboard_dead_letters_total", "reason", "target_refused") == float64(len(targets))
+	})
 }
 
 // TestDeliverer_AllowCIDROpensARange checks that an allowed range is
