@@ -201,7 +201,7 @@ func BenchmarkHTTPCeiling(b *testing.B) {
 	}
 	evt := benchEvent(0)
 	body, _ := evt.Payload(nil)
-	client := consumer.NewHTTPClient(128)
+	client := consumer.NewHTTPClient(128, allowLoopback)
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,9 +20,14 @@ import (
 
 	switchboard "github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
+
+// allowLoopback lets deliveries reach the test receivers on 127.0.0.1,
+// which the default SSRF guard refuses.
+var allowLoopback = netguard.New(false, netip.MustParsePrefix("127.0.0.0/8"))
 
 // testRetry keeps retries quick: about 1 s, then 2 s.
 var testRetry = consumer.RetryPolicy{InitialInterval: time.Second, MaxInterval: 2 * time.Second, Multiplier: 2, RandomizationFactor: 0.1}
@@ -77,6 +83,7 @@ func (s *system) deliverer() *consumer.Deliverer {
 	return &consumer.Deliverer{
 		JS: s.env.JS, Index: s.index, Logger: s.logger(), Metrics: s.metrics,
 		Retry: testRetry, Workers: 8, MaxAckPending: 64,
+		Guard: allowLoopback, // receivers run on 127.0.0.1
 	}
 }
 

@@ -1,14 +1,13 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/signer"
 )
 
 // Defaults of the Deliverer's settings.
@@ -37,9 +36,6 @@ const (
 	DefaultAckWait = switchboard.MaxTimeoutSeconds*time.Second + 30*time.Second
 )
 
-// UserAgent is the User-Agent of every delivery request.
-const UserAgent = "Switchboard-Webhooks/1.0"
-
 // How much of a response is read: the start of a failure's body is kept
 // for the dead letter; up to maxDrain bytes are read and discarded so the
 // connection can be reused; a longer body closes the connection instead.
@@ -50,9 +46,11 @@ const (
 
 // Deliverer signs and sends deliveries. It consumes SB_DELIVERIES with a
 // durable pull consumer (streams.DelivererConsumer) and hands each message
-// to one of Workers goroutines, which POST the stored body to the webhook's
-// URL with Standard Webhooks headers and then settle the message as decide
-// says: ack, ack after scheduling a retry, ack after dead-lettering, or Nak.
+// to one of Workers goroutines, which send the stored body to the webhook
+// as its signer.Endpoint builds the request (method, URL, auth, headers,
+// properties, Standard Webhooks signatures) and then settle the message as
+// decide says: ack, ack after scheduling a retry, ack after dead-lettering,
+// or Nak.
 //
 // Attempts are counted in the delivery's HeaderAttempts (attempts already
 // made; absent means none). A webhook's max_retries counts retries after
@@ -82,8 +80,11 @@ type Deliverer struct {
 	// AckWait: 0 means DefaultAckWait. Keep it above the longest webhook
 	// timeout.
 	AckWait time.Duration
-	// Client sends the requests; nil means NewHTTPClient(Workers). It must
-	// not follow redirects.
+	// Guard is the SSRF guard of the default Client; nil refuses every
+	// address that is not public (see netguard).
+	Guard *netguard.Guard
+	// Client sends the requests; nil means NewHTTPClient(Workers, Guard).
+	// It must not follow redirects.
 	Client *http.Client
 	// DrainTimeout bounds how long Run, once its context is cancelled,
 	// lets attempts in progress finish; those still running are then
@@ -95,17 +96,19 @@ type Deliverer struct {
 	client *http.Client
 }
 
-// NewHTTPClient returns the HTTP client deliveries use by default: it never
-// follows redirects (a 3xx is a failed attempt), keeps up to conns idle
-// connections per host so that each worker can reuse one, uses no proxy and
-// leaves per-request deadlines to the caller's context. To change how it
-// dials (an SSRF guard), replace its Transport's DialContext.
-func NewHTTPClient(conns int) *http.Client {
+// NewHTTPClient returns the HTTP client of deliveries and test sends: it
+// dials only the addresses guard allows (nil: public addresses only; see
+// netguard), never through a proxy (HTTP_PROXY would let a request reach
+// what the guard refuses, and would be the one dialled), never follows
+// redirects (a 3xx is a failed attempt), keeps up to conns idle connections
+// per host so that each worker can reuse one, and leaves per-request
+// deadlines to the caller's context.
+func NewHTTPClient(conns int, guard *netguard.Guard) *http.Client {
 	conns = max(conns, 1)
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Transport: &http.Transport{
-			DialContext:            dialer.DialContext,
+			Proxy:                  nil,
+			DialContext:            guard.Dialer().DialContext,
 			ForceAttemptHTTP2:      true,
 			MaxIdleConns:           conns * 4,
 			MaxIdleConnsPerHost:    conns,
@@ -245,7 +248,7 @@ func (d *Deliverer) setDefaults() error {
 	d.log = loggerOr(d.Logger)
 	d.client = d.Client
 	if d.client == nil {
-		d.client = NewHTTPClient(d.Workers)
+		d.client = NewHTTPClient(d.Workers, d.Guard)
 	}
 	return nil
 }
@@ -273,7 +276,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 			dlv.tenant = h.webhook.TenantID
 		}
 		if dlv.eventID == "" {
-			err = errMalformed
+			err = errNoEventID
 		} else {
 			err = d.attempt(ctx, w, h, &dlv)
 		}
@@ -302,39 +305,21 @@ func (d *Deliverer) webhookFor(dlv *delivery) (*hook, error) {
 	return h, nil
 }
 
-// Request header keys, canonical, and values shared by every request
-// (never modified).
-var (
-	headerContentType      = "Content-Type"
-	headerUserAgent        = "User-Agent"
-	headerWebhookID        = http.CanonicalHeaderKey(signer.HeaderID)
-	headerWebhookTimestamp = http.CanonicalHeaderKey(signer.HeaderTimestamp)
-	headerWebhookSignature = http.CanonicalHeaderKey(signer.HeaderSignature)
-	contentTypeJSON        = []string{"application/json"}
-	userAgent              = []string{UserAgent}
-)
-
-// attempt POSTs the delivery once, within the webhook's timeout. It returns
-// nil for a 2xx, an *attemptError for any other answer or none, and
-// errShutdown when ctx (the deliverer's drain deadline) ended it.
+// attempt sends the delivery once, within the webhook's timeout. It returns
+// nil for a 2xx, an *attemptError for any other answer or none (an address
+// the SSRF guard refuses included), errMalformed for a body that cannot be
+// sent, and errShutdown when ctx (the deliverer's drain deadline) ended it.
 func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
 	if ctx.Err() != nil {
 		return errShutdown
 	}
 	rctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, h.webhook.URL, bytes.NewReader(dlv.body))
-	if err != nil { // the index parsed the URL already
-		return &attemptError{Err: fmt.Errorf("build request: %w", err)}
-	}
 	start := time.Now()
-	// What signer.SetHeaders does, with canonical keys set directly:
-	// http.Header.Set would allocate a canonical copy of each lowercase key.
-	req.Header[headerContentType] = contentTypeJSON
-	req.Header[headerUserAgent] = userAgent
-	req.Header[headerWebhookID] = []string{dlv.eventID}
-	req.Header[headerWebhookTimestamp] = []string{strconv.FormatInt(start.Unix(), 10)}
-	req.Header[headerWebhookSignature] = []string{h.signer.Sign(dlv.eventID, start, dlv.body)}
+	req, err := h.endpoint.NewRequest(rctx, dlv.eventID, dlv.body, start)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errMalformed, err)
+	}
 
 	d.Metrics.inFlight.Inc()
 	resp, err := d.client.Do(req)
@@ -342,9 +327,9 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 		d.Metrics.inFlight.Dec()
 		d.Metrics.duration.Observe(time.Since(start).Seconds())
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %v", errShutdown, err)
+			return fmt.Errorf("%w: %v", errShutdown, withoutURL(err))
 		}
-		return &attemptError{Err: err}
+		return &attemptError{Err: withoutURL(err)}
 	}
 	var excerpt string
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
@@ -455,6 +440,16 @@ func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec d
 		attrs = append(attrs, slog.String("ack_err", ackErr.Error()))
 	}
 	d.log.LogAttrs(ctx, level, "delivery attempt", attrs...)
+}
+
+// withoutURL drops the *url.Error layer of a client error: its URL may
+// carry a query-string token, and the error goes to logs and dead letters.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // attemptsMade reads HeaderAttempts: the attempts made before this one.

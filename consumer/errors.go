@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -18,6 +19,7 @@ import (
 // Reasons a delivery is dead-lettered (HeaderReason) or dropped.
 const (
 	reasonGone             = "gone"              // the receiver answered 410 Gone
+	reasonRefused          = "target_refused"    // the SSRF guard refused the receiver's address
 	reasonRetriesExhausted = "retries_exhausted" // max_retries failed retries after the first attempt
 	reasonInactive         = "webhook_inactive"  // the webhook is not active (inactive, too_many_errors)
 	reasonInvalid          = "webhook_invalid"   // the webhook's KV value cannot be used
@@ -31,8 +33,13 @@ const (
 var errShutdown = errors.New("deliverer shutting down")
 
 // errMalformed says a delivery message lacks what an attempt needs (its
-// event id). It can never succeed, so it is dead-lettered at once.
-var errMalformed = errors.New("malformed delivery: no " + streams.HeaderEventID + " header")
+// event id), or its body cannot be sent (not a JSON object to add the
+// webhook's properties to). It can never succeed, so it is dead-lettered at
+// once.
+var errMalformed = errors.New("malformed delivery")
+
+// errNoEventID is the errMalformed of a delivery without its event id.
+var errNoEventID = fmt.Errorf("%w: no %s header", errMalformed, streams.HeaderEventID)
 
 // webhookError says the delivery's webhook cannot take it; Reason is one of
 // the webhook_* reasons.
@@ -78,6 +85,13 @@ func (e *attemptError) Unwrap() error { return e.Err }
 
 // Gone reports whether the receiver asked never to be called again.
 func (e *attemptError) Gone() bool { return e.Status == http.StatusGone }
+
+// Refused reports whether the SSRF guard refused to connect to the
+// receiver: trying again would only be refused again.
+func (e *attemptError) Refused() bool {
+	var re *netguard.RefusedError
+	return e.Status == 0 && errors.As(e.Err, &re)
+}
 
 // publishError says JetStream did not store a retry schedule or a dead
 // letter. It is transient: the delivery is handed back and attempted again.
@@ -135,7 +149,7 @@ type decision struct {
 //   - webhook deleted, or unknown for too long -> ack (dropped, logged)
 //   - webhook not known yet -> Nak with a short delay
 //   - webhook inactive or unusable -> dead letter (never silently dropped)
-//   - 410 Gone -> dead letter now
+//   - 410 Gone, or an address the SSRF guard refuses -> dead letter now
 //   - any other failed attempt -> ack and schedule a retry, or dead letter
 //     once max_retries retries have failed. A failure never waits inside
 //     the ack window (NakWithDelay would hold a MaxAckPending slot and
@@ -171,8 +185,13 @@ func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
 		}
 	}
 	var ae *attemptError
-	if errors.As(err, &ae) && ae.Gone() {
-		return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonGone}
+	if errors.As(err, &ae) {
+		switch {
+		case ae.Gone():
+			return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonGone}
+		case ae.Refused():
+			return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonRefused}
+		}
 	}
 	if made > maxRetries {
 		return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonRetriesExhausted}

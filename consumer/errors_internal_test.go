@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 )
 
 func TestDecide(t *testing.T) {
@@ -33,7 +39,10 @@ func TestDecide(t *testing.T) {
 		{"webhook never known", &webhookError{Reason: reasonUnknown, Tries: unknownWebhookTries}, 1, 0, decision{action: actAck, outcome: outcomeDropped, reason: reasonUnknown}},
 		{"webhook inactive", &webhookError{Reason: reasonInactive}, 1, 0, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonInactive}},
 		{"webhook invalid", &webhookError{Reason: reasonInvalid, Err: errors.New("bad secret")}, 1, 0, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonInvalid}},
-		{"malformed delivery", errMalformed, 1, 3, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonMalformed}},
+		{"malformed delivery", errNoEventID, 1, 3, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonMalformed}},
+		{"unsendable body", fmt.Errorf("%w: %w", errMalformed, errors.New("not an object")), 1, 3, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonMalformed}},
+		{"ssrf refusal stops at once", &attemptError{Err: &url.Error{Op: "Post", URL: "http://10.0.0.1/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &netguard.RefusedError{Addr: netip.MustParseAddr("10.0.0.1"), Kind: "a private"}}}}, 1, 3, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonRefused}},
+		{"connection refused retries", &attemptError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, 1, 3, decision{action: actRetry, outcome: outcomeRetryScheduled, delay: time.Second}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := decide(tt.withError, tt.made, tt.maxRetries, policy); got != tt.want {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -49,12 +48,12 @@ type Index struct {
 // hook is one webhook as the index holds it. It is never changed once
 // stored: a KV update replaces it.
 type hook struct {
-	id      string
-	webhook *switchboard.Webhook // nil when deleted or invalid
-	signer  *signer.Signer
-	timeout time.Duration
-	deleted bool  // a delete or purge marker was seen
-	err     error // why the value is unusable; set with webhook == nil and !deleted
+	id       string
+	webhook  *switchboard.Webhook // nil when deleted or invalid
+	endpoint *signer.Endpoint     // builds its requests
+	timeout  time.Duration
+	deleted  bool  // a delete or purge marker was seen
+	err      error // why the value is unusable; set with webhook == nil and !deleted
 }
 
 // usable reports whether deliveries can be made to h (whatever its status).
@@ -182,18 +181,11 @@ func newHook(id string, value []byte, key *sealed.Key) (*hook, error) {
 	if err := key.OpenWebhook(&w); err != nil {
 		return nil, fmt.Errorf("open webhook: %w", err)
 	}
-	u, err := url.Parse(w.URL)
+	e, err := signer.NewEndpoint(&w)
 	if err != nil {
-		return nil, fmt.Errorf("webhook url: %w", err)
+		return nil, fmt.Errorf("webhook %s: %w", id, err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("webhook url %q: not an absolute http(s) url", w.URL)
-	}
-	s, err := signer.New(w.Secret)
-	if err != nil {
-		return nil, fmt.Errorf("webhook secret: %w", err)
-	}
-	return &hook{id: id, webhook: &w, signer: s, timeout: w.Timeout()}, nil
+	return &hook{id: id, webhook: &w, endpoint: e, timeout: w.Timeout()}, nil
 }
 
 // replace swaps in a full snapshot. Keys known before but absent from it

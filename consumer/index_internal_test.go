@@ -50,7 +50,7 @@ func TestIndex_FollowsTheBucket(t *testing.T) {
 	}()
 	testenv.WaitFor(t, 10*time.Second, "ready", x.Ready)
 
-	if h, ok := x.lookup("wh_a"); !ok || !h.usable() || h.signer == nil || h.timeout != 30*time.Second {
+	if h, ok := x.lookup("wh_a"); !ok || !h.usable() || h.endpoint == nil || h.timeout != 30*time.Second {
 		t.Errorf("wh_a = %+v, %v; want usable with a signer and the default timeout", h, ok)
 	}
 	if h, ok := x.lookup("wh_gone"); !ok || !h.deleted {

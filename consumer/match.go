@@ -156,8 +156,9 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 		m.Metrics.events[resultUnmatched].Inc()
 		return nil, matches
 	}
-	// Every webhook gets the stored body until webhooks carry properties
-	// (they will then be spliced in per webhook).
+	// Every webhook gets the stored body: the deliverer adds a webhook's
+	// properties as it sends (signer.Endpoint), so deliveries stay shared
+	// and a change of properties applies to pending retries too.
 	body := msg.Data()
 
 	// Header values shared by every delivery of the event; never modified.

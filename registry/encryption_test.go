@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
@@ -129,7 +131,7 @@ func TestEncryption_AtRestAndDelivered(t *testing.T) {
 	metrics := consumer.NewMetrics(nil)
 	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
 	runUntilCleanup(t, (&consumer.Deliverer{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics,
-		Retry: consumer.DefaultRetryPolicy(), Workers: 2, MaxAckPending: 8}).Run)
+		Retry: consumer.DefaultRetryPolicy(), Workers: 2, MaxAckPending: 8, Guard: netguard.New(false, netip.MustParsePrefix("127.0.0.0/8"))}).Run)
 	evt := &switchboard.Event{ID: "evt_sealed", TenantID: a.Tenant.ID, Type: "call.started", Data: json.RawMessage(`{}`)}
 	if _, err := producer.New(a.JS.JS).Publish(ctx, evt); err != nil {
 		t.Fatal(err)

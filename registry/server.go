@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 )
 
 // Server is the registry's HTTP API under /v1. Set its fields (NewServer
@@ -30,6 +31,11 @@ type Server struct {
 	// APIRateLimit is the requests per second each API key may make to
 	// any route (see rateLimiter); 0 means unlimited.
 	APIRateLimit float64
+
+	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
+	// as it is the deliverer's; nil refuses every address that is not
+	// public.
+	Guard *netguard.Guard
 }
 
 // NewServer returns a Server on db and kv that logs nothing, whose metrics
@@ -89,6 +95,7 @@ func (s *Server) Handler() http.Handler {
 	h.handle("POST /v1/tenants/{tenant_id}/keys", requireAdmin(h.logger, http.HandlerFunc(admin.createKey)))
 	h.handle("GET /v1/webhooks/{id}/secret", http.HandlerFunc(webhooks.getSecret))
 	h.handle("POST /v1/webhooks/{id}/secret/rotate", http.HandlerFunc(webhooks.rotate))
+	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
 	}

@@ -121,6 +121,14 @@ type Signer struct {
 // padded key again on every call.
 type key struct {
 	macs sync.Pool // of *macState
+	// expires, when set, is when the key stops signing: a retiring secret
+	// (see NewEndpoint). Verify ignores it.
+	expires time.Time
+}
+
+// signsAt reports whether k signs a message signed at ts.
+func (k *key) signsAt(ts time.Time) bool {
+	return k.expires.IsZero() || ts.Before(k.expires)
 }
 
 type macState struct {
@@ -176,14 +184,18 @@ func New(secrets ...string) (*Signer, error) {
 }
 
 // Sign returns the webhook-signature value for a message: space-separated
-// "v1,<base64 HMAC>" entries, one per key, in the order given to New. Only
-// ts's whole seconds are signed.
+// "v1,<base64 HMAC>" entries, one per key, in the order given to New
+// (a retiring key of an Endpoint only before it expires). Only ts's whole
+// seconds are signed.
 func (s *Signer) Sign(msgID string, ts time.Time, body []byte) string {
 	var out strings.Builder
 	out.Grow(len(s.keys) * (len(signatureVersion) + encodedLen + 1))
 	unix := ts.Unix()
-	for i, k := range s.keys {
-		if i > 0 {
+	for _, k := range s.keys {
+		if !k.signsAt(ts) {
+			continue
+		}
+		if out.Len() > 0 {
 			out.WriteByte(' ')
 		}
 		st := k.macs.Get().(*macState)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/signer"
 )
@@ -167,7 +168,7 @@ func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret st
 	if err != nil {
 		return 0, err
 	}
-	client := consumer.NewHTTPClient(c.Workers)
+	client := consumer.NewHTTPClient(c.Workers, netguard.New(true)) // the receiver is on loopback
 	body := c.sampleBody()
 	url := recv.URL + "/ceiling"
 	var next atomic.Int64

@@ -63,11 +63,13 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	}
 	s.Tenant, s.NewKey = tenant.ID, newKey
 
+	guard, _ := s.cfg.guard() // validated with the rest of the config
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = s.logger
 	api := &registry.Server{
 		DB: s.db, KV: kv, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
+		Guard:  guard,
 	}
 	mux.Handle("/v1/", api.Handler())
 	return []func(context.Context) error{mirror.Run}, nil

@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
@@ -55,6 +56,7 @@ type serveConfig struct {
 	MaxAckPending       int
 	AckWait             time.Duration
 	AllowPrivateTargets bool
+	AllowCIDR           []string // ranges the SSRF guard lets through; entries may be comma-separated
 	ShutdownTimeout     time.Duration
 	LogLevel            string
 	LogFormat           string
@@ -125,6 +127,9 @@ func (c serveConfig) validate() error {
 	if _, err := c.encryptionKey(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.guard(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -171,7 +176,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	}
 	if r.Registry || r.Worker {
 		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. Prefer the environment variable, which ps does not show")
-		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
+		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "turn the SSRF guard off: let deliveries and test sends reach loopback, private, link-local and metadata addresses (for development)")
+		fs.Var((*listFlag)(&c.AllowCIDR), "allow-cidr", "let deliveries and test sends reach this range despite the SSRF guard, e.g. 10.20.0.0/16 (repeatable; comma-separated in the environment variable)")
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
@@ -188,6 +194,21 @@ func (c serveConfig) encryptionKey() (*sealed.Key, error) {
 	}
 	return k, nil
 }
+
+// guard is the SSRF guard of deliveries and test sends.
+func (c serveConfig) guard() (*netguard.Guard, error) {
+	allowed, err := netguard.ParsePrefixes(c.AllowCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-cidr: %w", err)
+	}
+	return netguard.New(c.AllowPrivateTargets, allowed...), nil
+}
+
+// listFlag is a repeatable flag: each use adds a value.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // registerNATSFlags registers the flags every subcommand that talks to
 // JetStream shares.

@@ -39,7 +39,9 @@ worker started before any registry creates the streams itself.`,
 // startWorker builds the webhook index, the matcher and the deliverer, and
 // returns them to run in the background.
 func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []func(context.Context) error {
-	key, _ := s.cfg.encryptionKey() // validated with the rest of the config
+	// Both were validated with the rest of the config.
+	key, _ := s.cfg.encryptionKey()
+	guard, _ := s.cfg.guard()
 	index := &consumer.Index{KV: kv, Logger: s.logger, EncryptionKey: key}
 	s.index = index
 	metrics := consumer.NewMetrics(reg)
@@ -47,6 +49,7 @@ func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []
 	deliverer := &consumer.Deliverer{
 		JS: s.js, Index: index, Logger: s.logger, Metrics: metrics,
 		Retry: s.cfg.Retry, Workers: s.cfg.Workers, MaxAckPending: s.cfg.MaxAckPending, AckWait: s.cfg.AckWait,
+		Guard: guard,
 	}
 	return []func(context.Context) error{index.Run, matcher.Run, deliverer.Run}
 }
