@@ -204,6 +204,10 @@ func (e *specEnv) runAll(t *testing.T, cases []specCase) {
 func (e *specEnv) run(t *testing.T, c specCase) {
 	t.Helper()
 	status, body, _ := e.send(t, e.url, c)
+	// The ServeMux's own 404 would pass for the API's.
+	if status == http.StatusNotFound && strings.Contains(string(body), `"No such route."`) {
+		t.Fatalf("%s %s: the route is not served", c.method, e.fill(c.path))
+	}
 	if status != c.want {
 		t.Fatalf("%s %s %s: %d %s, want %d", c.method, e.fill(c.path), e.fill(c.body), status, body, c.want)
 	}
