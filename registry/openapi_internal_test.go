@@ -22,6 +22,10 @@ import (
 
 // Settings of Server that the spec's cases need and that other branches
 // add; nil until they are merged, and the cases that need them fail.
+// MERGE: with the tenancy and wire branches in, set them to
+//
+//	limitRate = func(s *Server, rps float64) { s.APIRateLimit = rps }
+//	allowPrivateTargets = func(s *Server) { s.Guard = netguard.New(true) }
 var (
 	// limitRate makes s answer 429 to a key past rps requests per second
 	// (--api-rate-limit).

@@ -16,7 +16,8 @@ import (
 const webhookJSON = `{"id": "wh_1", "agent_id": null, "name": "n", "url": "https://example.com/h",
 	"events": ["call.*"], "events_count": 1, "status": "active", "enabled": true, "timeout": 30,
 	"max_retries": 3, "created_at": "2026-01-02T15:04:05Z", "updated_at": "2026-01-02T15:04:05Z",
-	"created_by": "default", "updated_by": "default"}`
+	"created_by": "default", "updated_by": "default", "method": "POST", "auth": {"type": "none"},
+	"headers": {}, "properties": null, "is_alert_hook": false}`
 
 // answer is a server that answers every request with status and body, so
 // that each case controls what the Transport sees.
