@@ -18,6 +18,7 @@ const (
 	Events     = "SB_EVENTS"     // every accepted event, kept for replay and recovery
 	Deliveries = "SB_DELIVERIES" // one message per (event, webhook) still to deliver; work queue
 	Dead       = "SB_DEAD"       // deliveries whose retries are spent, kept for replay
+	Attempts   = "SB_ATTEMPTS"   // one switchboard.Attempt per delivery attempt, for the registry
 
 	WebhooksBucket = "sb_webhooks" // KV mirror of the registry's webhooks, key = webhook id
 
@@ -32,6 +33,7 @@ const (
 	DeliveriesPrefix = "sb.deliveries."
 	RetryPrefix      = "sb.retry."
 	DeadPrefix       = "sb.dead."
+	AttemptsPrefix   = "sb.attempts."
 )
 
 // EventSubject is where an event of tenant with type typ is published.
@@ -47,6 +49,12 @@ func RetrySubject(webhook, event string) string { return RetryPrefix + webhook +
 
 // DeadSubject is where dead-lettered deliveries to webhook of tenant go.
 func DeadSubject(tenant, webhook string) string { return DeadPrefix + tenant + "." + webhook }
+
+// AttemptSubject is where the attempts to deliver to webhook of tenant are
+// recorded (JSON of switchboard.Attempt; Nats-Msg-Id = the attempt's id).
+func AttemptSubject(tenant, webhook string) string {
+	return AttemptsPrefix + tenant + "." + webhook
+}
 
 // DeliveryMsgID is the Nats-Msg-Id of the first delivery of event to webhook,
 // so that a matcher re-running after a crash creates no duplicate.
@@ -76,11 +84,14 @@ type Config struct {
 	EventsMaxAge time.Duration
 	// DeadMaxAge is how long dead letters are kept.
 	DeadMaxAge time.Duration
+	// AttemptsMaxAge is how long attempt records wait in their stream for
+	// the registry to read them (it keeps its own copy).
+	AttemptsMaxAge time.Duration
 }
 
 // DefaultConfig is what `switchboard serve` uses unless told otherwise.
 func DefaultConfig() Config {
-	return Config{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour, DeadMaxAge: 30 * 24 * time.Hour}
+	return Config{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour, DeadMaxAge: 30 * 24 * time.Hour, AttemptsMaxAge: 7 * 24 * time.Hour}
 }
 
 // ReplicasError is returned by Setup and WebhooksKV when a stream (or the
@@ -148,6 +159,16 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Subjects:    []string{DeadPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      cfg.DeadMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        Attempts,
+			Description: "Switchboard: delivery attempts, read by the registry",
+			Subjects:    []string{AttemptsPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      cfg.AttemptsMaxAge,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 			Duplicates:  2 * time.Minute,
