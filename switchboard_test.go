@@ -3,6 +3,7 @@ package switchboard_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,58 @@ func TestWebhook_Matches(t *testing.T) {
 	inactive.Status = switchboard.StatusInactive
 	if inactive.Matches(&evt) {
 		t.Error("inactive webhook matches")
+	}
+}
+
+func TestWebhook_Matches_AlertHooks(t *testing.T) {
+	plain := switchboard.Webhook{TenantID: "t1", Events: []string{"*"}, Status: switchboard.StatusActive}
+	alert := plain
+	alert.IsAlertHook = true
+	scopedAlert := alert
+	scopedAlert.AgentID = "a1"
+	for _, tc := range []struct {
+		typ, agent                string
+		plain, alert, scopedAlert bool
+	}{
+		{typ: "call.started", plain: true},
+		{typ: "webhook.test", plain: true},
+		{typ: switchboard.EventWebhookDisabled, alert: true},
+		{typ: switchboard.EventDeliveryDeadLettered, alert: true},
+		{typ: switchboard.EventWebhookRecovered, alert: true},
+		{typ: switchboard.EventWebhookDisabled, agent: "a1", alert: true, scopedAlert: true},
+		{typ: switchboard.EventWebhookDisabled, agent: "a2", alert: true},
+	} {
+		evt := switchboard.Event{TenantID: "t1", Type: tc.typ, AgentID: tc.agent}
+		for name, c := range map[string]struct {
+			wh   switchboard.Webhook
+			want bool
+		}{"plain": {plain, tc.plain}, "alert": {alert, tc.alert}, "scoped alert": {scopedAlert, tc.scopedAlert}} {
+			if got := c.wh.Matches(&evt); got != c.want {
+				t.Errorf("%s webhook, %s event of agent %q: Matches = %v, want %v", name, tc.typ, tc.agent, got, c.want)
+			}
+		}
+	}
+	// A pattern must still select the operational type.
+	only := alert
+	only.Events = []string{"webhook.*"}
+	if only.Matches(&switchboard.Event{TenantID: "t1", Type: switchboard.EventDeliveryDeadLettered}) {
+		t.Error("an alert hook for webhook.* matches delivery.dead_lettered")
+	}
+}
+
+func TestIsOperationalEvent(t *testing.T) {
+	for typ, want := range map[string]bool{
+		"webhook.disabled": true, "delivery.dead_lettered": true, "webhook.recovered": true,
+		"webhook.test": false, "webhook": false, "call.started": false, "webhook.disabled.x": false,
+	} {
+		if got := switchboard.IsOperationalEvent(typ); got != want {
+			t.Errorf("IsOperationalEvent(%q) = %v, want %v", typ, got, want)
+		}
+	}
+	for _, typ := range []string{switchboard.EventWebhookDisabled, switchboard.EventDeliveryDeadLettered, switchboard.EventWebhookRecovered} {
+		if !slices.ContainsFunc(switchboard.DefaultEventTypes, func(e switchboard.EventType) bool { return e.Name == typ }) {
+			t.Errorf("%s is not in the default catalogue", typ)
+		}
 	}
 }
 

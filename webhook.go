@@ -141,10 +141,16 @@ func (w *Webhook) Timeout() time.Duration {
 }
 
 // Matches reports whether evt should be delivered to w: same tenant, w is
-// active, w is tenant-wide or scoped to evt's agent, and one of w's patterns
-// matches evt's type.
+// active, w is tenant-wide or scoped to evt's agent, w is an alert hook
+// exactly when evt is an operational event, and one of w's patterns matches
+// evt's type. Keeping the two apart means a "*" webhook never receives the
+// engine's alerts about itself, and an alert hook never receives agent
+// events.
 func (w *Webhook) Matches(evt *Event) bool {
 	if w.Status != StatusActive || w.TenantID != evt.TenantID {
+		return false
+	}
+	if w.IsAlertHook != IsOperationalEvent(evt.Type) {
 		return false
 	}
 	if w.AgentID != "" && w.AgentID != evt.AgentID {
@@ -202,7 +208,30 @@ func isTokenChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
-// DefaultEventTypes is the catalogue every tenant starts with.
+// Operational event types: what Switchboard itself reports about a tenant's
+// webhooks. They go to the tenant's alert hooks (IsAlertHook) only.
+const (
+	// EventWebhookDisabled: a webhook was stopped (too_many_errors) after
+	// consecutive failed deliveries, or at once after a 410 Gone.
+	EventWebhookDisabled = "webhook.disabled"
+	// EventDeliveryDeadLettered: a delivery was given up and dead-lettered.
+	EventDeliveryDeadLettered = "delivery.dead_lettered"
+	// EventWebhookRecovered: a too_many_errors webhook was set active again.
+	EventWebhookRecovered = "webhook.recovered"
+)
+
+// IsOperationalEvent reports whether typ is one of the operational event
+// types, which only alert hooks receive.
+func IsOperationalEvent(typ string) bool {
+	switch typ {
+	case EventWebhookDisabled, EventDeliveryDeadLettered, EventWebhookRecovered:
+		return true
+	}
+	return false
+}
+
+// DefaultEventTypes is the catalogue every tenant starts with. The
+// operational types are in it so that alert hooks can subscribe to them.
 var DefaultEventTypes = []EventType{
 	{Name: "call.started", Description: "A phone call started."},
 	{Name: "call.answered", Description: "A phone call was answered."},
@@ -214,6 +243,9 @@ var DefaultEventTypes = []EventType{
 	{Name: "contact.changed", Description: "A contact was changed."},
 	{Name: "sale.created", Description: "A sale was created."},
 	{Name: "sale.changed", Description: "A sale was changed."},
+	{Name: EventWebhookDisabled, Description: "Alert hooks only: Switchboard stopped a webhook whose deliveries kept failing, or whose receiver answered 410 Gone."},
+	{Name: EventDeliveryDeadLettered, Description: "Alert hooks only: a delivery was given up and dead-lettered."},
+	{Name: EventWebhookRecovered, Description: "Alert hooks only: a webhook stopped for too many errors was set active again."},
 }
 
 // EventType is an entry of the event-type catalogue.
