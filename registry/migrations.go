@@ -105,6 +105,30 @@ ALTER TABLE webhooks ADD COLUMN properties TEXT;                              --
 ALTER TABLE webhooks ADD COLUMN is_alert_hook INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE webhooks ADD COLUMN retiring_secrets TEXT NOT NULL DEFAULT '[]';  -- JSON of []switchboard.RetiringSecret
 `,
+	// 4: auto-disable and alerts (health.go): consecutive failed deliveries
+	// per webhook, the attempts already counted, and the operational events
+	// waiting to be published.
+	`
+-- No row: no failure since the last delivered attempt (or ever).
+CREATE TABLE webhook_health (
+	webhook_id TEXT PRIMARY KEY REFERENCES webhooks (id) ON DELETE CASCADE,
+	failures   INTEGER NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);
+
+-- Attempts already counted, so that a redelivered one counts once.
+CREATE TABLE health_attempts (
+	attempt_id TEXT PRIMARY KEY,
+	seen_at    TIMESTAMP NOT NULL
+);
+CREATE INDEX health_attempts_seen_at ON health_attempts (seen_at);
+
+-- Operational events committed with their cause, not yet in SB_EVENTS.
+CREATE TABLE alert_outbox (
+	seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+	event TEXT NOT NULL -- JSON of switchboard.Event
+);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

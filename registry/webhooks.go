@@ -102,7 +102,8 @@ var errNameTaken = &switchboard.Error{
 // CreatedAt. It returns the stored webhook, update's error as it is (e.g.
 // EINVALID), EUNAUTHORIZED when ctx carries no tenant, ENOTFOUND when the
 // tenant has no such webhook and ECONFLICT when the new name is taken in
-// the webhook's scope.
+// the webhook's scope. A webhook set active again starts with no failures
+// counted (see webhookStatusChanged).
 func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webhook) error) (*Webhook, error) {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -114,6 +115,7 @@ func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webh
 		if err != nil {
 			return err
 		}
+		prev := wh.Status
 		if err := update(wh); err != nil {
 			return err
 		}
@@ -128,6 +130,9 @@ func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webh
 			return errNameTaken
 		}
 		if err != nil {
+			return err
+		}
+		if err := webhookStatusChanged(ctx, tx, prev, wh); err != nil {
 			return err
 		}
 		return insertOutbox(ctx, tx, id)

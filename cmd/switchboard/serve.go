@@ -61,6 +61,7 @@ type serveConfig struct {
 	LogLevel            string
 	LogFormat           string
 	APIRateLimit        float64 // requests/s per API key; 0: unlimited
+	DisableAfter        int     // consecutive failed deliveries that stop a webhook; 0: never
 	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
 	// credentials at rest; "" stores them in plaintext.
 	EncryptionKey string
@@ -82,6 +83,7 @@ func defaultServeConfig() serveConfig {
 		LogLevel:        "info",
 		LogFormat:       "auto",
 		APIRateLimit:    registry.DefaultAPIRateLimit,
+		DisableAfter:    registry.DefaultDisableAfter,
 	}
 }
 
@@ -117,6 +119,9 @@ func (c serveConfig) validate() error {
 		if c.AckWait < time.Second {
 			errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %v", c.AckWait))
 		}
+	}
+	if c.Roles.Registry && c.DisableAfter < 0 {
+		errs = append(errs, fmt.Errorf("--disable-after must be 0 (never) or more, got %d", c.DisableAfter))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
@@ -165,6 +170,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	if r.Registry {
 		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
+		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")

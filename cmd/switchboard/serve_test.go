@@ -319,14 +319,14 @@ func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
 	var errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
 		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1",
-		"--encryption-key", "c2hvcnQta2V5"}, io.Discard, &errOut)
+		"--encryption-key", "c2hvcnQta2V5", "--disable-after", "-1"}, io.Discard, &errOut)
 	if err == nil {
 		t.Fatal("serve started with unusable settings")
 	}
 	if strings.Contains(err.Error(), "c2hvcnQta2V5") {
 		t.Errorf("the error shows the encryption key: %v", err)
 	}
-	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key"} {
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key", "--disable-after"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s: %v", flag, err)
 		}

@@ -1,0 +1,297 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/switchboard-hq/switchboard"
+)
+
+// The store side of auto-disable and alerts. Each attempt that ends a
+// delivery (delivered or dead-lettered) is recorded once, in one
+// transaction that remembers its id, counts the webhook's consecutive
+// failed deliveries, stops the webhook when they reach the threshold (or at
+// once on a 410 Gone), and queues the operational events this raises in
+// alert_outbox. Health.Run publishes them from there: an alert is committed
+// with its cause or not at all, and a redelivered attempt raises nothing
+// twice.
+
+// SystemActor is the UpdatedBy of changes Switchboard makes by itself, such
+// as stopping a webhook whose deliveries keep failing.
+const SystemActor = "switchboard"
+
+// Reasons a webhook was stopped, in the data of webhook.disabled.
+const (
+	DisabledConsecutiveFailures = "consecutive_failures" // --disable-after failed deliveries in a row
+	DisabledGone                = "gone"                 // the receiver answered 410 Gone
+)
+
+// Dead-letter reasons (switchboard.Attempt.Reason) that say something about
+// the receiver.
+const (
+	reasonGone = "gone"
+	// Reasons on Switchboard's side, not the receiver's: a stopped webhook
+	// parks its deliveries, an unusable KV value or delivery message can
+	// never be sent. They raise an alert but never count as a failure:
+	// otherwise the deliveries parked by a stop would count towards the
+	// next one.
+	reasonInactive  = "webhook_inactive"
+	reasonInvalid   = "webhook_invalid"
+	reasonMalformed = "malformed"
+)
+
+// countsAsFailure reports whether a delivery dead-lettered for reason is a
+// failure of the receiver (retries spent, gone, refused address...).
+func countsAsFailure(reason string) bool {
+	switch reason {
+	case reasonInactive, reasonInvalid, reasonMalformed:
+		return false
+	}
+	return true
+}
+
+// AttemptEffect is what recording an attempt changed.
+type AttemptEffect struct {
+	Duplicate bool // the attempt was recorded before: nothing changed
+	Failures  int  // the webhook's consecutive failed deliveries after it
+	Disabled  bool // the webhook was moved to too_many_errors
+	Alerts    int  // operational events queued
+}
+
+// RecordAttempt counts attempt a towards its webhook's health, once per
+// attempt id, in one transaction. Only attempts that end a delivery count:
+// a delivered one resets the webhook's consecutive failures; a dead-lettered
+// one adds one (unless its reason is on Switchboard's side, see
+// countsAsFailure) and queues a delivery.dead_lettered alert. When
+// disableAfter > 0 and an active webhook reaches disableAfter failures, or
+// its receiver answered 410 Gone, the webhook moves to too_many_errors
+// (with an outbox row, so the KV mirror and the workers learn it) and a
+// webhook.disabled alert is queued. Attempts of alert hooks raise no alert,
+// so that a failing alert hook cannot feed itself; they can still stop it.
+// Attempts of webhooks that no longer exist change nothing.
+//
+// Errors: those of SQLite, wrapped with the attempt id.
+func (db *DB) RecordAttempt(ctx context.Context, a *switchboard.Attempt, disableAfter int) (AttemptEffect, error) {
+	var eff AttemptEffect
+	if a.Outcome != switchboard.AttemptDelivered && a.Outcome != switchboard.AttemptDeadLettered {
+		return eff, nil
+	}
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		eff = AttemptEffect{}
+		res, err := tx.ExecContext(ctx, `INSERT INTO health_attempts (attempt_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, a.ID, now())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			eff.Duplicate = true
+			return nil
+		}
+		wh, err := db.findWebhook(ctx, tx, a.WebhookID, a.TenantID)
+		if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if a.Outcome == switchboard.AttemptDelivered {
+			_, err := tx.ExecContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = ?`, wh.ID)
+			return err
+		}
+		return db.recordDeadLetter(ctx, tx, a, wh, disableAfter, &eff)
+	})
+	if err != nil {
+		return AttemptEffect{}, fmt.Errorf("record attempt %s of webhook %s: %w", a.ID, a.WebhookID, err)
+	}
+	return eff, nil
+}
+
+// recordDeadLetter is RecordAttempt's part for a dead-lettered delivery.
+func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, wh *Webhook, disableAfter int, eff *AttemptEffect) error {
+	if !wh.IsAlertHook {
+		if err := queueAlert(ctx, tx, deadLetteredAlert(a, wh)); err != nil {
+			return err
+		}
+		eff.Alerts++
+	}
+	if !countsAsFailure(a.Reason) {
+		return nil
+	}
+	err := tx.GetContext(ctx, &eff.Failures, `INSERT INTO webhook_health (webhook_id, failures, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT (webhook_id) DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at
+		RETURNING failures`, wh.ID, now())
+	if err != nil {
+		return fmt.Errorf("count failure: %w", err)
+	}
+	if disableAfter <= 0 || wh.Status != switchboard.StatusActive {
+		return nil
+	}
+	why := ""
+	switch {
+	case a.Reason == reasonGone:
+		why = DisabledGone
+	case eff.Failures >= disableAfter:
+		why = DisabledConsecutiveFailures
+	default:
+		return nil
+	}
+	t := now()
+	if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET status = ?, updated_at = ?, updated_by = ? WHERE id = ?`,
+		switchboard.StatusTooManyErrors, t, SystemActor, wh.ID); err != nil {
+		return fmt.Errorf("stop webhook: %w", err)
+	}
+	if err := insertOutbox(ctx, tx, wh.ID); err != nil {
+		return err
+	}
+	eff.Disabled = true
+	if wh.IsAlertHook {
+		return nil
+	}
+	eff.Alerts++
+	return queueAlert(ctx, tx, disabledAlert(a, wh, why, eff.Failures, t))
+}
+
+// webhookStatusChanged runs in the transaction of UpdateWebhook once wh has
+// been stored with a new status, prev being the old one. Setting a webhook
+// active again gives it a fresh count of failures; when it had been stopped
+// for too many errors, the tenant's alert hooks hear that it is back.
+func webhookStatusChanged(ctx context.Context, tx *sqlx.Tx, prev switchboard.WebhookStatus, wh *Webhook) error {
+	if wh.Status != switchboard.StatusActive || prev == switchboard.StatusActive {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = ?`, wh.ID); err != nil {
+		return fmt.Errorf("reset failures: %w", err)
+	}
+	if prev != switchboard.StatusTooManyErrors {
+		return nil
+	}
+	return queueAlert(ctx, tx, recoveredAlert(wh))
+}
+
+// Alert data: the "data" of each operational event.
+type (
+	webhookDisabledData struct {
+		WebhookID string    `json:"webhook_id"`
+		Name      string    `json:"name"`
+		URL       string    `json:"url"`
+		Status    string    `json:"status"`
+		Reason    string    `json:"reason"`   // DisabledConsecutiveFailures or DisabledGone
+		Failures  int       `json:"failures"` // consecutive failed deliveries
+		EventID   string    `json:"event_id"` // of the delivery that stopped it
+		At        time.Time `json:"disabled_at"`
+	}
+	deliveryDeadLetteredData struct {
+		WebhookID  string `json:"webhook_id"`
+		Name       string `json:"webhook_name"`
+		EventID    string `json:"event_id"`
+		EventType  string `json:"event_type"`
+		Reason     string `json:"reason"`
+		Attempts   int    `json:"attempts"`
+		LastStatus int    `json:"last_status"` // 0 when the receiver did not answer
+		LastError  string `json:"last_error,omitempty"`
+	}
+	webhookRecoveredData struct {
+		WebhookID string `json:"webhook_id"`
+		Name      string `json:"name"`
+		URL       string `json:"url"`
+		Status    string `json:"status"`
+		UpdatedBy string `json:"updated_by"`
+	}
+)
+
+// Alert event ids are derived from their cause (the attempt), so that the
+// same cause never yields two events, wherever it is seen again.
+func deadLetteredAlert(a *switchboard.Attempt, wh *Webhook) *switchboard.Event {
+	return alertEvent("msg_dl_"+a.ID, switchboard.EventDeliveryDeadLettered, wh, a.At, deliveryDeadLetteredData{
+		WebhookID: wh.ID, Name: wh.Name, EventID: a.EventID, EventType: a.EventType,
+		Reason: a.Reason, Attempts: a.Number, LastStatus: a.StatusCode, LastError: a.Error,
+	})
+}
+
+func disabledAlert(a *switchboard.Attempt, wh *Webhook, why string, failures int, at time.Time) *switchboard.Event {
+	return alertEvent("msg_disabled_"+a.ID, switchboard.EventWebhookDisabled, wh, at, webhookDisabledData{
+		WebhookID: wh.ID, Name: wh.Name, URL: wh.URL, Status: string(switchboard.StatusTooManyErrors),
+		Reason: why, Failures: failures, EventID: a.EventID, At: at,
+	})
+}
+
+func recoveredAlert(wh *Webhook) *switchboard.Event {
+	return alertEvent(switchboard.NewID("msg_recovered_"), switchboard.EventWebhookRecovered, wh, wh.UpdatedAt, webhookRecoveredData{
+		WebhookID: wh.ID, Name: wh.Name, URL: wh.URL, Status: string(wh.Status), UpdatedBy: wh.UpdatedBy,
+	})
+}
+
+// alertEvent is an operational event of wh's tenant about wh. It carries
+// wh's agent, so that an alert hook scoped to an agent hears about that
+// agent's webhooks only.
+func alertEvent(id, typ string, wh *Webhook, at time.Time, data any) *switchboard.Event {
+	b, _ := json.Marshal(data) // plain structs of strings and numbers
+	return &switchboard.Event{ID: id, TenantID: wh.TenantID, Type: typ, AgentID: wh.AgentID, OccurredAt: at, Data: b}
+}
+
+// queueAlert adds evt to alert_outbox in tx.
+func queueAlert(ctx context.Context, tx *sqlx.Tx, evt *switchboard.Event) error {
+	b, err := json.Marshal(evt)
+	if err != nil {
+		return fmt.Errorf("encode alert %s: %w", evt.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO alert_outbox (event) VALUES (?)`, string(b)); err != nil {
+		return fmt.Errorf("queue alert %s: %w", evt.ID, err)
+	}
+	return nil
+}
+
+// queuedAlert is a row of alert_outbox.
+type queuedAlert struct {
+	Seq   int64
+	Event switchboard.Event
+}
+
+// pendingAlerts returns up to limit queued alerts, oldest first.
+func (db *DB) pendingAlerts(ctx context.Context, limit int) ([]queuedAlert, error) {
+	var rows []struct {
+		Seq   int64  `db:"seq"`
+		Event string `db:"event"`
+	}
+	if err := db.db.SelectContext(ctx, &rows, `SELECT seq, event FROM alert_outbox ORDER BY seq LIMIT ?`, limit); err != nil {
+		return nil, fmt.Errorf("read queued alerts: %w", err)
+	}
+	out := make([]queuedAlert, len(rows))
+	for i, r := range rows {
+		out[i].Seq = r.Seq
+		if err := json.Unmarshal([]byte(r.Event), &out[i].Event); err != nil {
+			return nil, fmt.Errorf("decode queued alert %d: %w", r.Seq, err)
+		}
+	}
+	return out, nil
+}
+
+// deleteAlert removes a published alert from the queue.
+func (db *DB) deleteAlert(ctx context.Context, seq int64) error {
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM alert_outbox WHERE seq = ?`, seq)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete queued alert %d: %w", seq, err)
+	}
+	return nil
+}
+
+// forgetAttempts drops the ids of attempts recorded before t: redeliveries
+// of those can no longer come (see Health.Remember).
+func (db *DB) forgetAttempts(ctx context.Context, t time.Time) error {
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM health_attempts WHERE seen_at < ?`, t)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget attempts before %s: %w", t.Format(time.RFC3339), err)
+	}
+	return nil
+}
