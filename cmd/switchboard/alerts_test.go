@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/internal/testenv"
+	"github.com/switchboard-hq/switchboard/signer"
+)
+
+// bridgeDeadLetters stands in for the deliverer's attempt records until it
+// publishes them (the attempts branch): it turns each dead letter into the
+// switchboard.Attempt the deliverer will publish for the delivery's last
+// attempt. Once the deliverer publishes attempts itself, delete it and its
+// call: with both, every failure would count twice.
+func bridgeDeadLetters(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cons, err := js.OrderedConsumer(ctx, streams.Dead, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		h := m.Headers()
+		status, _ := strconv.Atoi(h.Get(streams.HeaderLastStatus))
+		made, _ := strconv.Atoi(h.Get(streams.HeaderAttempts))
+		var p switchboard.Payload
+		_ = json.Unmarshal(m.Data(), &p)
+		a := switchboard.Attempt{
+			ID: switchboard.NewID("att_"), TenantID: h.Get(streams.HeaderTenant), WebhookID: h.Get(streams.HeaderWebhookID),
+			EventID: h.Get(streams.HeaderEventID), EventType: p.Type, Number: made, At: time.Now().UTC(),
+			Outcome: switchboard.AttemptDeadLettered, Reason: h.Get(streams.HeaderReason),
+			StatusCode: status, ErrorClass: "status", Error: h.Get(streams.HeaderLastError),
+		}
+		b, _ := json.Marshal(a)
+		msg := nats.NewMsg(streams.AttemptSubject(a.TenantID, a.WebhookID))
+		msg.Data = b
+		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
+		if _, err := js.PublishMsg(ctx, msg); err != nil && ctx.Err() == nil {
+			t.Errorf("bridge: publish attempt: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Stop(); cancel() })
+}
+
+// alertReceiver records the operational events an alert hook receives,
+// each checked against the hook's signing secret.
+type alertReceiver struct {
+	*testenv.Receiver
+}
+
+func (r alertReceiver) events(t *testing.T, secret string) []switchboard.Payload {
+	t.Helper()
+	s, err := signer.New(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []switchboard.Payload
+	for _, req := range r.Requests() {
+		if err := s.Verify(req.Header, req.Body, 5*time.Minute, time.Now()); err != nil {
+			t.Errorf("alert not signed with the alert hook's secret: %v", err)
+		}
+		var p switchboard.Payload
+		if err := json.Unmarshal(req.Body, &p); err != nil {
+			t.Fatalf("alert body %s: %v", req.Body, err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Through the whole pipeline: a webhook whose deliveries keep failing is
+// stopped at --disable-after, and the tenant's alert hook receives, signed,
+// one delivery.dead_lettered per failed delivery, then webhook.disabled,
+// then webhook.recovered once it is set active again. Agent events never
+// reach the alert hook, and alerts never reach the other webhooks.
+func TestServe_AutoDisableAlertsTheAlertHook(t *testing.T) {
+	cfg := testServeConfig(t.TempDir())
+	cfg.DisableAfter = 2
+	sys := mustStartSystem(t, cfg)
+	bridgeDeadLetters(t, sys.js)
+	ctx := context.Background()
+	api := apiClient{url: sys.URL, key: testKey}
+
+	alerts := alertReceiver{testenv.StartReceiver(t, nil)}
+	failing := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusInternalServerError })
+	healthy := testenv.StartReceiver(t, nil)
+	var hook struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/webhooks", map[string]any{
+		"name": "pager", "url": alerts.URL, "events": []string{"*"}, "is_alert_hook": true,
+	}, &hook); err != nil {
+		t.Fatal(err)
+	}
+	crm, err := api.createWebhook(ctx, map[string]any{"name": "crm", "url": failing.URL, "events": []string{"*"}, "max_retries": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erp, err := api.createWebhook(ctx, map[string]any{"name": "erp", "url": healthy.URL, "events": []string{"webhook.*", "call.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{hook.ID, crm, erp}); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		var wh struct {
+			Status string `json:"status"`
+		}
+		if err := api.do(ctx, http.MethodGet, "/v1/webhooks/"+crm, nil, &wh); err != nil {
+			t.Fatal(err)
+		}
+		return wh.Status
+	}
+	publish := func(id string) {
+		if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{
+			"id": id, "type": "call.started", "data": map[string]any{"n": id},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	publish("msg_one")
+	testenv.WaitFor(t, 20*time.Second, "first delivery.dead_lettered at the alert hook", func() bool { return alerts.Count() == 1 })
+	if got := status(); got != "active" {
+		t.Fatalf("after 1 failed delivery of 2: status %s, want active", got)
+	}
+	publish("msg_two")
+	testenv.WaitFor(t, 20*time.Second, "crm stopped", func() bool { return status() == "too_many_errors" })
+	testenv.WaitFor(t, 20*time.Second, "3 alerts", func() bool { return alerts.Count() >= 3 })
+
+	if err := api.do(ctx, http.MethodPatch, "/v1/webhooks/"+crm, map[string]any{"status": "active"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "webhook.recovered", func() bool { return alerts.Count() >= 4 })
+	testenv.WaitFor(t, 20*time.Second, "pipeline idle", func() bool { return sys.idle(t) })
+
+	count := map[string]int{}
+	for _, p := range alerts.events(t, hook.Secret) {
+		count[p.Type]++
+		var d map[string]any
+		if err := json.Unmarshal(p.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["webhook_id"] != crm {
+			t.Errorf("%s about webhook %v, want %s", p.Type, d["webhook_id"], crm)
+		}
+		if p.Type == switchboard.EventWebhookDisabled && (d["reason"] != "consecutive_failures" || d["failures"] != 2.0) {
+			t.Errorf("webhook.disabled data %v", d)
+		}
+	}
+	want := map[string]int{switchboard.EventDeliveryDeadLettered: 2, switchboard.EventWebhookDisabled: 1, switchboard.EventWebhookRecovered: 1}
+	if len(count) != len(want) || count[switchboard.EventDeliveryDeadLettered] != 2 || count[switchboard.EventWebhookDisabled] != 1 || count[switchboard.EventWebhookRecovered] != 1 {
+		t.Errorf("the alert hook received %v, want %v (and no agent event)", count, want)
+	}
+	if n := failing.Count(); n != 2 {
+		t.Errorf("crm's receiver got %d requests, want its 2 call.started (no alerts)", n)
+	}
+	if n := healthy.Count(); n != 2 {
+		t.Errorf("erp (webhook.*, call.*) got %d requests, want its 2 call.started (no alerts)", n)
+	}
+}
