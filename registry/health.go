@@ -66,7 +66,8 @@ type AttemptEffect struct {
 // attempt id, in one transaction. Only attempts that end a delivery count:
 // a delivered one resets the webhook's consecutive failures; a dead-lettered
 // one adds one (unless its reason is on Switchboard's side, see
-// countsAsFailure) and queues a delivery.dead_lettered alert. When
+// countsAsFailure) and queues a delivery.dead_lettered alert (see
+// alertsWanted for when alerts are raised). When
 // disableAfter > 0 and an active webhook reaches disableAfter failures, or
 // its receiver answered 410 Gone, the webhook moves to too_many_errors
 // (with an outbox row, so the KV mirror and the workers learn it) and a
@@ -113,7 +114,11 @@ func (db *DB) RecordAttempt(ctx context.Context, a *switchboard.Attempt, disable
 
 // recordDeadLetter is RecordAttempt's part for a dead-lettered delivery.
 func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, wh *Webhook, disableAfter int, eff *AttemptEffect) error {
-	if !wh.IsAlertHook {
+	alerting, err := alertsWanted(ctx, tx, wh)
+	if err != nil {
+		return err
+	}
+	if alerting {
 		if err := queueAlert(ctx, tx, deadLetteredAlert(a, wh)); err != nil {
 			return err
 		}
@@ -122,7 +127,7 @@ func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.
 	if !countsAsFailure(a.Reason) {
 		return nil
 	}
-	err := tx.GetContext(ctx, &eff.Failures, `INSERT INTO webhook_health (webhook_id, failures, updated_at) VALUES (?, 1, ?)
+	err = tx.GetContext(ctx, &eff.Failures, `INSERT INTO webhook_health (webhook_id, failures, updated_at) VALUES (?, 1, ?)
 		ON CONFLICT (webhook_id) DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at
 		RETURNING failures`, wh.ID, now())
 	if err != nil {
@@ -149,7 +154,7 @@ func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.
 		return err
 	}
 	eff.Disabled = true
-	if wh.IsAlertHook {
+	if !alerting {
 		return nil
 	}
 	eff.Alerts++
@@ -170,7 +175,28 @@ func webhookStatusChanged(ctx context.Context, tx *sqlx.Tx, prev switchboard.Web
 	if prev != switchboard.StatusTooManyErrors {
 		return nil
 	}
+	if alerting, err := alertsWanted(ctx, tx, wh); err != nil || !alerting {
+		return err
+	}
 	return queueAlert(ctx, tx, recoveredAlert(wh))
+}
+
+// alertsWanted reports whether a change of wh raises alerts: wh is no
+// alert hook (whose own troubles would feed themselves), and its tenant
+// has an active alert hook to receive them. Without one, alerts would only
+// fill SB_EVENTS: a stopped webhook's backlog alone raises one per parked
+// delivery.
+func alertsWanted(ctx context.Context, tx *sqlx.Tx, wh *Webhook) (bool, error) {
+	if wh.IsAlertHook {
+		return false, nil
+	}
+	var ok bool
+	err := tx.GetContext(ctx, &ok, `SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = ? AND is_alert_hook AND status = ?)`,
+		wh.TenantID, switchboard.StatusActive)
+	if err != nil {
+		return false, fmt.Errorf("look for alert hooks: %w", err)
+	}
+	return ok, nil
 }
 
 // Alert data: the "data" of each operational event.

@@ -143,8 +143,12 @@ func (h *Health) consume(ctx context.Context, cons jetstream.Consumer) {
 // take is handed back for a later try.
 func (h *Health) handle(ctx context.Context, msg jetstream.Msg) {
 	var a switchboard.Attempt
-	if err := json.Unmarshal(msg.Data(), &a); err != nil || a.ID == "" || a.WebhookID == "" || a.TenantID == "" {
-		h.Logger.Warn("attempt record unusable; dropped", "subject", msg.Subject(), "err", errors.Join(err, errIncompleteAttempt))
+	err := json.Unmarshal(msg.Data(), &a)
+	if err == nil && (a.ID == "" || a.WebhookID == "" || a.TenantID == "") {
+		err = errIncompleteAttempt
+	}
+	if err != nil {
+		h.Logger.Warn("attempt record unusable; dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}

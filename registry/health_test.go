@@ -19,10 +19,12 @@ import (
 )
 
 // healthEnv is a registry API with auto-disable and alerts running against
-// the same SQLite file and JetStream.
+// the same SQLite file and JetStream, and an alert hook, so that alerts are
+// raised.
 type healthEnv struct {
 	*api
-	n int // attempts published, for unique ids
+	alertHook string
+	n         int // attempts published, for unique ids
 }
 
 func startHealth(t *testing.T, disableAfter int) *healthEnv {
@@ -43,7 +45,9 @@ func startHealth(t *testing.T, disableAfter int) *healthEnv {
 			t.Errorf("health: %v", err)
 		}
 	})
-	return &healthEnv{api: a}
+	e := &healthEnv{api: a}
+	e.alertHook = e.webhook(t, "alerts", true)
+	return e
 }
 
 // webhook creates a webhook of the default tenant and returns its id.
@@ -343,6 +347,15 @@ func TestHealth_PatchActiveResetsAndRecovers(t *testing.T) {
 		t.Fatalf("then %d failures: status %s, want too_many_errors", n, got)
 	}
 
+	// Other changes of an active webhook keep its count.
+	third := e.webhook(t, "billing", false)
+	e.failures(t, third, n-1)
+	e.patch(t, third, `{"name":"billing-2","status":"active"}`)
+	e.failures(t, third, 1)
+	if got := e.status(t, third); got != "too_many_errors" {
+		t.Fatalf("billing after %d failures, a PATCH of an active webhook and 1 more: status %s, want too_many_errors", n-1, got)
+	}
+
 	// inactive -> active also resets, but recovers nothing: it was not stopped by errors.
 	other := e.webhook(t, "erp", false)
 	e.failures(t, other, n-1)
@@ -352,7 +365,7 @@ func TestHealth_PatchActiveResetsAndRecovers(t *testing.T) {
 	if got := e.status(t, other); got != "active" {
 		t.Fatalf("erp after inactive/active and %d failures: status %s, want active", n-1, got)
 	}
-	for _, a := range e.waitAlerts(t, (n+2)+(n+1)+2*(n-1)) {
+	for _, a := range e.waitAlerts(t, (n+2)+(n+1)+(n+1)+2*(n-1)) {
 		if a.Type == switchboard.EventWebhookRecovered && data(t, a)["webhook_id"] == other {
 			t.Error("webhook.recovered for a webhook that was only inactive")
 		}
@@ -430,5 +443,42 @@ func TestHealth_ParkedDeliveriesDoNotCount(t *testing.T) {
 		if a.Type != switchboard.EventDeliveryDeadLettered {
 			t.Errorf("alert %s, want delivery.dead_lettered only", a.Type)
 		}
+	}
+}
+
+func TestHealth_NoAlertHookNoAlerts(t *testing.T) {
+	e := startHealth(t, 1)
+	e.patch(t, e.alertHook, `{"status":"inactive"}`)
+	wh := e.webhook(t, "crm", false)
+	e.failures(t, wh, 1)
+	if got := e.status(t, wh); got != "too_many_errors" {
+		t.Fatalf("status %s, want too_many_errors: stopping does not wait for alert hooks", got)
+	}
+	e.patch(t, e.alertHook, `{"status":"active"}`)
+	other := e.webhook(t, "erp", false)
+	e.attempt(t, other, "webhook_inactive")
+	// Alerts come in the order of their causes: any raised while no alert
+	// hook was active would be there before this one.
+	if d := data(t, e.waitAlerts(t, 1)[0]); d["webhook_id"] != other {
+		t.Errorf("alert about %v, want only erp's, raised once an alert hook was active", d["webhook_id"])
+	}
+}
+
+// Deleting the consumer under a running registry (an operator, a stream
+// restored from a backup) does not stop the counting.
+func TestHealth_SurvivesConsumerDeletion(t *testing.T) {
+	e := startHealth(t, 1)
+	wh := e.webhook(t, "crm", false)
+	e.settled(t) // the consumer exists
+	if err := e.JS.JS.DeleteConsumer(context.Background(), streams.Attempts, registry.HealthConsumer); err != nil {
+		t.Fatal(err)
+	}
+	e.failures(t, wh, 1)
+	testenv.WaitFor(t, 60*time.Second, "consumer set up again", func() bool {
+		_, err := e.JS.JS.Consumer(context.Background(), streams.Attempts, registry.HealthConsumer)
+		return err == nil
+	})
+	if got := e.status(t, wh); got != "too_many_errors" {
+		t.Fatalf("status %s, want too_many_errors", got)
 	}
 }
