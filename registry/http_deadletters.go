@@ -352,6 +352,7 @@ func (a *deadLetterAPI) replayWebhook(ctx context.Context, tenant string, in rep
 // missingIsNotFound, ENOTFOUND for one that does not exist).
 func (a *deadLetterAPI) checkWebhooks(ctx context.Context, ids []string, missingIsNotFound bool) error {
 	fe := switchboard.FieldErrors{}
+	var refused []string
 	for _, id := range ids {
 		wh, err := a.webhooks.FindWebhookByID(ctx, id)
 		switch {
@@ -363,14 +364,17 @@ func (a *deadLetterAPI) checkWebhooks(ctx context.Context, ids []string, missing
 			return err
 		case wh.Status != switchboard.StatusActive:
 			fe.Add("webhook_id", fmt.Sprintf("%s is %s; set its status to active, then replay", id, wh.Status))
+		default:
+			continue
 		}
+		refused = append(refused, id)
 	}
-	if len(fe) == 0 {
+	if len(refused) == 0 {
 		return nil
 	}
 	return &switchboard.Error{
 		Code:    switchboard.ECONFLICT,
-		Message: fmt.Sprintf("Webhook %s cannot take deliveries; nothing was replayed.", strings.Join(ids, ", ")),
+		Message: fmt.Sprintf("Webhook %s cannot take deliveries; nothing was replayed.", strings.Join(refused, ", ")),
 		Fields:  fe,
 	}
 }
