@@ -65,7 +65,7 @@ func DeadLetterID(seq uint64) string { return DeadLetterIDPrefix + strconv.Forma
 // parseDeadLetterID returns the sequence a dead letter id names.
 func parseDeadLetterID(id string) (uint64, bool) {
 	digits, ok := strings.CutPrefix(id, DeadLetterIDPrefix)
-	if !ok || digits == "" || digits[0] == '+' {
+	if !ok || digits == "" || digits[0] < '1' || digits[0] > '9' { // one spelling per id: no sign, no leading zero
 		return 0, false
 	}
 	seq, err := strconv.ParseUint(digits, 10, 64)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,6 +234,7 @@ func TestDeadLetters_ListValidation(t *testing.T) {
 		{"?limit=251", []string{"limit"}},
 		{"?cursor=dl_0", []string{"cursor"}},
 		{"?cursor=dl_-1", []string{"cursor"}},
+		{"?cursor=dl_007", []string{"cursor"}},
 		{"?webhook_id=", []string{"webhook_id"}},
 		{"?webhook_id=" + url.QueryEscape("*"), []string{"webhook_id"}},
 		{"?webhook_id=" + url.QueryEscape(">"), []string{"webhook_id"}},
@@ -296,6 +298,57 @@ func TestDeadLetters_ReplayValidation(t *testing.T) {
 	for _, body := range []string{`{"ids": "dl_1"}`, `{"ids": [`, `[]`} {
 		if status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", body, status, b)
+		}
+	}
+}
+
+// fillDeadLetters stores n dead letters of webhook with bodies of about 1
+// KiB, as the deliverer would.
+func fillDeadLetters(tb testing.TB, js jetstream.JetStream, tenant, webhook string, n int) {
+	tb.Helper()
+	data := strings.Repeat("x", 1000)
+	for i := range n {
+		m := nats.NewMsg(streams.DeadSubject(tenant, webhook))
+		m.Header.Set(streams.HeaderEventID, fmt.Sprintf("evt_%d", i))
+		m.Header.Set(streams.HeaderTenant, tenant)
+		m.Header.Set(streams.HeaderReason, "retries_exhausted")
+		m.Header.Set(streams.HeaderAttempts, "4")
+		m.Data = fmt.Appendf(nil, `{"id":"evt_%d","type":"call.started","data":{"x":%q}}`, i, data)
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		tb.Fatal("publishes not acked")
+	}
+}
+
+// BenchmarkDeadLetters_ListPage reads a full page (250) of a tenant's
+// 10,000 dead letters through the API.
+func BenchmarkDeadLetters_ListPage(b *testing.B) {
+	a := startDeadLetterAPI(b)
+	fillDeadLetters(b, a.JS.JS, a.Tenant.ID, "wh_a", 10000)
+	for b.Loop() {
+		if page := a.listDeadLetters(b, a.Key, "?limit=250"); len(page.Data) != 250 {
+			b.Fatalf("%d items", len(page.Data))
+		}
+	}
+}
+
+// BenchmarkDeadLetters_ReplayWebhook replays 1000 dead letters of one
+// webhook, the most one request does.
+func BenchmarkDeadLetters_ReplayWebhook(b *testing.B) {
+	a := startDeadLetterAPI(b)
+	wh := a.create(b, a.Key, "/v1/webhooks", jsonBody(b, map[string]any{
+		"name": "crm", "url": "https://example.com/h", "events": []string{"*"}}))
+	for b.Loop() {
+		b.StopTimer()
+		fillDeadLetters(b, a.JS.JS, a.Tenant.ID, wh.ID, registry.MaxReplay)
+		b.StartTimer()
+		if got, _ := a.replay(b, a.Key, jsonBody(b, map[string]any{"webhook_id": wh.ID}), http.StatusAccepted); got.Replayed != registry.MaxReplay {
+			b.Fatalf("replayed %d", got.Replayed)
 		}
 	}
 }
