@@ -68,7 +68,8 @@ func parseDeadLetterID(id string) (uint64, bool) {
 	if !ok || digits == "" || digits[0] < '1' || digits[0] > '9' { // one spelling per id: no sign, no leading zero
 		return 0, false
 	}
-	seq, err := strconv.ParseUint(digits, 10, 64)
+	// Sequences stay far below 2^63; the bound keeps cursor+1 from wrapping.
+	seq, err := strconv.ParseUint(digits, 10, 63)
 	return seq, err == nil && seq > 0
 }
 

@@ -352,3 +352,33 @@ func BenchmarkDeadLetters_ReplayWebhook(b *testing.B) {
 		}
 	}
 }
+
+// Inputs at the edges of what validation lets through answer 200 or 202,
+// never a 5xx.
+func TestDeadLetters_EdgeInputs(t *testing.T) {
+	a := startDeadLetterAPI(t)
+	putDeadLetter(t, a.JS.JS, a.Tenant.ID, "wh_a", "evt_1", "gone", 410)
+	long := strings.Repeat("w", 128)
+	for _, q := range []string{
+		"?cursor=dl_18446744073709551615",
+		"?cursor=dl_9223372036854775807",
+		"?since=0001-01-01T00:00:00Z",
+		"?since=9999-12-31T23:59:59.999999999Z",
+		"?until=0001-01-01T00:00:00Z",
+		"?since=2026-01-01T00:00:00%2B14:00&until=2026-01-01T00:00:00-12:00",
+		"?webhook_id=" + long + "&reason=" + strings.Repeat("r", 64),
+	} {
+		if status, b := a.do(t, http.MethodGet, "/v1/dead-letters"+q, a.Key, ""); status != http.StatusOK && status != http.StatusUnprocessableEntity {
+			t.Errorf("GET %s: %d %s", q, status, b)
+		}
+	}
+	for _, body := range []string{
+		`{"ids": ["dl_18446744073709551615", "dl_9223372036854775807"]}`,
+		`{"webhook_id": "` + long + `"}`,
+		`{"webhook_id": "wh_a", "since": "9999-12-31T23:59:59Z"}`,
+	} {
+		if status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status >= 500 {
+			t.Errorf("POST %s: %d %s", body, status, b)
+		}
+	}
+}

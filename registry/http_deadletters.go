@@ -217,6 +217,10 @@ func (a *deadLetterAPI) replay(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
+	if out.Replayed > 0 { // an operator's action that resends to receivers: worth a line
+		a.logger.InfoContext(r.Context(), "dead letters replayed", "tenant", tenant, "webhook_id", deref(in.WebhookID),
+			"replayed", out.Replayed, "not_found", len(out.NotFound), "actor", switchboard.ActorFromContext(r.Context()))
+	}
 	httpjson.Write(w, http.StatusAccepted, out)
 }
 
