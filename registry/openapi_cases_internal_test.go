@@ -1,9 +1,16 @@
 package registry
 
 import (
+	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // Bodies and values the cases share.
@@ -402,4 +409,102 @@ func pendingAdminCases() []specCase {
 		{name: "keys/409", method: post, path: "/v1/tenants/{tenant}/keys", want: 409, body: `{"name": "ci"}`},
 		{name: "keys/422", method: post, path: "/v1/tenants/{tenant}/keys", invalid: true, want: 422, body: `{"name": ""}`, check: errorsOn("name")},
 	}
+}
+
+// deadLetterCases exercise GET /v1/dead-letters and POST
+// /v1/dead-letters/replay on dead letters stored in SB_DEAD as the
+// deliverer stores them.
+func deadLetterCases() []specCase {
+	const (
+		post = http.MethodPost
+		get  = http.MethodGet
+	)
+	return []specCase{
+		{name: "setup/webhook", method: post, path: "/v1/webhooks", want: 201, body: webhookJSON(nil),
+			check: func(t *testing.T, e *specEnv, v map[string]any) {
+				save("dl_wh", "id")(t, e, v)
+				e.putDeadLetter(t, "dl_1", e.vars["dl_wh"], "retries_exhausted", 500)
+				e.putDeadLetter(t, "dl_2", e.vars["dl_wh"], "gone", 410)
+				e.putDeadLetter(t, "dl_3", e.vars["dl_wh"], "target_refused", 0)
+			}},
+		{name: "setup/inactive-webhook", method: post, path: "/v1/webhooks", want: 201, body: webhookJSON(map[string]any{"status": "inactive"}),
+			check: func(t *testing.T, e *specEnv, v map[string]any) {
+				save("dl_wh_inactive", "id")(t, e, v)
+				e.putDeadLetter(t, "dl_inactive", e.vars["dl_wh_inactive"], "webhook_inactive", 0)
+			}},
+
+		// GET /v1/dead-letters
+		{name: "list/200", method: get, path: "/v1/dead-letters", want: 200,
+			check: expect(map[string]any{"has_more": false}, listLen(4), absent("next_cursor"))},
+		{name: "list/200/first-page", method: get, path: "/v1/dead-letters?limit=1", want: 200,
+			check: expect(map[string]any{"has_more": true, "next_cursor": "{dl_1}"}, listLen(1), save("dl_cursor", "next_cursor"))},
+		{name: "list/200/next-page", method: get, path: "/v1/dead-letters?limit=250&cursor={dl_cursor}", want: 200,
+			check: expect(map[string]any{"has_more": false}, listLen(3))},
+		{name: "list/200/filters", method: get, want: 200,
+			path:  "/v1/dead-letters?webhook_id={dl_wh}&reason=gone&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z",
+			check: listLen(1)},
+		{name: "list/200/another-tenant-sees-none", method: get, path: "/v1/dead-letters", key: keyOther, want: 200, check: listLen(0)},
+		{name: "list/401", method: get, path: "/v1/dead-letters", key: keyNone, invalid: true, want: 401},
+		{name: "list/422", method: get, invalid: true, want: 422,
+			path:  "/v1/dead-letters?limit=0&cursor=x&since=today&until=2026-13-01T00:00:00Z&webhook_id=a.b&reason=Gone",
+			check: errorsOn("limit", "cursor", "since", "until", "webhook_id", "reason")},
+		{name: "list/422/until-before-since", method: get, want: 422,
+			path: "/v1/dead-letters?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", check: errorsOn("until")},
+
+		// POST /v1/dead-letters/replay
+		{name: "replay/202/another-tenant", method: post, path: "/v1/dead-letters/replay", key: keyOther, want: 202,
+			body: `{"ids": ["{dl_1}"]}`, check: expect(map[string]any{"replayed": 0, "not_found": []string{"{dl_1}"}})},
+		{name: "replay/202/ids", method: post, path: "/v1/dead-letters/replay", want: 202,
+			body:  `{"ids": ["{dl_1}", "dl_999999"]}`,
+			check: expect(map[string]any{"replayed": 1, "not_found": []string{"dl_999999"}, "has_more": false})},
+		{name: "replay/202/again", method: post, path: "/v1/dead-letters/replay", want: 202,
+			body: `{"ids": ["{dl_1}"]}`, check: expect(map[string]any{"replayed": 0, "not_found": []string{"{dl_1}"}})},
+		{name: "replay/202/webhook", method: post, path: "/v1/dead-letters/replay", want: 202,
+			body:  `{"webhook_id": "{dl_wh}", "reason": "gone", "since": "2000-01-01T00:00:00Z"}`,
+			check: expect(map[string]any{"replayed": 1, "not_found": []string{}, "has_more": false})},
+		{name: "replay/202/listed-no-more", method: get, path: "/v1/dead-letters?webhook_id={dl_wh}", want: 200, check: listLen(1)},
+		{name: "replay/400", method: post, path: "/v1/dead-letters/replay", invalid: true, want: 400, body: `{"ids": "dl_1"}`},
+		{name: "replay/401", method: post, path: "/v1/dead-letters/replay", key: keyNone, invalid: true, want: 401, body: `{"ids": ["dl_1"]}`},
+		{name: "replay/404/another-tenants-webhook", method: post, path: "/v1/dead-letters/replay", want: 404,
+			body: `{"webhook_id": "{other_wh}"}`},
+		{name: "replay/409/inactive", method: post, path: "/v1/dead-letters/replay", want: 409,
+			body: `{"ids": ["{dl_3}", "{dl_inactive}"]}`, check: errorsOn("webhook_id")},
+		{name: "replay/409/inactive-webhook", method: post, path: "/v1/dead-letters/replay", want: 409,
+			body: `{"webhook_id": "{dl_wh_inactive}"}`, check: errorsOn("webhook_id")},
+		{name: "replay/409/kept", method: get, path: "/v1/dead-letters", want: 200, check: listLen(2)},
+		{name: "replay/422", method: post, path: "/v1/dead-letters/replay", invalid: true, want: 422,
+			body: `{"ids": [], "reason": "gone"}`, check: errorsOn("ids", "reason")},
+		{name: "replay/422/both", method: post, path: "/v1/dead-letters/replay", invalid: true, want: 422,
+			body: `{"ids": ["dl_1"], "webhook_id": "wh_1", "until": "never"}`, check: errorsOn("ids", "until")},
+	}
+}
+
+// putDeadLetter stores a dead letter of the default tenant for webhook in
+// SB_DEAD as the deliverer does (consumer/deadletter.go) and saves its id
+// as e.vars[name].
+func (e *specEnv) putDeadLetter(t *testing.T, name, webhook, reason string, status int) {
+	t.Helper()
+	ctx := context.Background()
+	tenant, err := e.db.EnsureTenant(ctx, DefaultTenantName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := "evt_" + name
+	m := nats.NewMsg(streams.DeadSubject(tenant.ID, webhook))
+	m.Header.Set(streams.HeaderEventID, event)
+	m.Header.Set(streams.HeaderTenant, tenant.ID)
+	m.Header.Set(streams.HeaderWebhookID, webhook)
+	m.Header.Set(streams.HeaderAcceptedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
+	m.Header.Set(streams.HeaderReason, reason)
+	m.Header.Set(streams.HeaderAttempts, "4")
+	if status > 0 {
+		m.Header.Set(streams.HeaderLastStatus, strconv.Itoa(status))
+		m.Header.Set(streams.HeaderLastError, "status "+strconv.Itoa(status))
+	}
+	m.Data = []byte(`{"id":"` + event + `","type":"call.started","timestamp":"2026-01-02T03:04:05Z","data":{}}`)
+	ack, err := e.js.JS.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vars[name] = DeadLetterID(ack.Sequence)
 }

@@ -90,6 +90,7 @@ func TestOpenAPI(t *testing.T) {
 			t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
 		})
 	})
+	t.Run("dead-letters", func(t *testing.T) { e.runAll(t, deadLetterCases()) })
 	t.Run("coverage", func(t *testing.T) {
 		for _, m := range e.tr.Unexercised(http.StatusTooManyRequests) {
 			t.Errorf("never exercised: %s", m)
@@ -188,6 +189,7 @@ func (e *specEnv) newServer(t *testing.T) *Server {
 	}
 	s := NewServer(e.db, kv)
 	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS)}
+	s.JS = e.js.JS
 	if allowPrivateTargets != nil {
 		allowPrivateTargets(s)
 	}

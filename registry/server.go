@@ -32,6 +32,10 @@ type Server struct {
 	// any route (see rateLimiter); 0 means unlimited.
 	APIRateLimit float64
 
+	// JS reads and replays the dead letters (SB_DEAD) for
+	// /v1/dead-letters; nil leaves those routes out.
+	JS jetstream.JetStream
+
 	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
 	// as it is the deliverer's; nil refuses every address that is not
 	// public.
@@ -96,6 +100,11 @@ func (s *Server) Handler() http.Handler {
 	h.handle("GET /v1/webhooks/{id}/secret", http.HandlerFunc(webhooks.getSecret))
 	h.handle("POST /v1/webhooks/{id}/secret/rotate", http.HandlerFunc(webhooks.rotate))
 	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
+	if s.JS != nil {
+		deadLetters := newDeadLetterAPI(s.JS, s.DB, h.logger)
+		h.handle("GET /v1/dead-letters", http.HandlerFunc(deadLetters.list))
+		h.handle("POST /v1/dead-letters/replay", http.HandlerFunc(deadLetters.replay))
+	}
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
 	}

@@ -68,7 +68,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = s.logger
 	api := &registry.Server{
-		DB: s.db, KV: kv, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
+		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
 		Guard:  guard,
 	}
