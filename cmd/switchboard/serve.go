@@ -31,18 +31,21 @@ import (
 // serveConfig is everything `switchboard serve` is told. Tests fill it
 // directly and listen on 127.0.0.1:0.
 type serveConfig struct {
-	Listen              string
-	DataDir             string
-	NATSURL             string
-	NATSListen          string
-	APIKey              string
-	Retry               consumer.RetryPolicy
-	Workers             int
-	MaxAckPending       int
-	AllowPrivateTargets bool
-	ShutdownTimeout     time.Duration
-	LogLevel            string
-	LogFormat           string
+	Listen                string
+	DataDir               string
+	NATSURL               string
+	NATSListen            string
+	APIKey                string
+	Retry                 consumer.RetryPolicy
+	Workers               int
+	MaxAckPending         int
+	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
+	BreakerFailures       int
+	BreakerCooldown       time.Duration
+	AllowPrivateTargets   bool
+	ShutdownTimeout       time.Duration
+	LogLevel              string
+	LogFormat             string
 }
 
 func defaultServeConfig() serveConfig {
@@ -52,6 +55,8 @@ func defaultServeConfig() serveConfig {
 		Retry:           consumer.DefaultRetryPolicy(),
 		Workers:         consumer.DefaultWorkers,
 		MaxAckPending:   consumer.DefaultMaxAckPending,
+		BreakerFailures: consumer.DefaultBreakerFailures,
+		BreakerCooldown: consumer.DefaultBreakerCooldown,
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
@@ -75,6 +80,15 @@ func (c serveConfig) validate() error {
 	}
 	if c.MaxAckPending < 1 {
 		errs = append(errs, fmt.Errorf("--max-ack-pending must be at least 1, got %d", c.MaxAckPending))
+	}
+	if c.MaxInFlightPerWebhook < 0 {
+		errs = append(errs, fmt.Errorf("--max-in-flight-per-webhook must not be negative, got %d", c.MaxInFlightPerWebhook))
+	}
+	if c.BreakerFailures < 1 {
+		errs = append(errs, fmt.Errorf("--breaker-failures must be at least 1, got %d", c.BreakerFailures))
+	}
+	if c.BreakerCooldown < time.Second {
+		errs = append(errs, fmt.Errorf("--breaker-cooldown must be at least 1s, got %v", c.BreakerCooldown))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive, got %v", c.ShutdownTimeout))
@@ -106,6 +120,9 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.Float64Var(&cfg.Retry.Multiplier, "retry-multiplier", cfg.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once in this process")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries a worker may hold unacknowledged")
+	fs.IntVar(&cfg.MaxInFlightPerWebhook, "max-in-flight-per-webhook", cfg.MaxInFlightPerWebhook, "deliveries in flight at once to one webhook in this process, so a slow receiver holds a bounded share of --workers; 0 means a quarter of --workers")
+	fs.IntVar(&cfg.BreakerFailures, "breaker-failures", cfg.BreakerFailures, "consecutive failed attempts (no answer, 408, 429, 5xx) that open a webhook's circuit breaker; its deliveries are deferred, not attempted, while it is open")
+	fs.DurationVar(&cfg.BreakerCooldown, "breaker-cooldown", cfg.BreakerCooldown, "how long an open circuit breaker waits before letting one probe delivery through")
 	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "allow deliveries to loopback and private addresses (for development; the SSRF guard it switches off is not enforced yet)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &cfg.LogLevel, &cfg.LogFormat)
@@ -215,6 +232,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	deliverer := &consumer.Deliverer{
 		JS: js, Index: index, Logger: logger, Metrics: matcher.Metrics,
 		Retry: cfg.Retry, Workers: cfg.Workers, MaxAckPending: cfg.MaxAckPending,
+		MaxInFlightPerWebhook: cfg.MaxInFlightPerWebhook, BreakerFailures: cfg.BreakerFailures, BreakerCooldown: cfg.BreakerCooldown,
 	}
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = logger

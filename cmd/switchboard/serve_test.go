@@ -269,11 +269,12 @@ func TestServe_ReadinessFollowsNATS(t *testing.T) {
 func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
 	var errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
-		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1"}, io.Discard, &errOut)
+		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1",
+		"--max-in-flight-per-webhook", "-1", "--breaker-failures", "0", "--breaker-cooldown", "10ms"}, io.Discard, &errOut)
 	if err == nil {
 		t.Fatal("serve started with unusable settings")
 	}
-	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending"} {
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--max-in-flight-per-webhook", "--breaker-failures", "--breaker-cooldown"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s: %v", flag, err)
 		}
