@@ -33,8 +33,8 @@ import (
 // streams.HeaderDeferrals raised by one. It fires when the breaker will let
 // a probe through, or about a second later when the cap was reached; each
 // further deferral of the same delivery waits twice as long, up to
-// maxDeferralCooldowns cool-downs, so that a long outage's backlog costs
-// ever fewer republishes. Memory stays bounded however large the backlog:
+// maxDeferralCooldowns cool-downs (maxBusyDeferral for the cap), so that a
+// long outage's backlog costs ever fewer republishes. Memory stays bounded however large the backlog:
 // the deferred deliveries wait in JetStream, and the gates are one per
 // webhook, dropped once idle.
 //
@@ -61,16 +61,26 @@ const (
 func DefaultMaxInFlightPerWebhook(workers int) int { return max(workers/4, 1) }
 
 const (
-	// busyWait is how long a worker waits for a slot of a webhook at its
-	// cap whose attempts are fast: under a backlog for one busy receiver
-	// every worker holds one of its deliveries, and waiting a few
-	// milliseconds for a slot costs less than republishing. A webhook whose
-	// attempts take longer than this (or of which none has ended for this
-	// long) is slow: its excess is deferred at once.
-	busyWait = 100 * time.Millisecond
+	// At its cap, a webhook that is slow has its excess deferred at once;
+	// one that is not makes the worker wait for a slot, up to four of its
+	// attempts' average duration, within [minBusyWait, maxBusyWait]. Under a
+	// backlog for one busy receiver every worker holds one of its
+	// deliveries: waiting for a slot costs less than republishing, and
+	// keeps its deliveries in order.
+	//
+	// A webhook is slow when its attempts take more than minBusyWait and
+	// more than slowFactor times the average attempt of this deliverer
+	// (all webhooks), or when its slots have been full and none of its
+	// attempts has ended for twice its average (it hangs). Slow is relative so that a loaded machine, or
+	// receivers that are all far away, do not make every webhook slow.
+	minBusyWait = 100 * time.Millisecond
+	maxBusyWait = time.Second
+	slowFactor  = 4
 	// busyDeferral is how long a delivery deferred for the cap waits the
-	// first time; schedules have one-second resolution.
-	busyDeferral = time.Second
+	// first time (schedules have one-second resolution), maxBusyDeferral
+	// the longest: a slot frees up within an attempt.
+	busyDeferral    = time.Second
+	maxBusyDeferral = 30 * time.Second
 	// maxDeferralCooldowns bounds how long a delivery deferred again and
 	// again waits, in breaker cool-downs.
 	maxDeferralCooldowns = 8
@@ -115,12 +125,11 @@ type gate struct {
 	slots    chan struct{} // one element per attempt in flight
 	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
 	openedAt atomic.Int64 // when the breaker last opened, Unix ns
-	// latency is a moving average of the attempts' durations and lastDone
-	// when the latest ended (Unix ns): together they say whether a slot
-	// will free up soon. Updates may race and lose one sample; they are
-	// estimates.
+	// latency is a moving average of the attempts' durations, progress
+	// when an attempt last ended or the slots last filled up (Unix ns):
+	// together they say whether a slot will free up soon.
 	latency  atomic.Int64
-	lastDone atomic.Int64
+	progress atomic.Int64
 
 	// Guarded by isolation.mu.
 	users    int       // workers between get and put
@@ -132,6 +141,7 @@ type isolation struct {
 	maxInFlight int
 	failures    uint32
 	cooldown    time.Duration
+	latency     atomic.Int64 // moving average of every attempt's duration, ns
 
 	mu    sync.Mutex
 	gates map[string]*gate
@@ -167,7 +177,6 @@ func (iso *isolation) put(g *gate) {
 
 func (iso *isolation) newGate(webhookID string) *gate {
 	g := &gate{slots: make(chan struct{}, iso.maxInFlight)}
-	g.lastDone.Store(time.Now().UnixNano()) // a new gate's first attempts count as fast
 	g.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        webhookID,
 		MaxRequests: 1, // one probe when half-open
@@ -205,7 +214,7 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 
 	// The slot first: asked before a wait for a slot, the breaker could
 	// open during the wait and the attempt would go ahead anyway.
-	if !g.acquire(ctx) {
+	if !g.acquire(ctx, d.iso.latency.Load()) {
 		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(deferrals)}
 	}
 	start := time.Now()
@@ -215,24 +224,34 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, err, deferrals, start)}
 	}
 	err = d.attempt(ctx, w, h, dlv)
-	g.release(time.Since(start))
+	took := time.Since(start)
+	g.release(took)
+	// Over about the last 64 attempts: steadier than a gate's average.
+	movingAverage(&d.iso.latency, took, 64)
 	done(err)
 	return err
 }
 
 // acquire takes a slot: at once when one is free, after a short wait when
-// the webhook's attempts are fast, or not at all (false).
-func (g *gate) acquire(ctx context.Context) bool {
+// the webhook is not slow compared with overall, the average duration of
+// all attempts, or not at all (false).
+func (g *gate) acquire(ctx context.Context, overall int64) bool {
 	select {
 	case g.slots <- struct{}{}:
+		if len(g.slots) == cap(g.slots) {
+			g.progress.Store(time.Now().UnixNano())
+		}
 		return true
 	default:
 	}
-	now := time.Now().UnixNano()
-	if time.Duration(g.latency.Load()) > busyWait || time.Duration(now-g.lastDone.Load()) > busyWait {
+	lat := g.latency.Load()
+	if time.Now().UnixNano()-g.progress.Load() > max(int64(minBusyWait), 2*lat) {
+		return false // full, and none ended for a while: it hangs
+	}
+	if lat > int64(minBusyWait) && lat > slowFactor*overall {
 		return false
 	}
-	t := time.NewTimer(busyWait)
+	t := time.NewTimer(min(max(4*time.Duration(lat), minBusyWait), maxBusyWait))
 	defer t.Stop()
 	select {
 	case g.slots <- struct{}{}:
@@ -251,10 +270,20 @@ func (g *gate) release(took time.Duration) {
 	if took == 0 {
 		return
 	}
-	// An average over about the last eight attempts.
-	avg := g.latency.Load()
-	g.latency.Store(avg + (int64(took)-avg)/8)
-	g.lastDone.Store(time.Now().UnixNano())
+	movingAverage(&g.latency, took, 8)
+	g.progress.Store(time.Now().UnixNano())
+}
+
+// movingAverage adds sample to the exponential moving average in avg over
+// about the last n samples; the first sample sets it. Concurrent updates
+// may lose a sample: it is an estimate.
+func movingAverage(avg *atomic.Int64, sample time.Duration, n int64) {
+	a := avg.Load()
+	if a == 0 {
+		avg.Store(max(int64(sample), 1))
+		return
+	}
+	avg.Store(a + (int64(sample)-a)/n)
 }
 
 // openDeferral is how long a delivery refused by the breaker (err is
@@ -274,7 +303,7 @@ func (iso *isolation) openDeferral(g *gate, err error, deferrals int, now time.T
 
 // busyDeferral is how long a delivery refused for the cap waits.
 func (iso *isolation) busyDeferral(deferrals int) time.Duration {
-	return spread(grown(busyDeferral, deferrals, max(maxDeferralCooldowns*iso.cooldown, busyDeferral)))
+	return spread(grown(busyDeferral, deferrals, maxBusyDeferral))
 }
 
 // grown is base doubled once per earlier deferral, at most ceiling.

@@ -106,7 +106,7 @@ func TestIsolation_Deferrals(t *testing.T) {
 		within("many deferrals", iso.openDeferral(g, gobreaker.ErrOpenState, 50, now), 8*cooldown, 10*cooldown)
 		within("first busy deferral", iso.busyDeferral(0), time.Second, 1250*time.Millisecond)
 		within("fourth busy deferral", iso.busyDeferral(3), 8*time.Second, 10*time.Second)
-		within("many busy deferrals", iso.busyDeferral(50), 8*cooldown, 10*cooldown)
+		within("many busy deferrals", iso.busyDeferral(50), maxBusyDeferral, maxBusyDeferral*5/4)
 	}
 	h := nats.Header{}
 	if n := deferralsMade(h); n != 0 {
@@ -119,30 +119,45 @@ func TestIsolation_Deferrals(t *testing.T) {
 }
 
 // TestGate_Acquire: a free slot is taken at once; at the cap, a webhook
-// whose attempts are slow is refused at once, a fast one waits for a slot.
+// slow compared with the others, or hanging, is refused at once, one that
+// is not waits for a slot.
 func TestGate_Acquire(t *testing.T) {
 	iso := newIsolation(1, 5, time.Second)
 	g := iso.newGate("wh_1")
 	ctx := context.Background()
-	if !g.acquire(ctx) {
+	if !g.acquire(ctx, 0) {
 		t.Fatal("free slot refused")
 	}
+	refusedAtOnce := func(name string, overall time.Duration) {
+		t.Helper()
+		start := time.Now()
+		if g.acquire(ctx, int64(overall)) {
+			t.Fatalf("%s: slot beyond the cap granted", name)
+		}
+		if waited := time.Since(start); waited > minBusyWait/2 {
+			t.Errorf("%s: waited %v for a slot; it should be deferred at once", name, waited)
+		}
+	}
 	g.latency.Store(int64(2 * time.Second))
-	start := time.Now()
-	if g.acquire(ctx) {
-		t.Fatal("slot beyond the cap granted")
-	}
-	if waited := time.Since(start); waited > busyWait/2 {
-		t.Errorf("a slow webhook's delivery waited %v for a slot; it should be deferred at once", waited)
-	}
+	g.progress.Store(time.Now().UnixNano())
+	refusedAtOnce("2 s attempts among 20 ms ones", 20*time.Millisecond)
 	g.latency.Store(int64(time.Millisecond))
-	g.lastDone.Store(time.Now().UnixNano())
-	go func() {
-		time.Sleep(10 * time.Millisecond)
-		g.release(time.Millisecond)
-	}()
-	if !g.acquire(ctx) {
-		t.Fatal("a fast webhook's delivery did not get the slot freed while it waited")
+	g.progress.Store(time.Now().Add(-time.Second).UnixNano())
+	refusedAtOnce("1 ms attempts, none ended for 1 s", time.Millisecond)
+
+	for name, lat := range map[string]time.Duration{
+		"1 ms attempts":               time.Millisecond,
+		"2 s attempts among 1 s ones": 2 * time.Second, // the machine, or every receiver, is slow
+	} {
+		g.latency.Store(int64(lat))
+		g.progress.Store(time.Now().UnixNano())
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			g.release(time.Millisecond)
+		}()
+		if !g.acquire(ctx, int64(time.Second)) {
+			t.Fatalf("%s: did not get the slot freed while it waited", name)
+		}
 	}
 }
 

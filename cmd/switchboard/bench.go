@@ -31,8 +31,10 @@ type benchConfig struct {
 	Fanout        int
 	PayloadSize   int
 	DeadShare     float64
+	BadShare      float64
 	Workers       int
 	MaxAckPending int
+	PerWebhook    int // --max-in-flight-per-webhook; 0 is serve's default
 	Verify        bool
 	Rate          int
 	Timeout       time.Duration
@@ -50,8 +52,10 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "webhooks matching each event (deliveries per event)")
 	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
 	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
+	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go to four bad receivers (500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
+	fs.IntVar(&cfg.PerWebhook, "max-in-flight-per-webhook", cfg.PerWebhook, "deliveries in flight at once to one webhook; 0 means a quarter of --workers, as in serve")
 	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "events published per second; 0 publishes as fast as JetStream takes them (throughput), a modest rate shows latency without queueing")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "receiver verifies every signature (in both runs)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
@@ -67,7 +71,12 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
   (b) end to end: events published through the producer, matched, signed
       and delivered; deliveries/s at the receiver and publish-to-receive
       latency p50/p95/p99;
-  (c) the ratio (b)/(a), and lost and duplicated deliveries.
+  (c) the ratio (b)/(a), and lost and duplicated deliveries;
+  (d) with --bad-share: the healthy webhooks' deliveries/s alone (the same
+      healthy events without the bad ones) and beside four bad receivers
+      (answering 500, timing out, resetting the connection, answering in
+      1 s), and their ratio: what the per-webhook cap and the circuit
+      breakers keep for healthy receivers.
 Compare figures within one run: this machine may be shared and noisy.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
@@ -86,6 +95,12 @@ func (c benchConfig) validate() error {
 	}
 	if c.DeadShare < 0 || c.DeadShare >= 1 {
 		errs = append(errs, errors.New("--dead-share must be in [0, 1)"))
+	}
+	if c.BadShare < 0 || c.BadShare >= 1 {
+		errs = append(errs, errors.New("--bad-share must be in [0, 1)"))
+	}
+	if c.BadShare > 0 && c.DeadShare > 0 {
+		errs = append(errs, errors.New("--bad-share and --dead-share do not mix: pick one"))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, errors.New("--rate must not be negative"))
@@ -110,6 +125,11 @@ type benchResult struct {
 	BadSignatures int64
 	DeadAttempts  int64
 	Elapsed       time.Duration
+	// With --bad-share: the healthy rate without the bad receivers, the
+	// attempts each bad receiver saw, and the deliverer's isolation metrics.
+	AloneRate   float64
+	BadAttempts map[string]int64
+	Isolation   []string
 }
 
 func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -134,7 +154,22 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
 
-	if err := c.endToEnd(ctx, recv, secret, &res, stderr); err != nil {
+	if c.BadShare > 0 {
+		alone := benchResult{Expected: res.Expected}
+		fmt.Fprintf(stderr, "bench: healthy webhooks alone (%d events, no bad receivers)\n", c.healthyEvents())
+		if err := c.endToEnd(ctx, recv, secret, &alone, false, stderr); err != nil {
+			return err
+		}
+		if alone.Lost > 0 {
+			return fmt.Errorf("bench: %d deliveries lost in the healthy-only run", alone.Lost)
+		}
+		res.AloneRate = alone.Rate
+		for _, line := range alone.Isolation {
+			fmt.Fprintf(stderr, "bench: alone: %s\n", line)
+		}
+		recv.reset()
+	}
+	if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
 		return err
 	}
 	c.report(stdout, &res)
@@ -148,11 +183,16 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 func (c benchConfig) healthyEvents() int {
 	n := 0
 	for i := range c.Events {
-		if !c.isDead(i) {
+		if !c.isDead(i) && !c.isBad(i) {
 			n++
 		}
 	}
 	return n
+}
+
+// isBad spreads the bad share evenly over the event sequence.
+func (c benchConfig) isBad(i int) bool {
+	return int(float64(i+1)*c.BadShare) > int(float64(i)*c.BadShare)
 }
 
 // isDead spreads the dead share evenly over the event sequence.
@@ -215,7 +255,7 @@ func (c benchConfig) sampleBody() []byte {
 
 func (c benchConfig) event(i int) switchboard.Event {
 	typ := "call.started"
-	if c.isDead(i) {
+	if c.isDead(i) || c.isBad(i) {
 		typ = "call.ended"
 	}
 	// The rendered body adds about 130 bytes of envelope around data.
@@ -228,7 +268,10 @@ func (c benchConfig) event(i int) switchboard.Event {
 	}
 }
 
-func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, stderr io.Writer) error {
+// endToEnd runs one end-to-end measurement on a fresh system. Without
+// withBad, only the healthy events are published and no bad receiver is
+// set up: the baseline of --bad-share.
+func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, withBad bool, stderr io.Writer) error {
 	dir := c.DataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "switchboard-bench-")
@@ -243,6 +286,7 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	cfg.DataDir = dir
 	cfg.Workers = c.Workers
 	cfg.MaxAckPending = c.MaxAckPending
+	cfg.MaxInFlightPerWebhook = c.PerWebhook
 	cfg.AllowPrivateTargets = true
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = 2 * time.Second
@@ -275,6 +319,18 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		}
 		ids = append(ids, id)
 	}
+	if c.BadShare > 0 && withBad {
+		for _, kind := range badKinds {
+			id, err := api.createWebhook(ctx, map[string]any{
+				"name": "bench-bad-" + kind, "url": recv.URL + "/bad/" + kind, "events": []string{"call.ended"},
+				"secret": secret, "max_retries": 1, "timeout": switchboard.MinTimeoutSeconds,
+			})
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+	}
 	if err := sys.waitForWebhooks(ctx, ids); err != nil {
 		return err
 	}
@@ -290,13 +346,13 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver)\n", c.Events, c.Fanout, c.DeadShare*100)
+	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver, %.0f%% to bad ones)\n", c.Events, c.Fanout, c.DeadShare*100, c.BadShare*100)
 	pub := producer.New(sys.js)
 	tenant := sys.Tenant
 	var published atomic.Int64
 	start := time.Now()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, &published) }()
+	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, withBad, &published) }()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -330,13 +386,46 @@ done:
 	res.BadSignatures = recv.badSig.Load()
 	res.DeadAttempts = recv.dead.Load()
 	res.P50, res.P95, res.P99 = recv.percentiles()
+	if c.BadShare > 0 {
+		res.BadAttempts = recv.badAttempts()
+		res.Isolation, err = scrapeMetrics(ctx, sys.URL+"/metrics", "switchboard_deliveries_deferred_total", "switchboard_circuit_breakers")
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// scrapeMetrics returns the lines of a /metrics page for the given names.
+func scrapeMetrics(ctx context.Context, url string, names ...string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	var out []string
+	for line := range strings.Lines(string(body)) {
+		for _, n := range names {
+			if strings.HasPrefix(line, n+"{") {
+				out = append(out, strings.TrimSpace(line))
+			}
+		}
+	}
+	return out, nil
 }
 
 // publish sends every event through the producer in batches, stamping each
 // event's publish time for the latency figures. With a rate, batches are
 // paced every 10ms.
-func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant string, recv *benchReceiver, published *atomic.Int64) error {
+func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant string, recv *benchReceiver, withBad bool, published *atomic.Int64) error {
 	batch := 500
 	var pace *time.Ticker
 	if c.Rate > 0 {
@@ -354,14 +443,18 @@ func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant s
 			}
 		}
 		evts = evts[:0]
+		now := time.Now().UnixNano()
 		for j := i; j < min(i+batch, c.Events); j++ {
+			if !withBad && c.isBad(j) {
+				continue
+			}
 			e := c.event(j)
 			e.TenantID = tenant
 			evts = append(evts, &e)
-		}
-		now := time.Now().UnixNano()
-		for j := i; j < i+len(evts); j++ {
 			recv.published[j].Store(now)
+		}
+		if len(evts) == 0 {
+			continue
 		}
 		if _, err := pub.PublishBatch(ctx, evts); err != nil {
 			return err
@@ -408,4 +501,16 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, ", attempts at the dead receiver %d", r.DeadAttempts)
 	}
 	fmt.Fprintln(w)
+	if c.BadShare > 0 {
+		fmt.Fprintf(w, "  (d) healthy webhooks alone: %8.0f deliveries/s; beside bad receivers (%.0f%% of events): %8.0f deliveries/s; ratio %.1f%%\n",
+			r.AloneRate, c.BadShare*100, r.Rate, 100*r.Rate/r.AloneRate)
+		fmt.Fprintf(w, "      attempts at the bad receivers:")
+		for _, kind := range badKinds {
+			fmt.Fprintf(w, " %s %d", kind, r.BadAttempts[kind])
+		}
+		fmt.Fprintln(w)
+		for _, line := range r.Isolation {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
+	}
 }
