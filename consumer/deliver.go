@@ -54,6 +54,10 @@ const (
 // URL with Standard Webhooks headers and then settle the message as decide
 // says: ack, ack after scheduling a retry, ack after dead-lettering, or Nak.
 //
+// Each webhook's attempts go through a gate (isolation.go): a cap on those
+// in flight and a circuit breaker. A delivery the gate refuses is deferred:
+// scheduled again and acked, not attempted, its retries untouched.
+//
 // Attempts are counted in the delivery's HeaderAttempts (attempts already
 // made; absent means none). A webhook's max_retries counts retries after
 // the first attempt: max_retries = 3 allows up to 4 attempts in all.

@@ -71,8 +71,9 @@ const (
 	// A webhook is slow when its attempts take more than minBusyWait and
 	// more than slowFactor times the average attempt of this deliverer
 	// (all webhooks), or when its slots have been full and none of its
-	// attempts has ended for twice its average (it hangs). Slow is relative so that a loaded machine, or
-	// receivers that are all far away, do not make every webhook slow.
+	// attempts has ended for twice its average (it hangs). Slow is
+	// relative so that a loaded machine, or receivers that are all far
+	// away, do not make every webhook slow.
 	minBusyWait = 100 * time.Millisecond
 	maxBusyWait = time.Second
 	slowFactor  = 4

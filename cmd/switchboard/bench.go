@@ -52,7 +52,7 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "webhooks matching each event (deliveries per event)")
 	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
 	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
-	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go to four bad receivers (500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
+	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go, in turn, to one of four bad receivers (answering 500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
 	fs.IntVar(&cfg.PerWebhook, "max-in-flight-per-webhook", cfg.PerWebhook, "deliveries in flight at once to one webhook; 0 means a quarter of --workers, as in serve")
@@ -255,8 +255,11 @@ func (c benchConfig) sampleBody() []byte {
 
 func (c benchConfig) event(i int) switchboard.Event {
 	typ := "call.started"
-	if c.isDead(i) || c.isBad(i) {
+	switch {
+	case c.isDead(i):
 		typ = "call.ended"
+	case c.isBad(i):
+		typ = badEventTypes[i%len(badKinds)]
 	}
 	// The rendered body adds about 130 bytes of envelope around data.
 	pad := max(c.PayloadSize-150, 1)
@@ -320,9 +323,9 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		ids = append(ids, id)
 	}
 	if c.BadShare > 0 && withBad {
-		for _, kind := range badKinds {
+		for k, kind := range badKinds {
 			id, err := api.createWebhook(ctx, map[string]any{
-				"name": "bench-bad-" + kind, "url": recv.URL + "/bad/" + kind, "events": []string{"call.ended"},
+				"name": "bench-bad-" + kind, "url": recv.URL + "/bad/" + kind, "events": []string{badEventTypes[k]},
 				"secret": secret, "max_retries": 1, "timeout": switchboard.MinTimeoutSeconds,
 			})
 			if err != nil {

@@ -118,6 +118,10 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // the connection, one answering 204 after a second.
 var badKinds = []string{"500", "timeout", "reset", "slow"}
 
+// badEventTypes are the event types of the bad receivers' webhooks, in the
+// order of badKinds.
+var badEventTypes = []string{"call.ended", "call.answered", "agent.logged_in", "agent.logged_out"}
+
 const (
 	badTimeoutHold = (switchboard.MinTimeoutSeconds + 1) * time.Second
 	badSlowAnswer  = time.Second
