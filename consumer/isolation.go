@@ -34,9 +34,9 @@ import (
 // a probe through, or about a second later when the cap was reached; each
 // further deferral of the same delivery waits twice as long, up to
 // maxDeferralCooldowns cool-downs (maxBusyDeferral for the cap), so that a
-// long outage's backlog costs ever fewer republishes. Memory stays bounded however large the backlog:
-// the deferred deliveries wait in JetStream, and the gates are one per
-// webhook, dropped once idle.
+// long outage's backlog costs ever fewer republishes. Memory stays bounded
+// however large the backlog: the deferred deliveries wait in JetStream, and
+// the gates are one per webhook, dropped once idle.
 //
 // Which attempts count as failures for the breaker: no answer (timeout,
 // refused or reset connection, TLS failure), 408, 429 and any 5xx: the
@@ -213,8 +213,14 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 	defer d.iso.put(g)
 	deferrals := deferralsMade(dlv.header)
 
-	// The slot first: asked before a wait for a slot, the breaker could
-	// open during the wait and the attempt would go ahead anyway.
+	// An open breaker first: its webhook's slots may all be held by the
+	// attempts that opened it, timing out.
+	if g.breaker.State() == gobreaker.StateOpen {
+		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, gobreaker.ErrOpenState, deferrals, time.Now())}
+	}
+	// Then the slot, and only then the breaker's permission: asked before
+	// a wait for a slot, the breaker could open during the wait and the
+	// attempt would go ahead anyway.
 	if !g.acquire(ctx, d.iso.latency.Load()) {
 		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(deferrals)}
 	}

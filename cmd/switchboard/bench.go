@@ -32,6 +32,7 @@ type benchConfig struct {
 	PayloadSize   int
 	DeadShare     float64
 	BadShare      float64
+	Rounds        int
 	Workers       int
 	MaxAckPending int
 	PerWebhook    int // --max-in-flight-per-webhook; 0 is serve's default
@@ -44,7 +45,7 @@ type benchConfig struct {
 
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg := benchConfig{
-		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute,
+		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute, Rounds: 1,
 		Workers: consumer.DefaultWorkers, MaxAckPending: consumer.DefaultMaxAckPending,
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -53,6 +54,7 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
 	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
 	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go, in turn, to one of four bad receivers (answering 500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "with --bad-share: pairs of runs (alone, beside the bad receivers) whose median ratio is reported")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
 	fs.IntVar(&cfg.PerWebhook, "max-in-flight-per-webhook", cfg.PerWebhook, "deliveries in flight at once to one webhook; 0 means a quarter of --workers, as in serve")
@@ -99,6 +101,9 @@ func (c benchConfig) validate() error {
 	if c.BadShare < 0 || c.BadShare >= 1 {
 		errs = append(errs, errors.New("--bad-share must be in [0, 1)"))
 	}
+	if c.Rounds < 1 {
+		errs = append(errs, errors.New("--rounds must be at least 1"))
+	}
 	if c.BadShare > 0 && c.DeadShare > 0 {
 		errs = append(errs, errors.New("--bad-share and --dead-share do not mix: pick one"))
 	}
@@ -125,9 +130,11 @@ type benchResult struct {
 	BadSignatures int64
 	DeadAttempts  int64
 	Elapsed       time.Duration
-	// With --bad-share: the healthy rate without the bad receivers, the
-	// attempts each bad receiver saw, and the deliverer's isolation metrics.
-	AloneRate   float64
+	// With --bad-share: the healthy rates without and with the bad
+	// receivers, one per round; of the last round, the attempts each bad
+	// receiver saw and the deliverer's isolation metrics.
+	AloneRates  []float64
+	BadRates    []float64
 	BadAttempts map[string]int64
 	Isolation   []string
 }
@@ -155,21 +162,32 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
 
 	if c.BadShare > 0 {
-		alone := benchResult{Expected: res.Expected}
-		fmt.Fprintf(stderr, "bench: healthy webhooks alone (%d events, no bad receivers)\n", c.healthyEvents())
-		if err := c.endToEnd(ctx, recv, secret, &alone, false, stderr); err != nil {
-			return err
+		// Pairs of runs, alone then beside the bad receivers, so that
+		// each ratio compares neighbours in time on a noisy machine.
+		for round := range c.Rounds {
+			alone := benchResult{Expected: res.Expected}
+			fmt.Fprintf(stderr, "bench: round %d/%d: healthy webhooks alone (%d events, no bad receivers)\n", round+1, c.Rounds, c.healthyEvents())
+			if err := c.endToEnd(ctx, recv, secret, &alone, false, stderr); err != nil {
+				return err
+			}
+			if alone.Lost > 0 {
+				return fmt.Errorf("bench: %d deliveries lost in the healthy-only run", alone.Lost)
+			}
+			recv.reset()
+			fmt.Fprintf(stderr, "bench: round %d/%d: beside bad receivers\n", round+1, c.Rounds)
+			if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
+				return err
+			}
+			if round < c.Rounds-1 {
+				if res.Lost > 0 || res.BadSignatures > 0 {
+					return fmt.Errorf("bench: %d deliveries lost, %d bad signatures", res.Lost, res.BadSignatures)
+				}
+				recv.reset()
+			}
+			res.AloneRates = append(res.AloneRates, alone.Rate)
+			res.BadRates = append(res.BadRates, res.Rate)
 		}
-		if alone.Lost > 0 {
-			return fmt.Errorf("bench: %d deliveries lost in the healthy-only run", alone.Lost)
-		}
-		res.AloneRate = alone.Rate
-		for _, line := range alone.Isolation {
-			fmt.Fprintf(stderr, "bench: alone: %s\n", line)
-		}
-		recv.reset()
-	}
-	if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
+	} else if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
 		return err
 	}
 	c.report(stdout, &res)
@@ -505,9 +523,15 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 	}
 	fmt.Fprintln(w)
 	if c.BadShare > 0 {
-		fmt.Fprintf(w, "  (d) healthy webhooks alone: %8.0f deliveries/s; beside bad receivers (%.0f%% of events): %8.0f deliveries/s; ratio %.1f%%\n",
-			r.AloneRate, c.BadShare*100, r.Rate, 100*r.Rate/r.AloneRate)
-		fmt.Fprintf(w, "      attempts at the bad receivers:")
+		ratios := make([]float64, len(r.BadRates))
+		for i := range r.BadRates {
+			ratios[i] = r.BadRates[i] / r.AloneRates[i]
+			fmt.Fprintf(w, "  (d) round %d: healthy webhooks alone %8.0f deliveries/s, beside bad receivers (%.0f%% of events) %8.0f deliveries/s: %.1f%%\n",
+				i+1, r.AloneRates[i], c.BadShare*100, r.BadRates[i], 100*ratios[i])
+		}
+		slices.Sort(ratios)
+		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, median of %d: %.1f%%\n", len(ratios), 100*ratios[len(ratios)/2])
+		fmt.Fprintf(w, "      last round, attempts at the bad receivers:")
 		for _, kind := range badKinds {
 			fmt.Fprintf(w, " %s %d", kind, r.BadAttempts[kind])
 		}
