@@ -278,6 +278,29 @@ func TestDeliverer_BreakerDefersWithoutSpendingRetries(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "breaker open", func() bool {
 		return s.gauge("switchboard_circuit_breakers", "state", "open") == 1
 	})
+	// While it is open, the deferred deliveries wait as schedules: marked
+	// deferred, and with no attempt counted (none was made).
+	st, err := env.JS.Stream(t.Context(), streams.Deliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deferred := 0
+	for i := range n {
+		m, err := st.GetLastMsgForSubject(t.Context(), streams.RetrySubject("wh_flap", "msg_flap_"+strconv.Itoa(i)))
+		if err != nil {
+			continue // attempted, or its schedule already fired
+		}
+		deferred++
+		if got := m.Header.Get(streams.HeaderDeferrals); got == "" || got == "0" {
+			t.Errorf("msg_flap_%d: scheduled without %s", i, streams.HeaderDeferrals)
+		}
+		if got := m.Header.Get(streams.HeaderAttempts); got != "" {
+			t.Errorf("msg_flap_%d: deferred with %s %q, want none: it was never attempted", i, streams.HeaderAttempts, got)
+		}
+	}
+	if deferred == 0 {
+		t.Error("no deferred delivery found among the schedules while the breaker is open")
+	}
 	testenv.WaitFor(t, 30*time.Second, "every delivery delivered or dead-lettered", func() bool {
 		_, delivered, _ := recv.stats()
 		return len(delivered)+len(s.deadLetters()) == n
