@@ -79,6 +79,9 @@ func TestServe_EventsAcceptedBeforeStopAreDeliveredAfterRestart(t *testing.T) {
 		return http.StatusOK
 	})
 	cfg := testServeConfig(dir)
+	// Every event is tried before the stop: the breaker, tested in
+	// consumer, would defer most of them instead.
+	cfg.BreakerFailures = 1000
 	ctx := context.Background()
 
 	sys := mustStartSystem(t, cfg)
@@ -123,6 +126,7 @@ func TestRun_HelpNamesEveryEnvironmentVariable(t *testing.T) {
 		"SWITCHBOARD_LISTEN", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_URL", "SWITCHBOARD_API_KEY",
 		"SWITCHBOARD_RETRY_INITIAL_INTERVAL", "SWITCHBOARD_RETRY_MAX_INTERVAL", "SWITCHBOARD_RETRY_MULTIPLIER",
 		"SWITCHBOARD_ALLOW_PRIVATE_TARGETS",
+		"SWITCHBOARD_MAX_IN_FLIGHT_PER_WEBHOOK", "SWITCHBOARD_BREAKER_FAILURES", "SWITCHBOARD_BREAKER_COOLDOWN",
 	} {
 		if !strings.Contains(help, env) {
 			t.Errorf("serve --help does not name %s:\n%s", env, help)
