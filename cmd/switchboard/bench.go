@@ -36,6 +36,7 @@ type benchConfig struct {
 	Workers       int
 	MaxAckPending int
 	PerWebhook    int // --max-in-flight-per-webhook; 0 is serve's default
+	BreakerFails  int // --breaker-failures; 0 is serve's default
 	Verify        bool
 	Rate          int
 	Timeout       time.Duration
@@ -58,6 +59,7 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
 	fs.IntVar(&cfg.PerWebhook, "max-in-flight-per-webhook", cfg.PerWebhook, "deliveries in flight at once to one webhook; 0 means a quarter of --workers, as in serve")
+	fs.IntVar(&cfg.BreakerFails, "breaker-failures", cfg.BreakerFails, "consecutive failed attempts that open a webhook's circuit breaker; 0 means serve's default (a very large value switches breakers off, for comparison)")
 	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "events published per second; 0 publishes as fast as JetStream takes them (throughput), a modest rate shows latency without queueing")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "receiver verifies every signature (in both runs)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
@@ -135,6 +137,8 @@ type benchResult struct {
 	// receiver saw and the deliverer's isolation metrics.
 	AloneRates  []float64
 	BadRates    []float64
+	AloneP99    []time.Duration
+	BadP99      []time.Duration
 	BadAttempts map[string]int64
 	Isolation   []string
 }
@@ -186,6 +190,8 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 			}
 			res.AloneRates = append(res.AloneRates, alone.Rate)
 			res.BadRates = append(res.BadRates, res.Rate)
+			res.AloneP99 = append(res.AloneP99, alone.P99)
+			res.BadP99 = append(res.BadP99, res.P99)
 		}
 	} else if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
 		return err
@@ -277,7 +283,7 @@ func (c benchConfig) event(i int) switchboard.Event {
 	case c.isDead(i):
 		typ = "call.ended"
 	case c.isBad(i):
-		typ = badEventTypes[i%len(badKinds)]
+		typ = badEventTypes[int(float64(i)*c.BadShare)%len(badKinds)] // bad events in turn
 	}
 	// The rendered body adds about 130 bytes of envelope around data.
 	pad := max(c.PayloadSize-150, 1)
@@ -308,6 +314,9 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	cfg.Workers = c.Workers
 	cfg.MaxAckPending = c.MaxAckPending
 	cfg.MaxInFlightPerWebhook = c.PerWebhook
+	if c.BreakerFails > 0 {
+		cfg.BreakerFailures = c.BreakerFails
+	}
 	cfg.AllowPrivateTargets = true
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = 2 * time.Second
@@ -526,8 +535,8 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		ratios := make([]float64, len(r.BadRates))
 		for i := range r.BadRates {
 			ratios[i] = r.BadRates[i] / r.AloneRates[i]
-			fmt.Fprintf(w, "  (d) round %d: healthy webhooks alone %8.0f deliveries/s, beside bad receivers (%.0f%% of events) %8.0f deliveries/s: %.1f%%\n",
-				i+1, r.AloneRates[i], c.BadShare*100, r.BadRates[i], 100*ratios[i])
+			fmt.Fprintf(w, "  (d) round %d: healthy webhooks alone %6.0f deliveries/s (p99 %v), beside bad receivers (%.0f%% of events) %6.0f deliveries/s (p99 %v): %.1f%%\n",
+				i+1, r.AloneRates[i], r.AloneP99[i].Round(time.Millisecond), c.BadShare*100, r.BadRates[i], r.BadP99[i].Round(time.Millisecond), 100*ratios[i])
 		}
 		slices.Sort(ratios)
 		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, median of %d: %.1f%%\n", len(ratios), 100*ratios[len(ratios)/2])
