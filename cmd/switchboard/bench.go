@@ -33,6 +33,7 @@ type benchConfig struct {
 	DeadShare     float64
 	BadShare      float64
 	Rounds        int
+	Control       bool
 	Workers       int
 	MaxAckPending int
 	PerWebhook    int // --max-in-flight-per-webhook; 0 is serve's default
@@ -55,6 +56,7 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
 	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
 	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go, in turn, to one of four bad receivers (answering 500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
+	fs.BoolVar(&cfg.Control, "control", cfg.Control, "with --bad-share: the baseline run sends the bad share's events to one more, fast receiver instead of leaving them out, so that both runs carry the same load and the ratio shows only what the bad receivers cost")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "with --bad-share: pairs of runs (alone, beside the bad receivers) whose median ratio is reported")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
@@ -170,8 +172,12 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 		// each ratio compares neighbours in time on a noisy machine.
 		for round := range c.Rounds {
 			alone := benchResult{Expected: res.Expected}
-			fmt.Fprintf(stderr, "bench: round %d/%d: healthy webhooks alone (%d events, no bad receivers)\n", round+1, c.Rounds, c.healthyEvents())
-			if err := c.endToEnd(ctx, recv, secret, &alone, false, stderr); err != nil {
+			baseline := badNone
+			if c.Control {
+				baseline = badControl
+			}
+			fmt.Fprintf(stderr, "bench: round %d/%d: healthy webhooks without bad receivers (control: %v)\n", round+1, c.Rounds, c.Control)
+			if err := c.endToEnd(ctx, recv, secret, &alone, baseline, stderr); err != nil {
 				return err
 			}
 			if alone.Lost > 0 {
@@ -179,7 +185,7 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 			}
 			recv.reset()
 			fmt.Fprintf(stderr, "bench: round %d/%d: beside bad receivers\n", round+1, c.Rounds)
-			if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
+			if err := c.endToEnd(ctx, recv, secret, &res, badReal, stderr); err != nil {
 				return err
 			}
 			if round < c.Rounds-1 {
@@ -193,7 +199,7 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 			res.AloneP99 = append(res.AloneP99, alone.P99)
 			res.BadP99 = append(res.BadP99, res.P99)
 		}
-	} else if err := c.endToEnd(ctx, recv, secret, &res, true, stderr); err != nil {
+	} else if err := c.endToEnd(ctx, recv, secret, &res, badReal, stderr); err != nil {
 		return err
 	}
 	c.report(stdout, &res)
@@ -295,10 +301,18 @@ func (c benchConfig) event(i int) switchboard.Event {
 	}
 }
 
-// endToEnd runs one end-to-end measurement on a fresh system. Without
-// withBad, only the healthy events are published and no bad receiver is
-// set up: the baseline of --bad-share.
-func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, withBad bool, stderr io.Writer) error {
+// badMode says where the --bad-share events go in an end-to-end run.
+type badMode int
+
+const (
+	badNone    badMode = iota // not published: the healthy webhooks alone
+	badControl                // to one more webhook, a fast receiver: the same load, nothing bad
+	badReal                   // to the bad receivers
+)
+
+// endToEnd runs one end-to-end measurement on a fresh system, with the
+// --bad-share events sent as mode says.
+func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, mode badMode, stderr io.Writer) error {
 	dir := c.DataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "switchboard-bench-")
@@ -349,7 +363,16 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		}
 		ids = append(ids, id)
 	}
-	if c.BadShare > 0 && withBad {
+	if c.BadShare > 0 && mode == badControl {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-control", "url": recv.URL + "/control", "events": badEventTypes, "secret": secret,
+		})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if c.BadShare > 0 && mode == badReal {
 		for k, kind := range badKinds {
 			id, err := api.createWebhook(ctx, map[string]any{
 				"name": "bench-bad-" + kind, "url": recv.URL + "/bad/" + kind, "events": []string{badEventTypes[k]},
@@ -382,7 +405,7 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	var published atomic.Int64
 	start := time.Now()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, withBad, &published) }()
+	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, mode != badNone, &published) }()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -535,11 +558,15 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		ratios := make([]float64, len(r.BadRates))
 		for i := range r.BadRates {
 			ratios[i] = r.BadRates[i] / r.AloneRates[i]
-			fmt.Fprintf(w, "  (d) round %d: healthy webhooks alone %6.0f deliveries/s (p99 %v), beside bad receivers (%.0f%% of events) %6.0f deliveries/s (p99 %v): %.1f%%\n",
+			fmt.Fprintf(w, "  (d) round %d: healthy webhooks, baseline %6.0f deliveries/s (p99 %v), beside bad receivers (%.0f%% of events) %6.0f deliveries/s (p99 %v): %.1f%%\n",
 				i+1, r.AloneRates[i], r.AloneP99[i].Round(time.Millisecond), c.BadShare*100, r.BadRates[i], r.BadP99[i].Round(time.Millisecond), 100*ratios[i])
 		}
 		slices.Sort(ratios)
-		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, median of %d: %.1f%%\n", len(ratios), 100*ratios[len(ratios)/2])
+		baseline := "alone"
+		if c.Control {
+			baseline = "beside a fast control receiver taking the same events"
+		}
+		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, against the baseline %s, median of %d: %.1f%%\n", baseline, len(ratios), 100*ratios[len(ratios)/2])
 		fmt.Fprintf(w, "      last round, attempts at the bad receivers:")
 		for _, kind := range badKinds {
 			fmt.Fprintf(w, " %s %d", kind, r.BadAttempts[kind])

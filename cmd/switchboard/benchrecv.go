@@ -20,7 +20,8 @@ import (
 //
 // Paths: /wh/<k> for webhook k of the fan-out, /ceiling for the raw HTTP
 // run, /dead for the receiver that always fails, /bad/<kind> for the bad
-// receivers of --bad-share (badKinds).
+// receivers of --bad-share (badKinds), /control for the fast receiver of
+// --control.
 type benchReceiver struct {
 	URL string
 
@@ -93,7 +94,7 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if path == "/ceiling" {
+	if path == "/ceiling" || path == "/control" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
