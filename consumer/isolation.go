@@ -86,9 +86,9 @@ const (
 	// again waits, in breaker cool-downs.
 	maxDeferralCooldowns = 8
 	// gateIdle is how long a gate with no attempt in flight is kept after
-	// its last use. A dead webhook's deferred deliveries come back at least
-	// every maxDeferralCooldowns cool-downs, which keep its gate (and its
-	// open breaker) alive.
+	// its last use, at least: never less than twice the longest deferral
+	// (isolation.idle), so that a dead webhook's deferred deliveries, coming
+	// back at least that often, keep its gate and its open breaker.
 	gateIdle = 10 * time.Minute
 	// sweepInterval is how often the breaker-state gauge is refreshed and
 	// idle gates dropped.
@@ -142,7 +142,8 @@ type isolation struct {
 	maxInFlight int
 	failures    uint32
 	cooldown    time.Duration
-	latency     atomic.Int64 // moving average of every attempt's duration, ns
+	idle        time.Duration // how long an unused gate is kept
+	latency     atomic.Int64  // moving average of every attempt's duration, ns
 
 	mu    sync.Mutex
 	gates map[string]*gate
@@ -151,6 +152,7 @@ type isolation struct {
 func newIsolation(maxInFlight, failures int, cooldown time.Duration) *isolation {
 	return &isolation{
 		maxInFlight: maxInFlight, failures: uint32(failures), cooldown: cooldown,
+		idle:  max(gateIdle, 2*maxDeferralCooldowns*cooldown, 2*maxBusyDeferral),
 		gates: map[string]*gate{},
 	}
 }
@@ -380,7 +382,7 @@ func (d *Deliverer) sweep(ctx context.Context) {
 	}
 }
 
-// sweep drops the gates idle for gateIdle, or whose webhook is no longer
+// sweep drops the gates idle for iso.idle, or whose webhook is no longer
 // deliverable, and counts the others by breaker state.
 func (iso *isolation) sweep(now time.Time, index *Index) map[string]int {
 	counts := map[string]int{stateClosed: 0, stateOpen: 0, stateHalfOpen: 0}
@@ -389,7 +391,7 @@ func (iso *isolation) sweep(now time.Time, index *Index) map[string]int {
 	for id, g := range iso.gates {
 		if g.users == 0 && len(g.slots) == 0 {
 			h, ok := index.lookup(id)
-			if now.Sub(g.lastUsed) > gateIdle || !ok || h.deleted {
+			if now.Sub(g.lastUsed) > iso.idle || !ok || h.deleted {
 				delete(iso.gates, id)
 				continue
 			}

@@ -173,9 +173,9 @@ func TestIsolation_SweepDropsIdleGates(t *testing.T) {
 	for _, id := range []string{"wh_idle", "wh_busy", "wh_recent", "wh_deleted", "wh_open", "wh_unknown"} {
 		iso.put(iso.get(id))
 	}
-	iso.gates["wh_idle"].lastUsed = now.Add(-gateIdle - time.Second)
+	iso.gates["wh_idle"].lastUsed = now.Add(-iso.idle - time.Second)
 	busy := iso.get("wh_busy") // held by a worker
-	busy.lastUsed = now.Add(-gateIdle - time.Second)
+	busy.lastUsed = now.Add(-iso.idle - time.Second)
 	done, _ := iso.gates["wh_open"].breaker.Allow()
 	done(&attemptError{Status: 500})
 
