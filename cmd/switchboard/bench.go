@@ -82,7 +82,9 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
       healthy events without the bad ones) and beside four bad receivers
       (answering 500, timing out, resetting the connection, answering in
       1 s), and their ratio: what the per-webhook cap and the circuit
-      breakers keep for healthy receivers.
+      breakers keep for healthy receivers. --control gives the baseline
+      the same load (the bad share to a fast receiver); --rounds repeats
+      the pair and reports the median ratio.
 Compare figures within one run: this machine may be shared and noisy.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
@@ -341,48 +343,9 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	}
 	defer sys.Close()
 
-	api := apiClient{url: sys.URL, key: sys.NewKey}
-	var ids []string
-	for k := range c.Fanout {
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": fmt.Sprintf("bench-%d", k), "url": fmt.Sprintf("%s/wh/%d", recv.URL, k),
-			"events": []string{"call.started"}, "secret": secret,
-		})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, id)
-	}
-	if c.DeadShare > 0 {
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": "bench-dead", "url": recv.URL + "/dead", "events": []string{"call.ended"},
-			"secret": secret, "max_retries": 1,
-		})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, id)
-	}
-	if c.BadShare > 0 && mode == badControl {
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": "bench-control", "url": recv.URL + "/control", "events": badEventTypes, "secret": secret,
-		})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, id)
-	}
-	if c.BadShare > 0 && mode == badReal {
-		for k, kind := range badKinds {
-			id, err := api.createWebhook(ctx, map[string]any{
-				"name": "bench-bad-" + kind, "url": recv.URL + "/bad/" + kind, "events": []string{badEventTypes[k]},
-				"secret": secret, "max_retries": 1, "timeout": switchboard.MinTimeoutSeconds,
-			})
-			if err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
+	ids, err := c.createWebhooks(ctx, apiClient{url: sys.URL, key: sys.NewKey}, recv.URL, secret, mode)
+	if err != nil {
+		return err
 	}
 	if err := sys.waitForWebhooks(ctx, ids); err != nil {
 		return err
@@ -447,6 +410,54 @@ done:
 		}
 	}
 	return nil
+}
+
+// createWebhooks creates the run's webhooks through the API: the fan-out's,
+// then the dead one or the bad ones as the flags and mode say.
+func (c benchConfig) createWebhooks(ctx context.Context, api apiClient, recvURL, secret string, mode badMode) ([]string, error) {
+	var ids []string
+	for k := range c.Fanout {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": fmt.Sprintf("bench-%d", k), "url": fmt.Sprintf("%s/wh/%d", recvURL, k),
+			"events": []string{"call.started"}, "secret": secret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.DeadShare > 0 {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-dead", "url": recvURL + "/dead", "events": []string{"call.ended"},
+			"secret": secret, "max_retries": 1,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.BadShare > 0 && mode == badControl {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-control", "url": recvURL + "/control", "events": badEventTypes, "secret": secret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.BadShare > 0 && mode == badReal {
+		for k, kind := range badKinds {
+			id, err := api.createWebhook(ctx, map[string]any{
+				"name": "bench-bad-" + kind, "url": recvURL + "/bad/" + kind, "events": []string{badEventTypes[k]},
+				"secret": secret, "max_retries": 1, "timeout": switchboard.MinTimeoutSeconds,
+			})
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // scrapeMetrics returns the lines of a /metrics page for the given names.
