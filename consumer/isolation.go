@@ -25,6 +25,9 @@ import (
 //     consecutive failed attempts open it; while open no attempt is made;
 //     after Deliverer.BreakerCooldown one probe goes through (half-open),
 //     and its success closes the breaker, its failure opens it again.
+//     gobreaker's two-step form fits an attempt made between Allow and
+//     done, its IsExcluded keeps shutdowns out of the counts, and it has
+//     no dependencies.
 //
 // A delivery that cannot be attempted now is deferred, never dropped and
 // never held: it is acked once JetStream has stored it again as a message
