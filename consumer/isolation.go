@@ -26,8 +26,8 @@ import (
 //     after Deliverer.BreakerCooldown one probe goes through (half-open),
 //     and its success closes the breaker, its failure opens it again.
 //     gobreaker's two-step form fits an attempt made between Allow and
-//     done, its IsExcluded keeps shutdowns out of the counts, and it has
-//     no dependencies.
+//     done, its IsExcluded keeps shutdowns out of the counts, and it needs
+//     nothing beyond the standard library.
 //
 // A delivery that cannot be attempted now is deferred, never dropped and
 // never held: it is acked once JetStream has stored it again as a message
