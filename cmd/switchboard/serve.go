@@ -31,21 +31,23 @@ import (
 // serveConfig is everything `switchboard serve` is told. Tests fill it
 // directly and listen on 127.0.0.1:0.
 type serveConfig struct {
-	Listen                string
-	DataDir               string
-	NATSURL               string
-	NATSListen            string
-	APIKey                string
-	Retry                 consumer.RetryPolicy
-	Workers               int
-	MaxAckPending         int
+	Listen              string
+	DataDir             string
+	NATSURL             string
+	NATSListen          string
+	APIKey              string
+	Retry               consumer.RetryPolicy
+	Workers             int
+	MaxAckPending       int
+	AllowPrivateTargets bool
+	ShutdownTimeout     time.Duration
+	LogLevel            string
+	LogFormat           string
+
+	// Isolation of slow and dead receivers (consumer.Deliverer).
 	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
 	BreakerFailures       int
 	BreakerCooldown       time.Duration
-	AllowPrivateTargets   bool
-	ShutdownTimeout       time.Duration
-	LogLevel              string
-	LogFormat             string
 }
 
 func defaultServeConfig() serveConfig {
