@@ -52,6 +52,10 @@ const (
 // decide says: ack, ack after scheduling a retry, ack after dead-lettering,
 // or Nak.
 //
+// Each webhook's attempts go through a gate (isolation.go): a cap on those
+// in flight and a circuit breaker. A delivery the gate refuses is deferred:
+// scheduled again and acked, not attempted, its retries untouched.
+//
 // Attempts are counted in the delivery's HeaderAttempts (attempts already
 // made; absent means none). A webhook's max_retries counts retries after
 // the first attempt: max_retries = 3 allows up to 4 attempts in all.
@@ -73,6 +77,16 @@ type Deliverer struct {
 	// Workers is how many deliveries this process makes at once; 0 means
 	// DefaultWorkers.
 	Workers int
+	// MaxInFlightPerWebhook caps this process's attempts in flight to one
+	// webhook, so that a slow receiver holds at most this many workers; 0
+	// means DefaultMaxInFlightPerWebhook(Workers). See isolation.go.
+	MaxInFlightPerWebhook int
+	// BreakerFailures is how many consecutive failed attempts open a
+	// webhook's circuit breaker; 0 means DefaultBreakerFailures.
+	BreakerFailures int
+	// BreakerCooldown is how long an open breaker rejects attempts before
+	// it lets one probe through; 0 means DefaultBreakerCooldown.
+	BreakerCooldown time.Duration
 	// MaxAckPending caps the deliveries the consumer hands out unacked, to
 	// every process; 0 means DefaultMaxAckPending. Retries and failures do
 	// not hold these slots: they are acked and scheduled.
@@ -94,6 +108,7 @@ type Deliverer struct {
 
 	log    *slog.Logger
 	client *http.Client
+	iso    *isolation
 }
 
 // NewHTTPClient returns the HTTP client of deliveries and test sends: it
@@ -170,6 +185,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	defer cancelAttempts()
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
+	wg.Go(func() { d.sweep(ctx) })
 	for range d.Workers {
 		wg.Go(func() {
 			w := &worker{}
@@ -239,6 +255,16 @@ func (d *Deliverer) setDefaults() error {
 	if d.MaxAckPending <= 0 {
 		d.MaxAckPending = DefaultMaxAckPending
 	}
+	if d.MaxInFlightPerWebhook <= 0 {
+		d.MaxInFlightPerWebhook = DefaultMaxInFlightPerWebhook(d.Workers)
+	}
+	if d.BreakerFailures <= 0 {
+		d.BreakerFailures = DefaultBreakerFailures
+	}
+	if d.BreakerCooldown <= 0 {
+		d.BreakerCooldown = DefaultBreakerCooldown
+	}
+	d.iso = newIsolation(d.MaxInFlightPerWebhook, d.BreakerFailures, d.BreakerCooldown)
 	if d.AckWait <= 0 {
 		d.AckWait = DefaultAckWait
 	}
@@ -278,7 +304,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 		if dlv.eventID == "" {
 			err = errNoEventID
 		} else {
-			err = d.attempt(ctx, w, h, &dlv)
+			err = d.attemptIsolated(ctx, w, h, &dlv)
 		}
 	}
 	d.settle(&dlv, made, err, decide(err, made, maxRetries, d.Retry))
@@ -371,11 +397,17 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 			return
 		}
 		d.Metrics.deadLetters.WithLabelValues(dec.reason).Inc()
+	case actDefer:
+		if perr := d.scheduleDeferral(ctx, dlv, dec.delay); perr != nil {
+			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
+			return
+		}
+		d.Metrics.deferred[dec.reason].Inc()
 	}
 
 	var aerr error
 	switch dec.action {
-	case actAck, actRetry, actDeadLetter:
+	case actAck, actRetry, actDeadLetter, actDefer:
 		aerr = dlv.msg.Ack()
 	case actNak:
 		aerr = dlv.msg.Nak()
@@ -400,7 +432,7 @@ func (d *Deliverer) observeLatency(dlv *delivery) {
 func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec decision) {
 	level := slog.LevelWarn
 	switch dec.outcome {
-	case outcomeDelivered:
+	case outcomeDelivered, outcomeDeferred: // a backlog for an open breaker defers thousands a second
 		level = slog.LevelDebug
 	case outcomeRetryScheduled, outcomeRequeued:
 		level = slog.LevelInfo
@@ -435,6 +467,8 @@ func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec d
 		}
 	case actNakDelay:
 		attrs = append(attrs, slog.Duration("redeliver_in", dec.delay))
+	case actDefer:
+		attrs = append(attrs, slog.String("reason", dec.reason), slog.Duration("deferred_for", dec.delay))
 	}
 	if ackErr != nil {
 		attrs = append(attrs, slog.String("ack_err", ackErr.Error()))

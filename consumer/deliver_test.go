@@ -274,6 +274,7 @@ func TestDeliverer_HealthyReceiverNotStarvedByDownOne(t *testing.T) {
 	d := s.deliverer()
 	d.MaxAckPending = 4
 	d.Workers = 4
+	d.BreakerFailures = 1000 // retries leaving the ack window are tested here, not the breaker
 	goRun(t, "deliverer", d.Run)
 
 	// The down receiver's deliveries come first and outnumber the ack

@@ -112,6 +112,7 @@ const (
 	actDeadLetter               // publish to SB_DEAD, then ack
 	actNak                      // plain Nak: another worker takes it at once
 	actNakDelay                 // Nak with a short delay: a transient condition on our side
+	actDefer                    // not attempted: publish a scheduled deferral, then ack
 )
 
 // Outcomes: the values of the outcome label of switchboard_deliveries_total.
@@ -121,6 +122,7 @@ const (
 	outcomeDeadLettered   = "dead_lettered"   // given up; stored in SB_DEAD
 	outcomeDropped        = "dropped"         // the webhook is gone (deleted or never known)
 	outcomeRequeued       = "requeued"        // handed back to JetStream (shutdown, storage trouble, webhook not known yet)
+	outcomeDeferred       = "deferred"        // not attempted (breaker open, cap reached); scheduled again, retries untouched
 )
 
 // Delays of the short Naks. They hold a MaxAckPending slot while they wait,
@@ -136,8 +138,8 @@ const (
 type decision struct {
 	action  action
 	outcome string        // metric label
-	reason  string        // dead-letter reason, for actDeadLetter
-	delay   time.Duration // for actRetry and actNakDelay
+	reason  string        // dead-letter reason, for actDeadLetter; deferral reason, for actDefer
+	delay   time.Duration // for actRetry, actNakDelay and actDefer
 }
 
 // decide says what happens to a delivery message after err (nil for a 2xx).
@@ -146,6 +148,8 @@ type decision struct {
 // attempts. It is the only place where that choice is made:
 //
 //   - delivered -> ack
+//   - not attempted (breaker open, per-webhook cap reached) -> ack and
+//     schedule it again, its attempt count unchanged (see isolation.go)
 //   - webhook deleted, or unknown for too long -> ack (dropped, logged)
 //   - webhook not known yet -> Nak with a short delay
 //   - webhook inactive or unusable -> dead letter (never silently dropped)
@@ -169,6 +173,10 @@ func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
 	var pe *publishError
 	if errors.As(err, &pe) {
 		return decision{action: actNakDelay, outcome: outcomeRequeued, delay: publishFailureDelay}
+	}
+	var de *deferError
+	if errors.As(err, &de) {
+		return decision{action: actDefer, outcome: outcomeDeferred, reason: de.Reason, delay: de.Delay}
 	}
 	var we *webhookError
 	if errors.As(err, &we) {

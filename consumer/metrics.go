@@ -16,6 +16,8 @@ type Metrics struct {
 	inFlight          prometheus.Gauge
 	events            map[string]prometheus.Counter // switchboard_events_matched_total by result
 	deliveriesCreated prometheus.Counter
+	deferred          map[string]prometheus.Counter // switchboard_deliveries_deferred_total by reason
+	breakers          map[string]prometheus.Gauge   // switchboard_circuit_breakers by state
 }
 
 // Results: the values of the result label of switchboard_events_matched_total.
@@ -31,12 +33,20 @@ const (
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_deliveries_total",
-		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream).",
+		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream), deferred (not attempted: breaker open or per-webhook cap reached).",
 	}, []string{"outcome"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_events_matched_total",
 		Help: "Events the matcher finished with, by result: matched, unmatched, invalid.",
 	}, []string{"result"})
+	deferred := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_deliveries_deferred_total",
+		Help: "Deliveries not attempted and stored again for later, without spending a retry, by reason: circuit_open (the webhook's breaker is open), webhook_busy (the webhook's attempts in flight are at their cap).",
+	}, []string{"reason"})
+	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "switchboard_circuit_breakers",
+		Help: "Webhooks whose circuit breaker in this process is closed, open or half_open (webhooks delivered to in the last 10 minutes).",
+	}, []string{"state"})
 	m := &Metrics{
 		outcomes: map[string]prometheus.Counter{},
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -61,7 +71,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "switchboard_deliveries_in_flight",
 			Help: "HTTP delivery attempts under way.",
 		}),
-		events: map[string]prometheus.Counter{},
+		events:   map[string]prometheus.Counter{},
+		deferred: map[string]prometheus.Counter{},
+		breakers: map[string]prometheus.Gauge{},
 		deliveriesCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_deliveries_created_total",
 			Help: "Deliveries the matcher stored in SB_DELIVERIES, one per matching webhook and event.",
@@ -69,17 +81,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Resolve the label values once, so that the hot path does no lookup in
 	// the vectors; it also makes every series visible at 0 from the start.
-	for _, o := range []string{outcomeDelivered, outcomeRetryScheduled, outcomeDeadLettered, outcomeDropped, outcomeRequeued} {
+	for _, o := range []string{outcomeDelivered, outcomeRetryScheduled, outcomeDeadLettered, outcomeDropped, outcomeRequeued, outcomeDeferred} {
 		m.outcomes[o] = deliveries.WithLabelValues(o)
 	}
 	for _, r := range []string{resultMatched, resultUnmatched, resultInvalid} {
 		m.events[r] = events.WithLabelValues(r)
 	}
+	for _, r := range []string{deferCircuitOpen, deferWebhookBusy} {
+		m.deferred[r] = deferred.WithLabelValues(r)
+	}
+	for _, s := range []string{stateClosed, stateOpen, stateHalfOpen} {
+		m.breakers[s] = breakers.WithLabelValues(s)
+	}
 	for _, r := range []string{reasonGone, reasonRetriesExhausted, reasonInactive, reasonInvalid, reasonMalformed} {
 		m.deadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated)
+		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers)
 	}
 	return m
 }

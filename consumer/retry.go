@@ -124,13 +124,20 @@ func (d *Deliverer) scheduleRetry(ctx context.Context, dlv *delivery, made int, 
 	copyDeliveryHeaders(m.Header, dlv.header)
 	m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(made)}
 	m.Data = dlv.body
+	return d.publishSchedule(ctx, m, dlv.webhookID, delay, "schedule retry")
+}
+
+// publishSchedule stores m as a message schedule firing once after delay
+// onto webhookID's delivery subject. It returns a *publishError naming op
+// when JetStream did not store it.
+func (d *Deliverer) publishSchedule(ctx context.Context, m *nats.Msg, webhookID string, delay time.Duration, op string) error {
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	_, err := d.JS.PublishMsg(ctx, m,
 		jetstream.WithScheduleAt(scheduleAt(time.Now(), delay)),
-		jetstream.WithScheduleTarget(streams.DeliverySubject(dlv.webhookID)))
+		jetstream.WithScheduleTarget(streams.DeliverySubject(webhookID)))
 	if err != nil {
-		return &publishError{Op: "schedule retry", Err: err}
+		return &publishError{Op: op, Err: err}
 	}
 	return nil
 }

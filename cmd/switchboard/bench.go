@@ -32,8 +32,13 @@ type benchConfig struct {
 	Fanout        int
 	PayloadSize   int
 	DeadShare     float64
+	BadShare      float64
+	Rounds        int
+	Control       bool
 	Workers       int
 	MaxAckPending int
+	PerWebhook    int // --max-in-flight-per-webhook; 0 is serve's default
+	BreakerFails  int // --breaker-failures; 0 is serve's default
 	Verify        bool
 	Rate          int
 	Timeout       time.Duration
@@ -43,7 +48,7 @@ type benchConfig struct {
 
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg := benchConfig{
-		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute,
+		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute, Rounds: 1,
 		Workers: consumer.DefaultWorkers, MaxAckPending: consumer.DefaultMaxAckPending,
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -51,8 +56,13 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.Fanout, "fanout", cfg.Fanout, "webhooks matching each event (deliveries per event)")
 	fs.IntVar(&cfg.PayloadSize, "payload-size", cfg.PayloadSize, "approximate size in bytes of each delivered body")
 	fs.Float64Var(&cfg.DeadShare, "dead-share", cfg.DeadShare, "share of events (0..1) that go to a webhook whose receiver always fails")
+	fs.Float64Var(&cfg.BadShare, "bad-share", cfg.BadShare, "share of events (0..1) that go, in turn, to one of four bad receivers (answering 500, timing out, resetting the connection, answering in 1 s); the healthy throughput is then measured alone and beside them, and the ratio reported")
+	fs.BoolVar(&cfg.Control, "control", cfg.Control, "with --bad-share: the baseline run sends the bad share's events to one more, fast receiver instead of leaving them out, so that both runs carry the same load and the ratio shows only what the bad receivers cost")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "with --bad-share: pairs of runs (alone, beside the bad receivers) whose median ratio is reported")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "deliveries in flight at once; the ceiling run uses the same concurrency")
 	fs.IntVar(&cfg.MaxAckPending, "max-ack-pending", cfg.MaxAckPending, "deliveries the deliverer may hold unacknowledged")
+	fs.IntVar(&cfg.PerWebhook, "max-in-flight-per-webhook", cfg.PerWebhook, "deliveries in flight at once to one webhook; 0 means a quarter of --workers, as in serve")
+	fs.IntVar(&cfg.BreakerFails, "breaker-failures", cfg.BreakerFails, "consecutive failed attempts that open a webhook's circuit breaker; 0 means serve's default (a very large value switches breakers off, for comparison)")
 	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "events published per second; 0 publishes as fast as JetStream takes them (throughput), a modest rate shows latency without queueing")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "receiver verifies every signature (in both runs)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
@@ -68,7 +78,14 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
   (b) end to end: events published through the producer, matched, signed
       and delivered; deliveries/s at the receiver and publish-to-receive
       latency p50/p95/p99;
-  (c) the ratio (b)/(a), and lost and duplicated deliveries.
+  (c) the ratio (b)/(a), and lost and duplicated deliveries;
+  (d) with --bad-share: the healthy webhooks' deliveries/s alone (the same
+      healthy events without the bad ones) and beside four bad receivers
+      (answering 500, timing out, resetting the connection, answering in
+      1 s), and their ratio: what the per-webhook cap and the circuit
+      breakers keep for healthy receivers. --control gives the baseline
+      the same load (the bad share to a fast receiver); --rounds repeats
+      the pair and reports the median ratio.
 Compare figures within one run: this machine may be shared and noisy.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
@@ -87,6 +104,15 @@ func (c benchConfig) validate() error {
 	}
 	if c.DeadShare < 0 || c.DeadShare >= 1 {
 		errs = append(errs, errors.New("--dead-share must be in [0, 1)"))
+	}
+	if c.BadShare < 0 || c.BadShare >= 1 {
+		errs = append(errs, errors.New("--bad-share must be in [0, 1)"))
+	}
+	if c.Rounds < 1 {
+		errs = append(errs, errors.New("--rounds must be at least 1"))
+	}
+	if c.BadShare > 0 && c.DeadShare > 0 {
+		errs = append(errs, errors.New("--bad-share and --dead-share do not mix: pick one"))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, errors.New("--rate must not be negative"))
@@ -111,6 +137,15 @@ type benchResult struct {
 	BadSignatures int64
 	DeadAttempts  int64
 	Elapsed       time.Duration
+	// With --bad-share: the healthy rates without and with the bad
+	// receivers, one per round; of the last round, the attempts each bad
+	// receiver saw and the deliverer's isolation metrics.
+	AloneRates  []float64
+	BadRates    []float64
+	AloneP99    []time.Duration
+	BadP99      []time.Duration
+	BadAttempts map[string]int64
+	Isolation   []string
 }
 
 func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -135,7 +170,39 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
 
-	if err := c.endToEnd(ctx, recv, secret, &res, stderr); err != nil {
+	if c.BadShare > 0 {
+		// Pairs of runs, alone then beside the bad receivers, so that
+		// each ratio compares neighbours in time on a noisy machine.
+		for round := range c.Rounds {
+			alone := benchResult{Expected: res.Expected}
+			baseline := badNone
+			if c.Control {
+				baseline = badControl
+			}
+			fmt.Fprintf(stderr, "bench: round %d/%d: healthy webhooks without bad receivers (control: %v)\n", round+1, c.Rounds, c.Control)
+			if err := c.endToEnd(ctx, recv, secret, &alone, baseline, stderr); err != nil {
+				return err
+			}
+			if alone.Lost > 0 {
+				return fmt.Errorf("bench: %d deliveries lost in the healthy-only run", alone.Lost)
+			}
+			recv.reset()
+			fmt.Fprintf(stderr, "bench: round %d/%d: beside bad receivers\n", round+1, c.Rounds)
+			if err := c.endToEnd(ctx, recv, secret, &res, badReal, stderr); err != nil {
+				return err
+			}
+			if round < c.Rounds-1 {
+				if res.Lost > 0 || res.BadSignatures > 0 {
+					return fmt.Errorf("bench: %d deliveries lost, %d bad signatures", res.Lost, res.BadSignatures)
+				}
+				recv.reset()
+			}
+			res.AloneRates = append(res.AloneRates, alone.Rate)
+			res.BadRates = append(res.BadRates, res.Rate)
+			res.AloneP99 = append(res.AloneP99, alone.P99)
+			res.BadP99 = append(res.BadP99, res.P99)
+		}
+	} else if err := c.endToEnd(ctx, recv, secret, &res, badReal, stderr); err != nil {
 		return err
 	}
 	c.report(stdout, &res)
@@ -149,11 +216,16 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 func (c benchConfig) healthyEvents() int {
 	n := 0
 	for i := range c.Events {
-		if !c.isDead(i) {
+		if !c.isDead(i) && !c.isBad(i) {
 			n++
 		}
 	}
 	return n
+}
+
+// isBad spreads the bad share evenly over the event sequence.
+func (c benchConfig) isBad(i int) bool {
+	return int(float64(i+1)*c.BadShare) > int(float64(i)*c.BadShare)
 }
 
 // isDead spreads the dead share evenly over the event sequence.
@@ -216,8 +288,11 @@ func (c benchConfig) sampleBody() []byte {
 
 func (c benchConfig) event(i int) switchboard.Event {
 	typ := "call.started"
-	if c.isDead(i) {
+	switch {
+	case c.isDead(i):
 		typ = "call.ended"
+	case c.isBad(i):
+		typ = badEventTypes[int(float64(i)*c.BadShare)%len(badKinds)] // bad events in turn
 	}
 	// The rendered body adds about 130 bytes of envelope around data.
 	pad := max(c.PayloadSize-150, 1)
@@ -229,7 +304,18 @@ func (c benchConfig) event(i int) switchboard.Event {
 	}
 }
 
-func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, stderr io.Writer) error {
+// badMode says where the --bad-share events go in an end-to-end run.
+type badMode int
+
+const (
+	badNone    badMode = iota // not published: the healthy webhooks alone
+	badControl                // to one more webhook, a fast receiver: the same load, nothing bad
+	badReal                   // to the bad receivers
+)
+
+// endToEnd runs one end-to-end measurement on a fresh system, with the
+// --bad-share events sent as mode says.
+func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret string, res *benchResult, mode badMode, stderr io.Writer) error {
 	dir := c.DataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "switchboard-bench-")
@@ -244,6 +330,10 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	cfg.DataDir = dir
 	cfg.Workers = c.Workers
 	cfg.MaxAckPending = c.MaxAckPending
+	cfg.MaxInFlightPerWebhook = c.PerWebhook
+	if c.BreakerFails > 0 {
+		cfg.BreakerFailures = c.BreakerFails
+	}
 	cfg.AllowPrivateTargets = true
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = 2 * time.Second
@@ -254,27 +344,9 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	}
 	defer sys.Close()
 
-	api := apiClient{url: sys.URL, key: sys.NewKey}
-	var ids []string
-	for k := range c.Fanout {
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": fmt.Sprintf("bench-%d", k), "url": fmt.Sprintf("%s/wh/%d", recv.URL, k),
-			"events": []string{"call.started"}, "secret": secret,
-		})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, id)
-	}
-	if c.DeadShare > 0 {
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": "bench-dead", "url": recv.URL + "/dead", "events": []string{"call.ended"},
-			"secret": secret, "max_retries": 1,
-		})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, id)
+	ids, err := c.createWebhooks(ctx, apiClient{url: sys.URL, key: sys.NewKey}, recv.URL, secret, mode)
+	if err != nil {
+		return err
 	}
 	if err := sys.waitForWebhooks(ctx, ids); err != nil {
 		return err
@@ -291,13 +363,13 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver)\n", c.Events, c.Fanout, c.DeadShare*100)
+	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver, %.0f%% to bad ones)\n", c.Events, c.Fanout, c.DeadShare*100, c.BadShare*100)
 	pub := producer.New(sys.js)
 	tenant := sys.Tenant
 	var published atomic.Int64
 	start := time.Now()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, &published) }()
+	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, mode != badNone, &published) }()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -331,13 +403,94 @@ done:
 	res.BadSignatures = recv.badSig.Load()
 	res.DeadAttempts = recv.dead.Load()
 	res.P50, res.P95, res.P99 = recv.percentiles()
+	if c.BadShare > 0 {
+		res.BadAttempts = recv.badAttempts()
+		res.Isolation, err = scrapeMetrics(ctx, sys.URL+"/metrics", "switchboard_deliveries_deferred_total", "switchboard_circuit_breakers")
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// createWebhooks creates the run's webhooks through the API: the fan-out's,
+// then the dead one or the bad ones as the flags and mode say.
+func (c benchConfig) createWebhooks(ctx context.Context, api apiClient, recvURL, secret string, mode badMode) ([]string, error) {
+	var ids []string
+	for k := range c.Fanout {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": fmt.Sprintf("bench-%d", k), "url": fmt.Sprintf("%s/wh/%d", recvURL, k),
+			"events": []string{"call.started"}, "secret": secret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.DeadShare > 0 {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-dead", "url": recvURL + "/dead", "events": []string{"call.ended"},
+			"secret": secret, "max_retries": 1,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.BadShare > 0 && mode == badControl {
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-control", "url": recvURL + "/control", "events": badEventTypes, "secret": secret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.BadShare > 0 && mode == badReal {
+		for k, kind := range badKinds {
+			id, err := api.createWebhook(ctx, map[string]any{
+				"name": "bench-bad-" + kind, "url": recvURL + "/bad/" + kind, "events": []string{badEventTypes[k]},
+				"secret": secret, "max_retries": 1, "timeout": switchboard.MinTimeoutSeconds,
+			})
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// scrapeMetrics returns the lines of a /metrics page for the given names.
+func scrapeMetrics(ctx context.Context, url string, names ...string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	var out []string
+	for line := range strings.Lines(string(body)) {
+		for _, n := range names {
+			if strings.HasPrefix(line, n+"{") {
+				out = append(out, strings.TrimSpace(line))
+			}
+		}
+	}
+	return out, nil
 }
 
 // publish sends every event through the producer in batches, stamping each
 // event's publish time for the latency figures. With a rate, batches are
 // paced every 10ms.
-func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant string, recv *benchReceiver, published *atomic.Int64) error {
+func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant string, recv *benchReceiver, withBad bool, published *atomic.Int64) error {
 	batch := 500
 	var pace *time.Ticker
 	if c.Rate > 0 {
@@ -355,14 +508,18 @@ func (c benchConfig) publish(ctx context.Context, pub *producer.Client, tenant s
 			}
 		}
 		evts = evts[:0]
+		now := time.Now().UnixNano()
 		for j := i; j < min(i+batch, c.Events); j++ {
+			if !withBad && c.isBad(j) {
+				continue
+			}
 			e := c.event(j)
 			e.TenantID = tenant
 			evts = append(evts, &e)
-		}
-		now := time.Now().UnixNano()
-		for j := i; j < i+len(evts); j++ {
 			recv.published[j].Store(now)
+		}
+		if len(evts) == 0 {
+			continue
 		}
 		if _, err := pub.PublishBatch(ctx, evts); err != nil {
 			return err
@@ -409,4 +566,26 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, ", attempts at the dead receiver %d", r.DeadAttempts)
 	}
 	fmt.Fprintln(w)
+	if c.BadShare > 0 {
+		ratios := make([]float64, len(r.BadRates))
+		for i := range r.BadRates {
+			ratios[i] = r.BadRates[i] / r.AloneRates[i]
+			fmt.Fprintf(w, "  (d) round %d: healthy webhooks, baseline %6.0f deliveries/s (p99 %v), beside bad receivers (%.0f%% of events) %6.0f deliveries/s (p99 %v): %.1f%%\n",
+				i+1, r.AloneRates[i], r.AloneP99[i].Round(time.Millisecond), c.BadShare*100, r.BadRates[i], r.BadP99[i].Round(time.Millisecond), 100*ratios[i])
+		}
+		slices.Sort(ratios)
+		baseline := "alone"
+		if c.Control {
+			baseline = "beside a fast control receiver taking the same events"
+		}
+		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, against the baseline %s, median of %d: %.1f%%\n", baseline, len(ratios), 100*ratios[len(ratios)/2])
+		fmt.Fprintf(w, "      last round, attempts at the bad receivers:")
+		for _, kind := range badKinds {
+			fmt.Fprintf(w, " %s %d", kind, r.BadAttempts[kind])
+		}
+		fmt.Fprintln(w)
+		for _, line := range r.Isolation {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
+	}
 }

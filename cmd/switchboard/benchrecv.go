@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -18,7 +19,9 @@ import (
 // bench reports lost and duplicated deliveries, not just a rate.
 //
 // Paths: /wh/<k> for webhook k of the fan-out, /ceiling for the raw HTTP
-// run, /dead for the receiver that always fails.
+// run, /dead for the receiver that always fails, /bad/<kind> for the bad
+// receivers of --bad-share (badKinds), /control for the fast receiver of
+// --control.
 type benchReceiver struct {
 	URL string
 
@@ -31,6 +34,7 @@ type benchReceiver struct {
 	published []atomic.Int64  // publish time of event n, Unix ns
 	received  atomic.Int64
 	dead      atomic.Int64
+	bad       map[string]*atomic.Int64 // attempts by bad kind
 	badSig    atomic.Int64
 	bufs      sync.Pool
 	server    *http.Server
@@ -54,6 +58,10 @@ func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchR
 		counts:    make([]atomic.Uint32, events*fanout),
 		latencies: make([]atomic.Int64, events*fanout),
 		published: make([]atomic.Int64, events),
+		bad:       map[string]*atomic.Int64{},
+	}
+	for _, kind := range badKinds {
+		r.bad[kind] = new(atomic.Int64)
 	}
 	r.bufs.New = func() any { return new(bytes.Buffer) }
 	r.server = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
@@ -70,6 +78,10 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	path := req.URL.Path
+	if kind, ok := strings.CutPrefix(path, "/bad/"); ok {
+		r.serveBad(w, req, kind)
+		return
+	}
 	if path == "/dead" {
 		r.dead.Add(1)
 		w.WriteHeader(http.StatusInternalServerError)
@@ -82,7 +94,7 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if path == "/ceiling" {
+	if path == "/ceiling" || path == "/control" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -100,6 +112,78 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.received.Add(1)
 	r.lastRecvN.Store(now)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// The bad receivers of --bad-share: one answering 500 at once, one never
+// answering within the webhook's timeout (the minimum, 5 s), one resetting
+// the connection, one answering 204 after a second.
+var badKinds = []string{"500", "timeout", "reset", "slow"}
+
+// badEventTypes are the event types of the bad receivers' webhooks, in the
+// order of badKinds.
+var badEventTypes = []string{"call.ended", "call.answered", "agent.logged_in", "agent.logged_out"}
+
+const (
+	badTimeoutHold = (switchboard.MinTimeoutSeconds + 1) * time.Second
+	badSlowAnswer  = time.Second
+)
+
+func (r *benchReceiver) serveBad(w http.ResponseWriter, req *http.Request, kind string) {
+	n := r.bad[kind]
+	if n == nil {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	n.Add(1)
+	wait := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-req.Context().Done(): // the deliverer gave up: the body was read, so this fires
+		}
+	}
+	switch kind {
+	case "500":
+		w.WriteHeader(http.StatusInternalServerError)
+	case "timeout":
+		wait(badTimeoutHold)
+		w.WriteHeader(http.StatusNoContent)
+	case "reset":
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	case "slow":
+		wait(badSlowAnswer)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// badAttempts returns the attempts each bad receiver saw.
+func (r *benchReceiver) badAttempts() map[string]int64 {
+	out := map[string]int64{}
+	for k, n := range r.bad {
+		out[k] = n.Load()
+	}
+	return out
+}
+
+// reset forgets every delivery, for a second run on the same receiver.
+func (r *benchReceiver) reset() {
+	for i := range r.counts {
+		r.counts[i].Store(0)
+		r.latencies[i].Store(0)
+	}
+	for i := range r.published {
+		r.published[i].Store(0)
+	}
+	r.received.Store(0)
+	r.dead.Store(0)
+	r.badSig.Store(0)
+	r.lastRecvN.Store(0)
+	for _, n := range r.bad {
+		n.Store(0)
+	}
 }
 
 // tally returns deliveries never received and received more than once.

@@ -65,6 +65,11 @@ type serveConfig struct {
 	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
 	// credentials at rest; "" stores them in plaintext.
 	EncryptionKey string
+
+	// Isolation of slow and dead receivers (consumer.Deliverer).
+	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
+	BreakerFailures       int
+	BreakerCooldown       time.Duration
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -79,6 +84,8 @@ func defaultServeConfig() serveConfig {
 		Workers:         consumer.DefaultWorkers,
 		MaxAckPending:   consumer.DefaultMaxAckPending,
 		AckWait:         consumer.DefaultAckWait,
+		BreakerFailures: consumer.DefaultBreakerFailures,
+		BreakerCooldown: consumer.DefaultBreakerCooldown,
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
@@ -118,6 +125,15 @@ func (c serveConfig) validate() error {
 		}
 		if c.AckWait < time.Second {
 			errs = append(errs, fmt.Errorf("--ack-wait must be at least 1s, got %v", c.AckWait))
+		}
+		if c.MaxInFlightPerWebhook < 0 {
+			errs = append(errs, fmt.Errorf("--max-in-flight-per-webhook must not be negative, got %d", c.MaxInFlightPerWebhook))
+		}
+		if c.BreakerFailures < 1 {
+			errs = append(errs, fmt.Errorf("--breaker-failures must be at least 1, got %d", c.BreakerFailures))
+		}
+		if c.BreakerCooldown < time.Second {
+			errs = append(errs, fmt.Errorf("--breaker-cooldown must be at least 1s, got %v", c.BreakerCooldown))
 		}
 	}
 	if c.Roles.Registry && c.DisableAfter < 0 {
@@ -178,6 +194,9 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.Float64Var(&c.Retry.Multiplier, "retry-multiplier", c.Retry.Multiplier, "factor by which the delay grows after each failed attempt (with random jitter)")
 		fs.IntVar(&c.Workers, "workers", c.Workers, "deliveries in flight at once in this process")
 		fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "deliveries all workers together may hold unacknowledged")
+		fs.IntVar(&c.MaxInFlightPerWebhook, "max-in-flight-per-webhook", c.MaxInFlightPerWebhook, "deliveries in flight at once to one webhook in this process, so a slow receiver holds a bounded share of --workers; 0 means a quarter of --workers")
+		fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive failed attempts (no answer, 408, 429, 5xx) that open a webhook's circuit breaker; its deliveries are deferred, not attempted, while it is open")
+		fs.DurationVar(&c.BreakerCooldown, "breaker-cooldown", c.BreakerCooldown, "how long an open circuit breaker waits before letting one probe delivery through")
 		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}
 	if r.Registry || r.Worker {

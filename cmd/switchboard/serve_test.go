@@ -79,6 +79,9 @@ func TestServe_EventsAcceptedBeforeStopAreDeliveredAfterRestart(t *testing.T) {
 		return http.StatusOK
 	})
 	cfg := testServeConfig(dir)
+	// Every event is tried before the stop: the breaker, tested in
+	// consumer, would defer most of them instead.
+	cfg.BreakerFailures = 1000
 	ctx := context.Background()
 
 	sys := mustStartSystem(t, cfg)
@@ -123,6 +126,7 @@ func TestRun_HelpNamesEveryEnvironmentVariable(t *testing.T) {
 		"SWITCHBOARD_LISTEN", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_URL", "SWITCHBOARD_API_KEY",
 		"SWITCHBOARD_RETRY_INITIAL_INTERVAL", "SWITCHBOARD_RETRY_MAX_INTERVAL", "SWITCHBOARD_RETRY_MULTIPLIER",
 		"SWITCHBOARD_ALLOW_PRIVATE_TARGETS", "SWITCHBOARD_ENCRYPTION_KEY",
+		"SWITCHBOARD_MAX_IN_FLIGHT_PER_WEBHOOK", "SWITCHBOARD_BREAKER_FAILURES", "SWITCHBOARD_BREAKER_COOLDOWN",
 	} {
 		if !strings.Contains(help, env) {
 			t.Errorf("serve --help does not name %s:\n%s", env, help)
@@ -319,14 +323,15 @@ func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
 	var errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
 		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1",
-		"--encryption-key", "c2hvcnQta2V5", "--disable-after", "-1"}, io.Discard, &errOut)
+		"--encryption-key", "c2hvcnQta2V5", "--disable-after", "-1",
+		"--max-in-flight-per-webhook", "-1", "--breaker-failures", "0", "--breaker-cooldown", "10ms"}, io.Discard, &errOut)
 	if err == nil {
 		t.Fatal("serve started with unusable settings")
 	}
 	if strings.Contains(err.Error(), "c2hvcnQta2V5") {
 		t.Errorf("the error shows the encryption key: %v", err)
 	}
-	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key", "--disable-after"} {
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key", "--disable-after", "--max-in-flight-per-webhook", "--breaker-failures", "--breaker-cooldown"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s: %v", flag, err)
 		}

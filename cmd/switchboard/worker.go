@@ -49,7 +49,8 @@ func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []
 	deliverer := &consumer.Deliverer{
 		JS: s.js, Index: index, Logger: s.logger, Metrics: metrics,
 		Retry: s.cfg.Retry, Workers: s.cfg.Workers, MaxAckPending: s.cfg.MaxAckPending, AckWait: s.cfg.AckWait,
-		Guard: guard,
+		Guard:                 guard,
+		MaxInFlightPerWebhook: s.cfg.MaxInFlightPerWebhook, BreakerFailures: s.cfg.BreakerFailures, BreakerCooldown: s.cfg.BreakerCooldown,
 	}
 	return []func(context.Context) error{index.Run, matcher.Run, deliverer.Run}
 }

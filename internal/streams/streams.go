@@ -73,6 +73,7 @@ const (
 	HeaderLastError  = "Sb-Last-Error"  // dead letters: why the last attempt failed
 	HeaderLastStatus = "Sb-Last-Status" // dead letters: the receiver's last HTTP status, if any
 	HeaderReason     = "Sb-Reason"      // dead letters: why the delivery was given up
+	HeaderDeferrals  = "Sb-Deferrals"   // deferred deliveries: times deferred (breaker open, per-webhook cap) since the last attempt
 )
 
 // Config sets what Setup creates.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBench_BadReceiversReportsRatio runs the bad-receivers bench small:
+// it reports the healthy rate with and without the bad receivers, loses
+// nothing, and the bad receivers were tried and their breakers opened.
+func TestBench_BadReceiversReportsRatio(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two systems")
+	}
+	cfg := benchConfig{
+		Events: 2000, Fanout: 1, PayloadSize: 256, BadShare: 0.2, Rounds: 1, Verify: true,
+		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cfg.run(ctx, &out, io.Discard); err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`lost 0, duplicated 0, bad signatures 0`),
+		regexp.MustCompile(`\(d\) round 1: healthy webhooks, baseline +\d+ deliveries/s .* beside bad receivers \(20% of events\) +\d+ deliveries/s .*: \d+\.\d%`),
+		regexp.MustCompile(`median of 1: \d+\.\d%`),
+		regexp.MustCompile(`attempts at the bad receivers: 500 [1-9]\d* timeout [1-9]\d* reset [1-9]\d* slow [1-9]\d*`),
+		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="circuit_open"\} [1-9]`),
+	} {
+		if !want.MatchString(report) {
+			t.Errorf("report lacks %s:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "NaN") || strings.Contains(report, "Inf") {
+		t.Errorf("report has a NaN or Inf:\n%s", report)
+	}
+}

@@ -1,0 +1,412 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// Isolation keeps one slow or dead receiver from taking the workers every
+// other webhook needs. Each webhook this process delivers to has a gate:
+//
+//   - a cap on its attempts in flight (Deliverer.MaxInFlightPerWebhook), so
+//     that a slow receiver holds a bounded share of the workers;
+//   - a circuit breaker (sony/gobreaker): Deliverer.BreakerFailures
+//     consecutive failed attempts open it; while open no attempt is made;
+//     after Deliverer.BreakerCooldown one probe goes through (half-open),
+//     and its success closes the breaker, its failure opens it again.
+//     gobreaker's two-step form fits an attempt made between Allow and
+//     done, its IsExcluded keeps shutdowns out of the counts, and it needs
+//     nothing beyond the standard library.
+//
+// A delivery that cannot be attempted now is deferred, never dropped and
+// never held: it is acked once JetStream has stored it again as a message
+// schedule (the same mechanism as a retry, so it holds no MaxAckPending
+// slot while it waits) with its attempt count unchanged and
+// streams.HeaderDeferrals raised by one. It fires when the breaker will let
+// a probe through, or about a second later when the cap was reached; each
+// further deferral of the same delivery waits twice as long, up to
+// maxDeferralCooldowns cool-downs (maxBusyDeferral for the cap), so that a
+// long outage's backlog costs ever fewer republishes. Memory stays bounded
+// however large the backlog: the deferred deliveries wait in JetStream, and
+// the gates are one per webhook, dropped once idle.
+//
+// Which attempts count as failures for the breaker: no answer (timeout,
+// refused or reset connection, TLS failure), 408, 429 and any 5xx: the
+// receiver is down or overloaded. Any other answer, 4xx included, means the
+// receiver is up and answered quickly: its failure is the delivery's (bad
+// signature, unknown path), it holds no worker for long, and it closes the
+// breaker like a success. A deferral or a shutdown counts as neither.
+
+// Defaults of the isolation settings.
+const (
+	// DefaultBreakerFailures is how many consecutive failed attempts open a
+	// webhook's circuit breaker.
+	DefaultBreakerFailures = 5
+	// DefaultBreakerCooldown is how long an open breaker rejects attempts
+	// before it lets a probe through.
+	DefaultBreakerCooldown = 30 * time.Second
+)
+
+// DefaultMaxInFlightPerWebhook is the per-webhook cap when none is set: a
+// quarter of the workers, so that a slow receiver leaves three quarters to
+// the others, and three slow ones still leave a quarter.
+func DefaultMaxInFlightPerWebhook(workers int) int { return max(workers/4, 1) }
+
+const (
+	// At its cap, a webhook that is slow has its excess deferred at once;
+	// one that is not makes the worker wait for a slot, up to four of its
+	// attempts' average duration, within [minBusyWait, maxBusyWait]. Under a
+	// backlog for one busy receiver every worker holds one of its
+	// deliveries: waiting for a slot costs less than republishing, and
+	// keeps its deliveries in order.
+	//
+	// A webhook is slow when its attempts take more than minBusyWait and
+	// more than slowFactor times the average attempt of this deliverer
+	// (all webhooks), or when its slots have been full and none of its
+	// attempts has ended for twice its average (it hangs). Slow is
+	// relative so that a loaded machine, or receivers that are all far
+	// away, do not make every webhook slow.
+	minBusyWait = 100 * time.Millisecond
+	maxBusyWait = time.Second
+	slowFactor  = 4
+	// busyDeferral is how long a delivery deferred for the cap waits the
+	// first time (schedules have one-second resolution), maxBusyDeferral
+	// the longest: a slot frees up within an attempt.
+	busyDeferral    = time.Second
+	maxBusyDeferral = 30 * time.Second
+	// maxDeferralCooldowns bounds how long a delivery deferred again and
+	// again waits, in breaker cool-downs.
+	maxDeferralCooldowns = 8
+	// gateIdle is how long a gate with no attempt in flight is kept after
+	// its last use, at least: never less than twice the longest deferral
+	// (isolation.idle), so that a dead webhook's deferred deliveries, coming
+	// back at least that often, keep its gate and its open breaker.
+	gateIdle = 10 * time.Minute
+	// sweepInterval is how often the breaker-state gauge is refreshed and
+	// idle gates dropped.
+	sweepInterval = time.Second
+)
+
+// Reasons a delivery is deferred: the values of the reason label of
+// switchboard_deliveries_deferred_total.
+const (
+	deferCircuitOpen = "circuit_open"
+	deferWebhookBusy = "webhook_busy"
+)
+
+// Breaker states: the values of the state label of
+// switchboard_circuit_breakers.
+const (
+	stateClosed   = "closed"
+	stateOpen     = "open"
+	stateHalfOpen = "half_open"
+)
+
+// deferError says a delivery was not attempted and is to be deferred by
+// Delay.
+type deferError struct {
+	Reason string // deferCircuitOpen or deferWebhookBusy
+	Delay  time.Duration
+}
+
+func (e *deferError) Error() string {
+	return "deferred (" + e.Reason + ") for " + e.Delay.String()
+}
+
+// gate is one webhook's cap and breaker.
+type gate struct {
+	slots    chan struct{} // one element per attempt in flight
+	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	openedAt atomic.Int64 // when the breaker last opened, Unix ns
+	// latency is a moving average of the attempts' durations, progress
+	// when an attempt last ended or the slots last filled up (Unix ns):
+	// together they say whether a slot will free up soon.
+	latency  atomic.Int64
+	progress atomic.Int64
+
+	// Guarded by isolation.mu.
+	users    int       // workers between get and put
+	lastUsed time.Time // last put
+}
+
+// isolation holds the gates of one Deliverer.
+type isolation struct {
+	maxInFlight int
+	failures    uint32
+	cooldown    time.Duration
+	idle        time.Duration // how long an unused gate is kept
+	latency     atomic.Int64  // moving average of every attempt's duration, ns
+
+	mu    sync.Mutex
+	gates map[string]*gate
+}
+
+func newIsolation(maxInFlight, failures int, cooldown time.Duration) *isolation {
+	return &isolation{
+		maxInFlight: maxInFlight, failures: uint32(failures), cooldown: cooldown,
+		idle:  max(gateIdle, 2*maxDeferralCooldowns*cooldown, 2*maxBusyDeferral),
+		gates: map[string]*gate{},
+	}
+}
+
+// get returns webhookID's gate, created on first use, and marks it in use
+// until put, so that sweep never drops a gate a worker holds.
+func (iso *isolation) get(webhookID string) *gate {
+	iso.mu.Lock()
+	defer iso.mu.Unlock()
+	g := iso.gates[webhookID]
+	if g == nil {
+		g = iso.newGate(webhookID)
+		iso.gates[webhookID] = g
+	}
+	g.users++
+	return g
+}
+
+func (iso *isolation) put(g *gate) {
+	iso.mu.Lock()
+	g.users--
+	g.lastUsed = time.Now()
+	iso.mu.Unlock()
+}
+
+func (iso *isolation) newGate(webhookID string) *gate {
+	g := &gate{slots: make(chan struct{}, iso.maxInFlight)}
+	g.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        webhookID,
+		MaxRequests: 1, // one probe when half-open
+		Timeout:     iso.cooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= iso.failures },
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				g.openedAt.Store(time.Now().UnixNano())
+			}
+		},
+		IsSuccessful: func(err error) bool { return !receiverFailed(err) },
+		IsExcluded:   func(err error) bool { return err != nil && !errors.As(err, new(*attemptError)) },
+	})
+	return g
+}
+
+// receiverFailed reports whether err is a failed attempt that counts
+// against the receiver's breaker: no answer, 408, 429 or 5xx.
+func receiverFailed(err error) bool {
+	var ae *attemptError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.Status == 0 || ae.Status == http.StatusRequestTimeout ||
+		ae.Status == http.StatusTooManyRequests || ae.Status >= 500
+}
+
+// attemptIsolated makes the delivery's attempt through its webhook's gate:
+// it returns a *deferError without attempting when the breaker is open or
+// the cap is reached, and otherwise what attempt returns.
+func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
+	g := d.iso.get(dlv.webhookID)
+	defer d.iso.put(g)
+	deferrals := deferralsMade(dlv.header)
+
+	// An open breaker first: its webhook's slots may all be held by the
+	// attempts that opened it, timing out.
+	if g.breaker.State() == gobreaker.StateOpen {
+		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, gobreaker.ErrOpenState, deferrals, time.Now())}
+	}
+	// Then the slot, and only then the breaker's permission: asked before
+	// a wait for a slot, the breaker could open during the wait and the
+	// attempt would go ahead anyway.
+	if !g.acquire(ctx, d.iso.latency.Load()) {
+		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(deferrals)}
+	}
+	start := time.Now()
+	done, err := g.breaker.Allow()
+	if err != nil {
+		g.release(0)
+		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, err, deferrals, start)}
+	}
+	err = d.attempt(ctx, w, h, dlv)
+	took := time.Since(start)
+	g.release(took)
+	// Over about the last 64 attempts: steadier than a gate's average.
+	movingAverage(&d.iso.latency, took, 64)
+	done(err)
+	return err
+}
+
+// acquire takes a slot: at once when one is free, after a short wait when
+// the webhook is not slow compared with overall, the average duration of
+// all attempts, or not at all (false).
+func (g *gate) acquire(ctx context.Context, overall int64) bool {
+	select {
+	case g.slots <- struct{}{}:
+		if len(g.slots) == cap(g.slots) {
+			g.progress.Store(time.Now().UnixNano())
+		}
+		return true
+	default:
+	}
+	lat := g.latency.Load()
+	if time.Now().UnixNano()-g.progress.Load() > max(int64(minBusyWait), 2*lat) {
+		return false // full, and none ended for a while: it hangs
+	}
+	if lat > int64(minBusyWait) && lat > slowFactor*overall {
+		return false
+	}
+	t := time.NewTimer(min(max(4*time.Duration(lat), minBusyWait), maxBusyWait))
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release frees a slot after an attempt that took took; 0 when none was
+// made.
+func (g *gate) release(took time.Duration) {
+	<-g.slots
+	if took == 0 {
+		return
+	}
+	movingAverage(&g.latency, took, 8)
+	g.progress.Store(time.Now().UnixNano())
+}
+
+// movingAverage adds sample to the exponential moving average in avg over
+// about the last n samples; the first sample sets it. Concurrent updates
+// may lose a sample: it is an estimate.
+func movingAverage(avg *atomic.Int64, sample time.Duration, n int64) {
+	a := avg.Load()
+	if a == 0 {
+		avg.Store(max(int64(sample), 1))
+		return
+	}
+	avg.Store(a + (int64(sample)-a)/n)
+}
+
+// openDeferral is how long a delivery refused by the breaker (err is
+// gobreaker.ErrOpenState or, while a probe is under way,
+// ErrTooManyRequests) waits: until the breaker lets a probe through, or one
+// cool-down while a probe is under way, growing with earlier deferrals.
+func (iso *isolation) openDeferral(g *gate, err error, deferrals int, now time.Time) time.Duration {
+	wait := iso.cooldown
+	if errors.Is(err, gobreaker.ErrOpenState) {
+		wait = time.Unix(0, g.openedAt.Load()).Add(iso.cooldown).Sub(now)
+	}
+	if deferrals > 0 {
+		wait = max(wait, grown(iso.cooldown, deferrals, maxDeferralCooldowns*iso.cooldown))
+	}
+	return spread(wait)
+}
+
+// busyDeferral is how long a delivery refused for the cap waits.
+func (iso *isolation) busyDeferral(deferrals int) time.Duration {
+	return spread(grown(busyDeferral, deferrals, maxBusyDeferral))
+}
+
+// grown is base doubled once per earlier deferral, at most ceiling.
+func grown(base time.Duration, deferrals int, ceiling time.Duration) time.Duration {
+	for range min(deferrals, 20) {
+		base *= 2
+		if base >= ceiling {
+			return ceiling
+		}
+	}
+	return min(base, ceiling)
+}
+
+// spread adds up to a quarter of d at random, so that deliveries deferred
+// together do not all come back in the same second.
+func spread(d time.Duration) time.Duration {
+	return max(d, time.Second) + rand.N(max(d, time.Second)/4+1)
+}
+
+// deferralsMade reads HeaderDeferrals: how often the delivery was deferred
+// since its last attempt.
+func deferralsMade(h nats.Header) int {
+	v := h.Get(streams.HeaderDeferrals)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// scheduleDeferral stores dlv again as a message schedule firing after
+// delay, with its attempt count unchanged and HeaderDeferrals raised by
+// one; like scheduleRetry, it returns once JetStream has stored it.
+func (d *Deliverer) scheduleDeferral(ctx context.Context, dlv *delivery, delay time.Duration) error {
+	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, dlv.eventID))
+	copyDeliveryHeaders(m.Header, dlv.header)
+	if dlv.attempts > 0 {
+		m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(dlv.attempts)}
+	}
+	m.Header[streams.HeaderDeferrals] = []string{strconv.Itoa(deferralsMade(dlv.header) + 1)}
+	m.Data = dlv.body
+	return d.publishSchedule(ctx, m, dlv.webhookID, delay, "defer")
+}
+
+// sweep refreshes the breaker-state gauge and drops idle gates every
+// sweepInterval until ctx is done, then zeroes the gauge: the breakers
+// end with the Deliverer.
+func (d *Deliverer) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range []string{stateClosed, stateOpen, stateHalfOpen} {
+				d.Metrics.breakers[s].Set(0)
+			}
+			return
+		case now := <-t.C:
+			counts := d.iso.sweep(now, d.Index)
+			for s, n := range counts {
+				d.Metrics.breakers[s].Set(float64(n))
+			}
+		}
+	}
+}
+
+// sweep drops the gates idle for iso.idle, or whose webhook is no longer
+// deliverable, and counts the others by breaker state.
+func (iso *isolation) sweep(now time.Time, index *Index) map[string]int {
+	counts := map[string]int{stateClosed: 0, stateOpen: 0, stateHalfOpen: 0}
+	iso.mu.Lock()
+	defer iso.mu.Unlock()
+	for id, g := range iso.gates {
+		if g.users == 0 && len(g.slots) == 0 {
+			h, ok := index.lookup(id)
+			if now.Sub(g.lastUsed) > iso.idle || !ok || h.deleted {
+				delete(iso.gates, id)
+				continue
+			}
+		}
+		switch g.breaker.State() { // also moves an expired open breaker to half-open
+		case gobreaker.StateOpen:
+			counts[stateOpen]++
+		case gobreaker.StateHalfOpen:
+			counts[stateHalfOpen]++
+		default:
+			counts[stateClosed]++
+		}
+	}
+	return counts
+}
