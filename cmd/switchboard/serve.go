@@ -208,6 +208,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(consumer.NewLagCollector(js, logger), registry.NewWebhookStatusCollector(s.db, logger))
 
 	index := &consumer.Index{KV: kv, Logger: logger}
 	s.index = index
