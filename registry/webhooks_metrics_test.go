@@ -3,8 +3,8 @@ package registry_test
 import (
 	"context"
 	"database/sql"
-	"net/http/httptest"
 	"log/slog"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
