@@ -8,13 +8,16 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Built from the Go module proxy when Debian's package cannot be installed.
+PROMETHEUS_MODULE := github.com/prometheus/prometheus@v0.316.0
+
 # Benchmark knobs: make bench EVENTS=200000 FANOUT=2
 EVENTS      ?= 100000
 FANOUT      ?= 1
 PAYLOAD     ?= 512
 BENCH_FLAGS ?=
 
-.PHONY: all build run test bench gobench lint fmt clean cgo
+.PHONY: all build run test test-go test-deploy tools bench gobench lint fmt clean cgo
 
 all: lint test
 
@@ -31,9 +34,36 @@ run: build
 	./$(BIN) serve
 
 ## test: every test, under the race detector, against an embedded JetStream,
-## SQLite files and loopback HTTP (about 4 minutes cold on 2 cores, 1 warm)
-test: cgo
+## SQLite files and loopback HTTP, a real Prometheus and promtool (about 4
+## minutes cold on 2 cores, 1 warm), then the deploy/grafana module
+test: test-go test-deploy
+
+test-go: cgo tools
 	$(GO) test -count=1 -race -timeout 12m ./...
+
+# deploy/grafana is a module of its own: the PromQL parser it needs brings
+# the prometheus/prometheus module, which the binary has no use for.
+test-deploy:
+	cd deploy/grafana && $(GO) test -count=1 ./...
+
+## tools: Prometheus and promtool for the tests, from Debian's prometheus
+## package (apt-get as root), else built from the Go module proxy into
+## ./bin. Skipped when both are in PATH or ./bin. Debian's service is not
+## started: policy-rc.d refuses it for the length of the install.
+tools:
+	@if { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { [ -x bin/prometheus ] && [ -x bin/promtool ]; }; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "make tools: installing Debian's prometheus package (prometheus, promtool)"; \
+		policy=/usr/sbin/policy-rc.d; saved=""; \
+		if [ -e $$policy ]; then saved=$$(mktemp); cp -p $$policy $$saved; fi; \
+		printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }; rc=$$?; \
+		if [ -n "$$saved" ]; then mv $$saved $$policy; else rm -f $$policy; fi; \
+		exit $$rc; \
+	fi; \
+	echo "make tools: no apt-get as root; building prometheus and promtool from $(PROMETHEUS_MODULE) into ./bin"; \
+	GOBIN=$(CURDIR)/bin $(GO) install $(subst @,/cmd/prometheus@,$(PROMETHEUS_MODULE)) $(subst @,/cmd/promtool@,$(PROMETHEUS_MODULE))
 
 ## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
 bench: build
