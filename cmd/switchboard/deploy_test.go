@@ -586,8 +586,8 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 			Labels map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
-			Replicas *int              `yaml:"replicas"`
-			Selector map[string]any    `yaml:"selector"` // Service: labels; workloads: matchLabels
+			Replicas *int           `yaml:"replicas"`
+			Selector map[string]any `yaml:"selector"` // Service: labels; workloads: matchLabels
 			Ports    []struct {
 				Name       string `yaml:"name"`
 				Port       int    `yaml:"port"`

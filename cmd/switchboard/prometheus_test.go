@@ -166,7 +166,7 @@ scrape_configs:
 		return scalar(`sum(switchboard_deliveries_total{job="switchboard", outcome="delivered"})`) == fmt.Sprint(n)
 	})
 	for q, want := range map[string]string{
-		`up{job="switchboard"}`: "1",
+		`up{job="switchboard"}`:                                   "1",
 		`max(switchboard_consumer_pending{consumer="deliverer"})`: "0",
 		`switchboard_webhooks{status="active"}`:                   "1",
 		`sum(switchboard_events_accepted_total)`:                  fmt.Sprint(n),
@@ -309,4 +309,3 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
-
