@@ -586,7 +586,6 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 			Labels map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
-			Replicas *int           `yaml:"replicas"`
 			Selector map[string]any `yaml:"selector"` // Service: labels; workloads: matchLabels
 			Ports    []struct {
 				Name       string `yaml:"name"`
