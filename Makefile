@@ -38,7 +38,7 @@ run: build
 ## minutes cold on 2 cores, 1 warm), then the deploy/grafana module
 test: test-go test-deploy
 
-test-go: cgo tools
+test-go: cgo tools docs/examples/receiver-node/node_modules/standardwebhooks/package.json
 	$(GO) test -count=1 -race -timeout 12m ./...
 
 # deploy/grafana is a module of its own: the PromQL parser it needs brings
@@ -46,24 +46,40 @@ test-go: cgo tools
 test-deploy:
 	cd deploy/grafana && $(GO) test -count=1 ./...
 
-## tools: Prometheus and promtool for the tests, from Debian's prometheus
-## package (apt-get as root), else built from the Go module proxy into
-## ./bin. Skipped when both are in PATH or ./bin. Debian's service is not
-## started: policy-rc.d refuses it for the length of the install.
+## tools: what the tests run besides Go: prometheus and promtool, sqlite3,
+## node and npm. Missing ones come from Debian's packages (apt-get, as
+## root); without apt, prometheus and promtool are built from the Go module
+## proxy into ./bin. Present ones are skipped. Debian's prometheus service
+## is not started: policy-rc.d refuses it for the length of the install.
 tools:
-	@if { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { [ -x bin/prometheus ] && [ -x bin/promtool ]; }; then exit 0; fi; \
+	@pkgs=""; \
+	{ { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { [ -x bin/prometheus ] && [ -x bin/promtool ]; }; } || pkgs="$$pkgs prometheus"; \
+	command -v sqlite3 >/dev/null 2>&1 || pkgs="$$pkgs sqlite3"; \
+	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs"; \
+	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
+	[ -z "$$pkgs" ] && exit 0; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "make tools: installing Debian's prometheus package (prometheus, promtool)"; \
+		echo "make tools: installing Debian's$$pkgs"; \
 		policy=/usr/sbin/policy-rc.d; saved=""; \
 		if [ -e $$policy ]; then saved=$$(mktemp); cp -p $$policy $$saved; fi; \
 		printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; \
-		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
-		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }; rc=$$?; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; }; }; rc=$$?; \
 		if [ -n "$$saved" ]; then mv $$saved $$policy; else rm -f $$policy; fi; \
 		exit $$rc; \
 	fi; \
-	echo "make tools: no apt-get as root; building prometheus and promtool from $(PROMETHEUS_MODULE) into ./bin"; \
-	GOBIN=$(CURDIR)/bin $(GO) install $(subst @,/cmd/prometheus@,$(PROMETHEUS_MODULE)) $(subst @,/cmd/promtool@,$(PROMETHEUS_MODULE))
+	case "$$pkgs" in *prometheus*) \
+		echo "make tools: no apt-get as root; building prometheus and promtool from $(PROMETHEUS_MODULE) into ./bin"; \
+		GOBIN=$(CURDIR)/bin $(GO) install $(subst @,/cmd/prometheus@,$(PROMETHEUS_MODULE)) $(subst @,/cmd/promtool@,$(PROMETHEUS_MODULE)) || exit 1;; \
+	esac; \
+	rest=$$(echo "$$pkgs" | sed 's/ prometheus//'); \
+	if [ -n "$$rest" ]; then echo "make tools: install$$rest (Debian package names) and run make test again"; exit 1; fi
+
+# The Node receiver of docs/receivers.md, with the standardwebhooks package
+# from npm, pinned by its package-lock.json.
+docs/examples/receiver-node/node_modules/standardwebhooks/package.json: docs/examples/receiver-node/package-lock.json | tools
+	cd docs/examples/receiver-node && npm ci --no-audit --no-fund
+	@touch $@
 
 ## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
 bench: build
