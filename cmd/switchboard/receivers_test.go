@@ -207,4 +207,3 @@ func pythonStandardWebhooks(t *testing.T) string {
 	}
 	return dir
 }
-
