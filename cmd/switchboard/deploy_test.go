@@ -308,6 +308,7 @@ func TestDeployFiles_Compose(t *testing.T) {
 		} `yaml:"services"`
 	}
 	remarshal(t, docs[0], &compose)
+	image := readDockerfile(t)
 
 	// The NATS cluster.
 	natsVersion := natsServerVersion(t)
@@ -377,7 +378,9 @@ func TestDeployFiles_Compose(t *testing.T) {
 			n, _ := strconv.Atoi(cp)
 			ports = append(ports, n)
 		}
-		values := fsets.check(container{where: "compose " + name, args: s.Command, env: switchboardEnv(s.Environment), ports: append(ports, 8080)})
+		// Inside the compose network a container's ports are those its
+		// image exposes.
+		values := fsets.check(container{where: "compose " + name, args: s.Command, env: switchboardEnv(s.Environment), ports: append(ports, image.exposed...)})
 		checkNATSURL(t, "compose "+name, values["nats-url"], natsHosts)
 		if values["stream-replicas"] != "3" {
 			t.Errorf("compose %s: stream replicas %q on a 3-node cluster, want 3", name, values["stream-replicas"])
@@ -509,18 +512,20 @@ func remarshal(t *testing.T, doc any, out any) {
 	}
 }
 
-// TestDeployFiles_Dockerfile checks that the image's defaults are serve's
-// variables, that it exposes the port it listens on, and that it builds
-// with the Go release this binary is built with.
-func TestDeployFiles_Dockerfile(t *testing.T) {
-	fsets := &flagSets{t: t, subs: subcommands(t), cache: map[string]map[string]string{}}
+// dockerfile is what the checks need of deploy/Dockerfile.
+type dockerfile struct {
+	env     map[string]string
+	exposed []int
+	goImage string // the build stage's golang image
+}
+
+func readDockerfile(t *testing.T) dockerfile {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(deployDir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{}
-	var exposed []int
-	var goImage string
+	d := dockerfile{env: map[string]string{}}
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
 		if len(f) < 2 {
@@ -530,21 +535,30 @@ func TestDeployFiles_Dockerfile(t *testing.T) {
 		case "ENV":
 			for _, kv := range f[1:] {
 				k, v, _ := strings.Cut(kv, "=")
-				env[k] = v
+				d.env[k] = v
 			}
 		case "EXPOSE":
 			p, _ := strconv.Atoi(f[1])
-			exposed = append(exposed, p)
+			d.exposed = append(d.exposed, p)
 		case "FROM":
 			if strings.HasPrefix(f[1], "golang:") {
-				goImage = f[1]
+				d.goImage = f[1]
 			}
 		}
 	}
-	fsets.check(container{where: "Dockerfile", args: []string{"serve"}, env: switchboardEnv(env), ports: exposed})
+	return d
+}
+
+// TestDeployFiles_Dockerfile checks that the image's defaults are serve's
+// variables, that it exposes the port it listens on, and that it builds
+// with the Go release this binary is built with.
+func TestDeployFiles_Dockerfile(t *testing.T) {
+	fsets := &flagSets{t: t, subs: subcommands(t), cache: map[string]map[string]string{}}
+	d := readDockerfile(t)
+	fsets.check(container{where: "Dockerfile", args: []string{"serve"}, env: switchboardEnv(d.env), ports: d.exposed})
 	release := strings.Join(strings.SplitN(strings.TrimPrefix(runtime.Version(), "go"), ".", 3)[:2], ".")
-	if !strings.HasPrefix(goImage, "golang:"+release) {
-		t.Errorf("Dockerfile builds with %s; this binary is built with Go %s", goImage, release)
+	if !strings.HasPrefix(d.goImage, "golang:"+release) {
+		t.Errorf("Dockerfile builds with %s; this binary is built with Go %s", d.goImage, release)
 	}
 }
 

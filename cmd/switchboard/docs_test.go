@@ -98,7 +98,7 @@ func shell(t *testing.T, dir, line string, env ...string) string {
 func TestOperationsDoc(t *testing.T) {
 	fsets := &flagSets{t: t, subs: subcommands(t), cache: map[string]map[string]string{}}
 	var blocks []shBlock
-	for _, doc := range []string{"docs/operations.md", "docs/receivers.md", "docs/architecture.md"} {
+	for _, doc := range []string{"docs/operations.md", "docs/receivers.md", "docs/architecture.md", "deploy/kubernetes/README.md"} {
 		blocks = append(blocks, shBlocks(t, doc)...)
 	}
 	scenarios := map[string][]string{}
@@ -295,7 +295,23 @@ func checkDeployCommand(t *testing.T, args []string) {
 		if !bytes.Contains(b, []byte("kind: Deployment\nmetadata:\n  name: "+args[i+2]+"\n")) {
 			t.Errorf("deploy/kubernetes has no Deployment %s", args[i+2])
 		}
+	case args[0] == "docker" && args[1] == "build":
+		if i := slices.Index(args, "-t"); i < 0 || i+1 >= len(args) || args[i+1] != switchboardImage {
+			t.Errorf("docker build does not tag %s, the image the manifests run", switchboardImage)
+		}
 	case args[0] == "docker" && !slices.Contains(args, "-f"):
 		t.Errorf("docker command without -f deploy/compose.yaml")
+	case args[0] == "kubectl" && slices.Contains(args, "secret"):
+		name := args[slices.Index(args, "generic")+1]
+		key := ""
+		for _, a := range args {
+			if lit, ok := strings.CutPrefix(a, "--from-literal="); ok {
+				key, _, _ = strings.Cut(lit, "=")
+			}
+		}
+		b, _ := os.ReadFile(filepath.Join(repoRoot, "deploy/kubernetes/registry.yaml"))
+		if !bytes.Contains(b, []byte("name: "+name+"\n                  key: "+key+"\n")) {
+			t.Errorf("registry.yaml reads no key %q of a secret %s", key, name)
+		}
 	}
 }
