@@ -711,6 +711,7 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 	if kinds["ServiceMonitor"] != 1 {
 		t.Errorf("%d ServiceMonitors, want 1", kinds["ServiceMonitor"])
 	}
+	checkPrometheusRule(t)
 
 	// Services select pods and name their ports; the ServiceMonitor selects
 	// Services and names a port they have.
@@ -803,5 +804,27 @@ func checkNATSValues(t *testing.T, doc map[string]any) {
 	}
 	if want := natsServerVersion(t); !strings.HasPrefix(v.Container.Image.Tag, want) {
 		t.Errorf("nats-values.yaml: image tag %q, want nats-server %s", v.Container.Image.Tag, want)
+	}
+}
+
+// checkPrometheusRule checks that the PrometheusRule holds exactly the
+// groups of deploy/prometheus/alerts.yml, the file promtool tests.
+func checkPrometheusRule(t *testing.T) {
+	t.Helper()
+	var rule struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			Groups any `yaml:"groups"`
+		} `yaml:"spec"`
+	}
+	remarshal(t, readYAML(t, filepath.Join(deployDir, "kubernetes/prometheusrule.yaml"))[0], &rule)
+	var alerts struct {
+		Groups any `yaml:"groups"`
+	}
+	remarshal(t, readYAML(t, filepath.Join(deployDir, "prometheus/alerts.yml"))[0], &alerts)
+	got, _ := yaml.Marshal(rule.Spec.Groups)
+	want, _ := yaml.Marshal(alerts.Groups)
+	if rule.Kind != "PrometheusRule" || !bytes.Equal(got, want) {
+		t.Errorf("kubernetes/prometheusrule.yaml does not hold the groups of prometheus/alerts.yml; copy them over")
 	}
 }
