@@ -34,8 +34,9 @@ run: build
 	./$(BIN) serve
 
 ## test: every test, under the race detector, against an embedded JetStream,
-## SQLite files and loopback HTTP, a real Prometheus and promtool (about 4
-## minutes cold on 2 cores, 1 warm), then the deploy/grafana module
+## SQLite files, loopback HTTP, a real Prometheus, promtool, node and
+## python3, then the deploy/grafana module (2 minutes warm on 2 cores; cold,
+## add the builds: a few minutes more)
 test: test-go test-deploy
 
 test-go: cgo tools docs/examples/receiver-node/node_modules/standardwebhooks/package.json
