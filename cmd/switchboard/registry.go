@@ -65,6 +65,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	s.Tenant, s.NewKey = tenant.ID, newKey
 
 	guard, _ := s.cfg.guard() // validated with the rest of the config
+	reg.MustRegister(registry.NewWebhookStatusCollector(s.db, s.logger))
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = s.logger
 	api := &registry.Server{

@@ -45,6 +45,7 @@ func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []
 	index := &consumer.Index{KV: kv, Logger: s.logger, EncryptionKey: key}
 	s.index = index
 	metrics := consumer.NewMetrics(reg)
+	reg.MustRegister(consumer.NewLagCollector(s.js, s.logger))
 	matcher := &consumer.Matcher{JS: s.js, Index: index, Logger: s.logger, Metrics: metrics}
 	deliverer := &consumer.Deliverer{
 		JS: s.js, Index: index, Logger: s.logger, Metrics: metrics,
