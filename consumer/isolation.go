@@ -237,10 +237,13 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 	}
 	err = d.attempt(ctx, w, h, dlv)
 	took := time.Since(start)
+	// The breaker hears the outcome before the slot frees: otherwise the
+	// next attempt could succeed and report first, resetting the count of
+	// consecutive failures that this one is about to extend.
+	done(err)
 	g.release(took)
 	// Over about the last 64 attempts: steadier than a gate's average.
 	movingAverage(&d.iso.latency, took, 64)
-	done(err)
 	return err
 }
 
