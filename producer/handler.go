@@ -71,14 +71,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	evt := &switchboard.Event{ID: req.ID, TenantID: tenant, Type: req.Type, AgentID: req.AgentID, Data: req.Data}
+	fe := switchboard.FieldErrors{}
 	if req.OccurredAt != "" {
 		t, err := time.Parse(time.RFC3339, req.OccurredAt)
 		if err != nil {
-			h.Client.metrics.rejectedInvalid.Inc()
-			httpjson.Error(w, r, h.Logger, withOccurredAtError(evt))
-			return
+			fe.Add("occurred_at", "must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
 		}
 		evt.OccurredAt = t
+	}
+	// Alert hooks trust these to come from Switchboard itself.
+	if switchboard.IsOperationalEvent(evt.Type) {
+		fe.Add("type", "is reserved for Switchboard's own alerts to alert hooks")
+	}
+	if len(fe) > 0 {
+		h.Client.metrics.rejectedInvalid.Inc()
+		httpjson.Error(w, r, h.Logger, withFieldErrors(evt, fe))
+		return
 	}
 
 	res, err := h.Client.Publish(r.Context(), evt)
@@ -101,14 +109,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusAccepted, EventResponse{ID: res.ID, Duplicate: res.Duplicate})
 }
 
-// withOccurredAtError validates evt, which lacks its unparsable time, and
-// adds the time's error to the others.
-func withOccurredAtError(evt *switchboard.Event) error {
-	fe := switchboard.FieldErrors{}
+// withFieldErrors validates evt and adds its errors to fe, so that a client
+// learns of every bad field at once.
+func withFieldErrors(evt *switchboard.Event, fe switchboard.FieldErrors) error {
 	var e *switchboard.Error
 	if errors.As(evt.Validate(), &e) {
-		fe = e.Fields
+		for field, msgs := range e.Fields {
+			for _, m := range msgs {
+				fe.Add(field, m)
+			}
+		}
 	}
-	fe.Add("occurred_at", "must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
 	return fe.Err()
 }

@@ -181,6 +181,8 @@ func TestHandler_ServeHTTP(t *testing.T) {
 			{name: "IDBad", body: `{"id":"msg/1","type":"call.started","data":{}}`, fields: []string{"id"}},
 			{name: "IDTooLong", body: `{"id":"` + strings.Repeat("a", 129) + `","type":"call.started","data":{}}`, fields: []string{"id"}},
 			{name: "OccurredAtBad", body: `{"type":"call.started","occurred_at":"yesterday","data":{}}`, fields: []string{"occurred_at"}},
+			{name: "ReservedType", body: `{"type":"webhook.disabled","data":{}}`, fields: []string{"type"}},
+			{name: "ReservedTypeAndBadTime", body: `{"type":"delivery.dead_lettered","occurred_at":"yesterday","data":[]}`, fields: []string{"data", "occurred_at", "type"}},
 			{name: "AgentIDTooLong", body: `{"type":"call.started","agent_id":"` + strings.Repeat("a", 256) + `","data":{}}`, fields: []string{"agent_id"}},
 			{name: "EveryField", body: `{"id":"a b","occurred_at":"2026-13-01T00:00:00Z","data":1}`, fields: []string{"data", "id", "occurred_at", "type"}},
 		} {

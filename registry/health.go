@@ -36,7 +36,7 @@ const (
 	reasonGone = "gone"
 	// Reasons on Switchboard's side, not the receiver's: a stopped webhook
 	// parks its deliveries, an unusable KV value or delivery message can
-	// never be sent. They raise an alert but never count as a failure:
+	// never be sent. They never count as a failure:
 	// otherwise the deliveries parked by a stop would count towards the
 	// next one.
 	reasonInactive  = "webhook_inactive"
@@ -118,7 +118,10 @@ func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.
 	if err != nil {
 		return err
 	}
-	if alerting {
+	// A stopped webhook's parked deliveries raise none: webhook.disabled
+	// said it once (or the tenant stopped it), where one alert per parked
+	// delivery of a backlog would flood the alert hooks.
+	if alerting && a.Reason != reasonInactive {
 		if err := queueAlert(ctx, tx, deadLetteredAlert(a, wh)); err != nil {
 			return err
 		}

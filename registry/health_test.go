@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -256,10 +257,12 @@ func TestHealth_DisablesAtThreshold(t *testing.T) {
 		}
 	}
 
-	// A stopped webhook's parked deliveries do not stop it again.
+	// A stopped webhook's parked deliveries raise no alert: the next one
+	// is for a delivery that was in flight when it stopped.
 	e.attempt(t, wh, "webhook_inactive")
-	if got := e.waitAlerts(t, n+2)[n+1].Type; got != switchboard.EventDeliveryDeadLettered {
-		t.Errorf("alert for a parked delivery: %s", got)
+	inFlight := e.attempt(t, wh, "retries_exhausted")
+	if d := data(t, e.waitAlerts(t, n+2)[n+1]); d["event_id"] != inFlight.EventID {
+		t.Errorf("next alert for event %v, want %s: a parked delivery raised one", d["event_id"], inFlight.EventID)
 	}
 }
 
@@ -439,10 +442,16 @@ func TestHealth_ParkedDeliveriesDoNotCount(t *testing.T) {
 	if got := e.status(t, wh); got != "active" {
 		t.Fatalf("after dead letters on Switchboard's side: status %s, want active", got)
 	}
-	for _, a := range e.waitAlerts(t, 3) {
+	// Parked deliveries raise no alert; the other two do.
+	var reasons []any
+	for _, a := range e.waitAlerts(t, 2) {
 		if a.Type != switchboard.EventDeliveryDeadLettered {
 			t.Errorf("alert %s, want delivery.dead_lettered only", a.Type)
 		}
+		reasons = append(reasons, data(t, a)["reason"])
+	}
+	if want := []any{"webhook_invalid", "malformed"}; !slices.Equal(reasons, want) {
+		t.Errorf("alerts for %v, want %v", reasons, want)
 	}
 }
 
@@ -456,7 +465,7 @@ func TestHealth_NoAlertHookNoAlerts(t *testing.T) {
 	}
 	e.patch(t, e.alertHook, `{"status":"active"}`)
 	other := e.webhook(t, "erp", false)
-	e.attempt(t, other, "webhook_inactive")
+	e.attempt(t, other, "webhook_invalid")
 	// Alerts come in the order of their causes: any raised while no alert
 	// hook was active would be there before this one.
 	if d := data(t, e.waitAlerts(t, 1)[0]); d["webhook_id"] != other {
