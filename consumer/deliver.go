@@ -92,8 +92,9 @@ type Deliverer struct {
 	// its own webhook's timeout.
 	DrainTimeout time.Duration
 
-	log    *slog.Logger
-	client *http.Client
+	log      *slog.Logger
+	client   *http.Client
+	recorder *attemptRecorder // publishes the attempt log (attempts.go)
 }
 
 // NewHTTPClient returns the HTTP client of deliveries and test sends: it
@@ -130,6 +131,7 @@ type delivery struct {
 	eventID   string
 	tenant    string
 	attempts  int // attempts made before this one
+	timing    attemptTiming
 }
 
 // worker holds one worker goroutine's scratch space.
@@ -164,6 +166,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	if err := d.Index.waitReady(ctx); err != nil {
 		return nil
 	}
+	defer d.startRecorder()() // stops once every worker is done (wg.Wait below)
 	// Attempts run under attemptCtx, which outlives ctx by DrainTimeout so
 	// that a shutdown lets them finish.
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
@@ -278,7 +281,9 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 		if dlv.eventID == "" {
 			err = errNoEventID
 		} else {
+			dlv.timing.sent = time.Now()
 			err = d.attempt(ctx, w, h, &dlv)
+			dlv.timing.took = time.Since(dlv.timing.sent)
 		}
 	}
 	d.settle(&dlv, made, err, decide(err, made, maxRetries, d.Retry))
@@ -333,6 +338,7 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 	}
 	var excerpt string
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	dlv.timing.status = resp.StatusCode
 	if !ok {
 		n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
 		excerpt = printable(w.buf[:n])
@@ -372,6 +378,7 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 		}
 		d.Metrics.deadLetters.WithLabelValues(dec.reason).Inc()
 	}
+	d.recordAttempt(dlv, made, err, dec) // published before the ack, not awaited: see attempts.go
 
 	var aerr error
 	switch dec.action {
