@@ -188,6 +188,7 @@ func (e *specEnv) newServer(t *testing.T) *Server {
 	}
 	s := NewServer(e.db, kv)
 	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS)}
+	s.JS = e.js.JS
 	if allowPrivateTargets != nil {
 		allowPrivateTargets(s)
 	}

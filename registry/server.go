@@ -36,6 +36,11 @@ type Server struct {
 	// as it is the deliverer's; nil refuses every address that is not
 	// public.
 	Guard *netguard.Guard
+
+	// JS, when set, serves the routes that read SB_EVENTS: GET
+	// /v1/events/{id} and POST /v1/webhooks/{id}/recover (which also
+	// queues deliveries). Nil leaves them out.
+	JS jetstream.JetStream
 }
 
 // NewServer returns a Server on db and kv that logs nothing, whose metrics
@@ -98,6 +103,12 @@ func (s *Server) Handler() http.Handler {
 	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
+	}
+	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
+	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
+	if s.JS != nil {
+		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
+		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
 	}
 	return h
 }

@@ -43,7 +43,8 @@ API key, printed once.`,
 
 // startRegistry opens the registry's SQLite file, makes sure the default
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
-// It returns what must run in the background: the KV mirror.
+// It returns what must run in the background: the KV mirror and the
+// attempt log's ingestion.
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
 	encryptionKey, err := s.cfg.encryptionKey()
 	if err != nil {
@@ -69,8 +70,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	api := &registry.Server{
 		DB: s.db, KV: kv, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
-		Guard:  guard,
+		Guard:  guard, JS: s.js,
 	}
 	mux.Handle("/v1/", api.Handler())
-	return []func(context.Context) error{mirror.Run}, nil
+	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention}
+	return []func(context.Context) error{mirror.Run, attempts.Run}, nil
 }
