@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -135,10 +136,10 @@ func (db *DB) FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]s
 		add("status_code = ?", f.StatusCode)
 	}
 	if !f.Since.IsZero() {
-		add("at >= ?", f.Since.UnixNano())
+		add("at >= ?", unixNano(f.Since))
 	}
 	if !f.Until.IsZero() {
-		add("at < ?", f.Until.UnixNano())
+		add("at < ?", unixNano(f.Until))
 	}
 	if f.EventID != "" {
 		add("event_id = ?", f.EventID)
@@ -157,6 +158,18 @@ func (db *DB) FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]s
 		out[i] = rows[i].attempt()
 	}
 	return out, more, nil
+}
+
+// unixNano is t in Unix nanoseconds, clamped to what an int64 holds
+// (years 1678 to 2262), so that a far bound still compares right.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 // findEventAttempts returns the attempts to deliver event id of tenant, in

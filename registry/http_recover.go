@@ -114,8 +114,17 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		if err != nil {
 			return true
 		}
+		// Stored a little after it was accepted: the scan starts at since,
+		// the accepted time decides.
+		accepted := md.Timestamp
+		if ns, err := strconv.ParseInt(msg.Headers().Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
+			accepted = time.Unix(0, ns)
+		}
+		if accepted.Before(since) || accepted.Before(rc.wh.CreatedAt) {
+			return true
+		}
 		evt, err := streams.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data())
-		if err != nil || !match.Matches(&evt) || md.Timestamp.Before(rc.wh.CreatedAt) {
+		if err != nil || !match.Matches(&evt) {
 			return true
 		}
 		if rc.res.Queued+len(rc.cand) >= MaxRecoverEvents {

@@ -89,6 +89,7 @@ func TestOpenAPI(t *testing.T) {
 			e.runAll(t, pendingAdminCases())
 			t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
 		})
+		t.Run("attempts", func(t *testing.T) { e.runAll(t, attemptCases()) })
 	})
 	t.Run("coverage", func(t *testing.T) {
 		for _, m := range e.tr.Unexercised(http.StatusTooManyRequests) {
