@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -146,11 +148,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 
 // publish hands the record to JetStream without waiting for its ack.
 func (r *attemptRecorder) publish(a *switchboard.Attempt) {
-	data, err := json.Marshal(a)
-	if err != nil { // cannot happen for these field types
-		r.lost(a.ID, err)
-		return
-	}
+	data := appendAttempt(make([]byte, 0, 384), a)
 	m := &nats.Msg{
 		Subject: streams.AttemptSubject(a.TenantID, a.WebhookID),
 		Data:    data,
@@ -195,6 +193,70 @@ func (r *attemptRecorder) run() {
 func (r *attemptRecorder) lost(id string, err error) {
 	r.metrics.attemptsUnrecorded.Inc()
 	r.log.Warn("attempt record not stored", "attempt_id", id, "err", err)
+}
+
+// appendAttempt appends the JSON of a to b, byte for byte what
+// json.Marshal writes, without its reflection: it is on every delivery's
+// path, where json.Marshal cost about half of recording an attempt.
+func appendAttempt(b []byte, a *switchboard.Attempt) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, a.ID)
+	b = append(b, `,"tenant_id":`...)
+	b = appendJSONString(b, a.TenantID)
+	b = append(b, `,"webhook_id":`...)
+	b = appendJSONString(b, a.WebhookID)
+	b = append(b, `,"event_id":`...)
+	b = appendJSONString(b, a.EventID)
+	b = append(b, `,"event_type":`...)
+	b = appendJSONString(b, a.EventType)
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(a.Number), 10)
+	b = append(b, `,"at":`...)
+	at, err := a.At.MarshalJSON()
+	if err != nil { // a year outside 0..9999, where json.Marshal fails: keep the record, timeless
+		at = []byte(`"0001-01-01T00:00:00Z"`)
+	}
+	b = append(b, at...)
+	b = append(b, `,"outcome":`...)
+	b = appendJSONString(b, string(a.Outcome))
+	if a.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, a.Reason)
+	}
+	if a.StatusCode != 0 {
+		b = append(b, `,"status_code":`...)
+		b = strconv.AppendInt(b, int64(a.StatusCode), 10)
+	}
+	b = append(b, `,"latency_ms":`...)
+	if l := math.Abs(a.LatencyMS); l == 0 || l >= 1e-6 && l < 1e21 {
+		b = strconv.AppendFloat(b, a.LatencyMS, 'f', -1, 64)
+	} else { // not a latency; json.Marshal's exponent form
+		v, _ := json.Marshal(a.LatencyMS)
+		b = append(b, v...)
+	}
+	for _, f := range [...]struct{ key, value string }{
+		{`,"error_class":`, a.ErrorClass}, {`,"error":`, a.Error}, {`,"response_body":`, a.ResponseBody},
+	} {
+		if f.value != "" {
+			b = append(b, f.key...)
+			b = appendJSONString(b, f.value)
+		}
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: as it is when nothing in it
+// needs escaping (ids, types, most errors), else as json.Marshal writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			v, _ := json.Marshal(s) // cannot fail for a string
+			return append(b, v...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // eventType reads the "type" of a delivery body (the event's payload, as

@@ -59,7 +59,12 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &s.start
 	}
-	cons, err := js.CreateConsumer(ctx, streams.Events, cfg)
+	stream, err := js.Stream(ctx, streams.Events)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", streams.Events, err)
+	}
+	last := stream.CachedInfo().State.LastSeq // events stored later are not read
+	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", streams.Events, err)
 	}
@@ -83,7 +88,7 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 			if !fn(msg) {
 				return nil
 			}
-			if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			if md, err := msg.Metadata(); err == nil && (md.NumPending == 0 || md.Sequence.Stream >= last) {
 				return nil
 			}
 			if read >= maxEventScan {

@@ -108,6 +108,7 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 	match := rc.wh.Webhook
 	match.Status = switchboard.StatusActive // the webhook may have been stopped when they came
 	var ferr error
+	var lastAccepted time.Time // of the last event read
 	scan := eventScan{filter: streams.EventsPrefix + rc.wh.TenantID + ".>", start: since}
 	err := scan.run(ctx, rc.api.js, func(msg jetstream.Msg) bool {
 		md, err := msg.Metadata()
@@ -120,6 +121,7 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		if ns, err := strconv.ParseInt(msg.Headers().Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
 			accepted = time.Unix(0, ns)
 		}
+		lastAccepted = accepted
 		if accepted.Before(since) || accepted.Before(rc.wh.CreatedAt) {
 			return true
 		}
@@ -133,7 +135,7 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 			}
 			if rc.res.Queued >= MaxRecoverEvents {
 				rc.res.HasMore = true
-				next := md.Timestamp.UTC()
+				next := accepted.UTC()
 				rc.res.NextSince = &next
 				return false
 			}
@@ -153,10 +155,8 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		// Not an error: the answer says where to go on from.
 		rc.res.HasMore = true
 		err = nil
-		if n := len(rc.cand); n > 0 {
-			next := rc.cand[n-1].Time.Add(time.Nanosecond).UTC()
-			rc.res.NextSince = &next
-		}
+		next := lastAccepted.Add(time.Nanosecond).UTC()
+		rc.res.NextSince = &next
 	}
 	if err != nil {
 		return err
