@@ -106,9 +106,10 @@ type Deliverer struct {
 	// its own webhook's timeout.
 	DrainTimeout time.Duration
 
-	log    *slog.Logger
-	client *http.Client
-	iso    *isolation
+	log      *slog.Logger
+	client   *http.Client
+	iso      *isolation
+	recorder *attemptRecorder // publishes the attempt log (attempts.go)
 }
 
 // NewHTTPClient returns the HTTP client of deliveries and test sends: it
@@ -145,6 +146,7 @@ type delivery struct {
 	eventID   string
 	tenant    string
 	attempts  int // attempts made before this one
+	timing    attemptTiming
 }
 
 // worker holds one worker goroutine's scratch space.
@@ -179,6 +181,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	if err := d.Index.waitReady(ctx); err != nil {
 		return nil
 	}
+	defer d.startRecorder()() // stops once every worker is done (wg.Wait below)
 	// Attempts run under attemptCtx, which outlives ctx by DrainTimeout so
 	// that a shutdown lets them finish.
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
@@ -359,6 +362,7 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 	}
 	var excerpt string
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	dlv.timing.status = resp.StatusCode
 	if !ok {
 		n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
 		excerpt = printable(w.buf[:n])
@@ -404,6 +408,7 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 		}
 		d.Metrics.deferred[dec.reason].Inc()
 	}
+	d.recordAttempt(dlv, made, err, dec) // published before the ack, not awaited: see attempts.go
 
 	var aerr error
 	switch dec.action {

@@ -237,6 +237,7 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 	}
 	err = d.attempt(ctx, w, h, dlv)
 	took := time.Since(start)
+	dlv.timing.sent, dlv.timing.took = start, took // for the attempt log
 	// The breaker hears the outcome before the slot frees: otherwise the
 	// next attempt could succeed and report first, resetting the count of
 	// consecutive failures that this one is about to extend.

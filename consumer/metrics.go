@@ -18,6 +18,8 @@ type Metrics struct {
 	deliveriesCreated prometheus.Counter
 	deferred          map[string]prometheus.Counter // switchboard_deliveries_deferred_total by reason
 	breakers          map[string]prometheus.Gauge   // switchboard_circuit_breakers by state
+	// attemptsUnrecorded counts attempt records lost (see attempts.go).
+	attemptsUnrecorded prometheus.Counter
 }
 
 // Results: the values of the result label of switchboard_events_matched_total.
@@ -79,6 +81,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Deliveries the matcher stored in SB_DELIVERIES, one per matching webhook and event.",
 		}),
 	}
+	m.attemptsUnrecorded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_attempts_unrecorded_total",
+		Help: "Attempt records JetStream did not store (the deliveries themselves are unaffected): gaps in the attempt log.",
+	})
 	// Resolve the label values once, so that the hot path does no lookup in
 	// the vectors; it also makes every series visible at 0 from the start.
 	for _, o := range []string{outcomeDelivered, outcomeRetryScheduled, outcomeDeadLettered, outcomeDropped, outcomeRequeued, outcomeDeferred} {
@@ -97,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.deadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers)
+		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers, m.attemptsUnrecorded)
 	}
 	return m
 }

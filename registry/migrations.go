@@ -129,6 +129,31 @@ CREATE TABLE alert_outbox (
 	event TEXT NOT NULL -- JSON of switchboard.Event
 );
 `,
+	// 5: the attempt log, ingested from SB_ATTEMPTS (see AttemptIngester).
+	// No foreign keys: the log outlives deleted webhooks until retention
+	// prunes it. Times are Unix nanoseconds, so that they order and compare
+	// as numbers. Ids are "att_" + a UUIDv7: newest first is id order.
+	`
+CREATE TABLE attempts (
+	id            TEXT PRIMARY KEY,
+	tenant_id     TEXT NOT NULL,
+	webhook_id    TEXT NOT NULL,
+	event_id      TEXT NOT NULL,
+	event_type    TEXT NOT NULL,
+	attempt       INTEGER NOT NULL,
+	at            INTEGER NOT NULL,
+	outcome       TEXT NOT NULL,
+	reason        TEXT NOT NULL,
+	status_code   INTEGER NOT NULL,
+	latency_ms    REAL NOT NULL,
+	error_class   TEXT NOT NULL,
+	error         TEXT NOT NULL,
+	response_body TEXT NOT NULL
+);
+CREATE INDEX attempts_webhook ON attempts (tenant_id, webhook_id, id);
+CREATE INDEX attempts_event ON attempts (tenant_id, event_id, webhook_id);
+CREATE INDEX attempts_at ON attempts (at);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -21,8 +22,9 @@ var (
 	url500      = "https://example.com/" + strings.Repeat("p", 500-len("https://example.com/"))
 )
 
-// existingCases exercise the routes and rules main serves.
-func existingCases() []specCase {
+// coreCases exercise the first routes: webhooks create, list, get and
+// delete, event types, and ingest.
+func coreCases() []specCase {
 	const (
 		post = http.MethodPost
 		get  = http.MethodGet
@@ -160,9 +162,9 @@ func existingCases() []specCase {
 	}
 }
 
-// pendingWebhookCases need the regapi branch: the new webhook fields and
+// webhookFieldCases exercise every webhook field and its rules, and
 // PATCH, defaults, test, secret and rotate.
-func pendingWebhookCases() []specCase {
+func webhookFieldCases() []specCase {
 	const (
 		post  = http.MethodPost
 		get   = http.MethodGet
@@ -283,8 +285,8 @@ func pendingWebhookCases() []specCase {
 	}
 }
 
-// pendingAgentCases need the agents routes (regapi branch).
-func pendingAgentCases() []specCase {
+// agentCases exercise the agent routes.
+func agentCases() []specCase {
 	const (
 		post = http.MethodPost
 		get  = http.MethodGet
@@ -332,9 +334,8 @@ func pendingAgentCases() []specCase {
 	}
 }
 
-// pendingEventTypeCases need POST /v1/event-types and the custom flag
-// (regapi branch).
-func pendingEventTypeCases() []specCase {
+// eventTypeCases exercise tenants' own event types and the custom flag.
+func eventTypeCases() []specCase {
 	const (
 		post = http.MethodPost
 		get  = http.MethodGet
@@ -380,8 +381,8 @@ func pendingEventTypeCases() []specCase {
 	}
 }
 
-// pendingAdminCases need the tenancy branch: admin keys and their routes.
-func pendingAdminCases() []specCase {
+// adminCases exercise admin keys and their routes.
+func adminCases() []specCase {
 	const (
 		post = http.MethodPost
 		get  = http.MethodGet
@@ -507,4 +508,144 @@ func (e *specEnv) putDeadLetter(t *testing.T, name, webhook, reason string, stat
 		t.Fatal(err)
 	}
 	e.vars[name] = DeadLetterID(ack.Sequence)
+}
+
+// attemptCases exercise the attempt log, an event's deliveries and
+// recovery. The attempts are stored as the ingester stores them; the event
+// goes through ingest into SB_EVENTS.
+func attemptCases() []specCase {
+	const (
+		post = http.MethodPost
+		get  = http.MethodGet
+	)
+	// seed stores two attempts of evt-att to att_wh: a failure, then a
+	// scheduled retry's failure.
+	seed := func(t *testing.T, e *specEnv, _ map[string]any) {
+		tenant := e.vars["tenant_id"]
+		at := time.Now().UTC()
+		err := e.db.InsertAttempts(context.Background(), []switchboard.Attempt{
+			{ID: switchboard.NewID("att_"), TenantID: tenant, WebhookID: e.vars["att_wh"], EventID: "evt-att", EventType: "call.started",
+				Number: 1, At: at, Outcome: switchboard.AttemptRetrying, StatusCode: 500, LatencyMS: 12.5,
+				ErrorClass: "status", Error: "status 500: oops", ResponseBody: "oops"},
+			{ID: switchboard.NewID("att_"), TenantID: tenant, WebhookID: e.vars["att_wh"], EventID: "evt-att", EventType: "call.started",
+				Number: 2, At: at.Add(time.Second), Outcome: switchboard.AttemptDeadLettered, Reason: "retries_exhausted",
+				LatencyMS: 5000, ErrorClass: "timeout", Error: "request failed: context deadline exceeded"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []specCase{
+		{name: "setup/webhook", method: post, path: "/v1/webhooks", want: 201,
+			body: webhookJSON(map[string]any{"events": []string{"call.*"}}), check: save("att_wh", "id")},
+		{name: "setup/tenant", method: get, path: "/v1/webhooks/{att_wh}", want: 200, check: func(t *testing.T, e *specEnv, _ map[string]any) {
+			wh, err := e.db.FindWebhookByID(switchboard.NewContextWithTenant(context.Background(), mustTenant(t, e)), e.vars["att_wh"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.vars["tenant_id"] = wh.TenantID
+		}},
+		{name: "setup/event", method: post, path: "/v1/events", want: 202,
+			body: `{"id": "evt-att", "type": "call.started", "agent_id": "agent-1", "data": {"call": 2}}`},
+
+		// GET /v1/events/{id}, before any attempt: pending
+		{name: "event/200/pending", method: get, path: "/v1/events/evt-att", want: 200,
+			check: expect(map[string]any{"id": "evt-att", "type": "call.started", "agent_id": "agent-1", "data": map[string]any{"call": 2}},
+				deliveryState("{att_wh}", "pending", 0))},
+
+		{name: "setup/attempts", method: get, path: "/v1/webhooks/{att_wh}", want: 200, check: seed},
+
+		// GET /v1/webhooks/{id}/attempts
+		{name: "attempts/200", method: get, path: "/v1/webhooks/{att_wh}/attempts", want: 200,
+			check: expect(map[string]any{"has_more": false}, listLen(2), firstAttempt(map[string]any{
+				"attempt": 2, "outcome": "dead_lettered", "reason": "retries_exhausted", "status_code": 0, "error_class": "timeout",
+			}))},
+		{name: "attempts/200/first-page", method: get, path: "/v1/webhooks/{att_wh}/attempts?limit=1", want: 200,
+			check: expect(map[string]any{"has_more": true}, listLen(1), save("att_cursor", "next_cursor"))},
+		{name: "attempts/200/next-page", method: get, path: "/v1/webhooks/{att_wh}/attempts?limit=1&cursor={att_cursor}", want: 200,
+			check: expect(map[string]any{"has_more": false}, listLen(1), firstAttempt(map[string]any{"attempt": 1, "response_body": "oops"}))},
+		{name: "attempts/200/filters", method: get, want: 200,
+			path:  "/v1/webhooks/{att_wh}/attempts?outcome=retrying&status_code=500&event_id=evt-att&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z",
+			check: listLen(1)},
+		{name: "attempts/200/filtered-out", method: get, path: "/v1/webhooks/{att_wh}/attempts?outcome=delivered", want: 200, check: listLen(0)},
+		{name: "attempts/200/none", method: get, path: "/v1/webhooks/{wh}/attempts", want: 200, check: listLen(0)},
+		{name: "attempts/401", method: get, path: "/v1/webhooks/{att_wh}/attempts", key: keyNone, invalid: true, want: 401},
+		{name: "attempts/404", method: get, path: "/v1/webhooks/wh_nosuch/attempts", want: 404},
+		{name: "attempts/404/another-tenants", method: get, path: "/v1/webhooks/{att_wh}/attempts", key: keyOther, want: 404},
+		{name: "attempts/422", method: get, invalid: true, want: 422,
+			path:  "/v1/webhooks/{att_wh}/attempts?limit=0&outcome=lost&status_code=99&since=yesterday&until=2026-13-01&event_id=a%20b",
+			check: errorsOn("limit", "outcome", "status_code", "since", "until", "event_id")},
+		{name: "attempts/422/until-before-since", method: get, want: 422,
+			path:  "/v1/webhooks/{att_wh}/attempts?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+			check: errorsOn("until")},
+
+		// GET /v1/events/{id}
+		{name: "event/200", method: get, path: "/v1/events/evt-att", want: 200,
+			check: expect(map[string]any{"id": "evt-att"}, deliveryState("{att_wh}", "dead_lettered", 2), present("accepted_at", "timestamp"),
+				func(t *testing.T, e *specEnv, v map[string]any) {
+					accepted, err := time.Parse(time.RFC3339Nano, v["accepted_at"].(string))
+					if err != nil {
+						t.Fatal(err)
+					}
+					e.vars["after_evt"] = accepted.Add(time.Microsecond).Format(time.RFC3339Nano)
+				})},
+		{name: "event/200/unattempted", method: get, path: "/v1/events/evt-1", want: 200, check: expect(map[string]any{"id": "evt-1"})},
+		{name: "event/401", method: get, path: "/v1/events/evt-att", key: keyNone, invalid: true, want: 401},
+		{name: "event/404", method: get, path: "/v1/events/evt-nosuch", want: 404},
+		{name: "event/404/invalid-id", method: get, path: "/v1/events/a%20b", want: 404},
+		{name: "event/404/another-tenants", method: get, path: "/v1/events/evt-att", key: keyOther, want: 404},
+
+		// POST /v1/webhooks/{id}/recover
+		{name: "recover/202", method: post, path: "/v1/webhooks/{att_wh}/recover?since=2000-01-01T00:00:00Z", want: 202,
+			check: expect(map[string]any{"queued": 1, "limit": 10000, "has_more": false, "webhook_id": "{att_wh}"}, present("recover_id"))},
+		{name: "recover/202/nothing-since", method: post, path: "/v1/webhooks/{att_wh}/recover?since={after_evt}", want: 202,
+			check: expect(map[string]any{"queued": 0})},
+		{name: "recover/401", method: post, path: "/v1/webhooks/{att_wh}/recover?since=2000-01-01T00:00:00Z", key: keyNone, invalid: true, want: 401},
+		{name: "recover/404/another-tenants", method: post, path: "/v1/webhooks/{att_wh}/recover?since=2000-01-01T00:00:00Z", key: keyOther, want: 404},
+		{name: "recover/409/inactive", method: post, path: "/v1/webhooks/{wh_inactive}/recover?since=2000-01-01T00:00:00Z", want: 409},
+		{name: "recover/422/missing", method: post, path: "/v1/webhooks/{att_wh}/recover", invalid: true, want: 422, check: errorsOn("since")},
+		{name: "recover/422/future", method: post, path: "/v1/webhooks/{att_wh}/recover?since=2999-01-01T00:00:00Z", want: 422, check: errorsOn("since")},
+		{name: "recover/422/not-a-time", method: post, path: "/v1/webhooks/{att_wh}/recover?since=yesterday", invalid: true, want: 422, check: errorsOn("since")},
+	}
+}
+
+// mustTenant returns the default tenant's id.
+func mustTenant(t *testing.T, e *specEnv) string {
+	t.Helper()
+	key, err := e.db.Authenticate(context.Background(), e.keys[keyAdmin])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key.TenantID
+}
+
+// firstAttempt checks fields of the first attempt of a list.
+func firstAttempt(want map[string]any) func(*testing.T, *specEnv, map[string]any) {
+	return func(t *testing.T, e *specEnv, v map[string]any) {
+		data, _ := v["data"].([]any)
+		if len(data) == 0 {
+			t.Fatalf("no attempts: %v", v)
+		}
+		first, _ := data[0].(map[string]any)
+		expect(want)(t, e, first)
+	}
+}
+
+// deliveryState checks the state and number of attempts of the delivery
+// of an event to webhook.
+func deliveryState(webhook, state string, attempts int) func(*testing.T, *specEnv, map[string]any) {
+	return func(t *testing.T, e *specEnv, v map[string]any) {
+		deliveries, _ := v["deliveries"].([]any)
+		for _, d := range deliveries {
+			d, _ := d.(map[string]any)
+			if d["webhook_id"] != e.fill(webhook) {
+				continue
+			}
+			if got, _ := d["attempts"].([]any); d["state"] != state || len(got) != attempts {
+				t.Errorf("delivery to %s: %v, want state %s with %d attempts", webhook, d, state, attempts)
+			}
+			return
+		}
+		t.Errorf("no delivery to %s in %v", webhook, v)
+	}
 }

@@ -72,24 +72,19 @@ type specEnv struct {
 // validates every request and response against it; it then fails for every
 // operation and documented status that no case produced, and for every
 // route served that the spec lacks (and back).
-//
-// Cases under existing/ exercise what main serves; those under pending/
-// need the branches named in their group, and fail (404, 405, or a 201
-// where a new rule should refuse) until those are merged.
 func TestOpenAPI(t *testing.T) {
 	spec := apispec.Load(t)
 	e := startSpecEnv(t, spec)
 
-	t.Run("existing", func(t *testing.T) { e.runAll(t, existingCases()) })
-	t.Run("pending", func(t *testing.T) {
-		t.Run("regapi", func(t *testing.T) { e.runAll(t, pendingWebhookCases()) })
-		t.Run("agents", func(t *testing.T) { e.runAll(t, pendingAgentCases()) })
-		t.Run("event-types", func(t *testing.T) { e.runAll(t, pendingEventTypeCases()) })
-		t.Run("tenancy", func(t *testing.T) {
-			e.runAll(t, pendingAdminCases())
-			t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
-		})
+	t.Run("core", func(t *testing.T) { e.runAll(t, coreCases()) })
+	t.Run("webhook-fields", func(t *testing.T) { e.runAll(t, webhookFieldCases()) })
+	t.Run("agents", func(t *testing.T) { e.runAll(t, agentCases()) })
+	t.Run("event-types", func(t *testing.T) { e.runAll(t, eventTypeCases()) })
+	t.Run("tenancy", func(t *testing.T) {
+		e.runAll(t, adminCases())
+		t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
 	})
+	t.Run("attempts", func(t *testing.T) { e.runAll(t, attemptCases()) })
 	t.Run("dead-letters", func(t *testing.T) { e.runAll(t, deadLetterCases()) })
 	t.Run("coverage", func(t *testing.T) {
 		for _, m := range e.tr.Unexercised(http.StatusTooManyRequests) {

@@ -32,14 +32,16 @@ type Server struct {
 	// any route (see rateLimiter); 0 means unlimited.
 	APIRateLimit float64
 
-	// JS reads and replays the dead letters (SB_DEAD) for
-	// /v1/dead-letters; nil leaves those routes out.
-	JS jetstream.JetStream
-
 	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
 	// as it is the deliverer's; nil refuses every address that is not
 	// public.
 	Guard *netguard.Guard
+
+	// JS, when set, serves the routes that read the streams: the dead
+	// letters (GET /v1/dead-letters, POST /v1/dead-letters/replay), GET
+	// /v1/events/{id} and POST /v1/webhooks/{id}/recover; the replays and
+	// recoveries queue deliveries. Nil leaves them out.
+	JS jetstream.JetStream
 }
 
 // NewServer returns a Server on db and kv that logs nothing, whose metrics
@@ -107,6 +109,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
+	}
+	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
+	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
+	if s.JS != nil {
+		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
+		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
 	}
 	return h
 }

@@ -4,56 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/signer"
 )
-
-// bridgeDeadLetters stands in for the deliverer's attempt records until it
-// publishes them (the attempts branch): it turns each dead letter into the
-// switchboard.Attempt the deliverer will publish for the delivery's last
-// attempt. Once the deliverer publishes attempts itself, delete it and its
-// call: with both, every failure would count twice.
-func bridgeDeadLetters(t *testing.T, js jetstream.JetStream) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cons, err := js.OrderedConsumer(ctx, streams.Dead, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		h := m.Headers()
-		status, _ := strconv.Atoi(h.Get(streams.HeaderLastStatus))
-		made, _ := strconv.Atoi(h.Get(streams.HeaderAttempts))
-		var p switchboard.Payload
-		_ = json.Unmarshal(m.Data(), &p)
-		a := switchboard.Attempt{
-			ID: switchboard.NewID("att_"), TenantID: h.Get(streams.HeaderTenant), WebhookID: h.Get(streams.HeaderWebhookID),
-			EventID: h.Get(streams.HeaderEventID), EventType: p.Type, Number: made, At: time.Now().UTC(),
-			Outcome: switchboard.AttemptDeadLettered, Reason: h.Get(streams.HeaderReason),
-			StatusCode: status, ErrorClass: "status", Error: h.Get(streams.HeaderLastError),
-		}
-		b, _ := json.Marshal(a)
-		msg := nats.NewMsg(streams.AttemptSubject(a.TenantID, a.WebhookID))
-		msg.Data = b
-		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
-		if _, err := js.PublishMsg(ctx, msg); err != nil && ctx.Err() == nil {
-			t.Errorf("bridge: publish attempt: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Stop(); cancel() })
-}
 
 // alertReceiver records the operational events an alert hook receives,
 // each checked against the hook's signing secret.
@@ -90,7 +47,6 @@ func TestServe_AutoDisableAlertsTheAlertHook(t *testing.T) {
 	cfg := testServeConfig(t.TempDir())
 	cfg.DisableAfter = 2
 	sys := mustStartSystem(t, cfg)
-	bridgeDeadLetters(t, sys.js)
 	ctx := context.Background()
 	api := apiClient{url: sys.URL, key: testKey}
 

@@ -70,6 +70,9 @@ type serveConfig struct {
 	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
 	BreakerFailures       int
 	BreakerCooldown       time.Duration
+	// AttemptRetention is how long the registry keeps the attempt log; 0
+	// keeps it forever.
+	AttemptRetention time.Duration
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -91,6 +94,8 @@ func defaultServeConfig() serveConfig {
 		LogFormat:       "auto",
 		APIRateLimit:    registry.DefaultAPIRateLimit,
 		DisableAfter:    registry.DefaultDisableAfter,
+
+		AttemptRetention: registry.DefaultAttemptRetention,
 	}
 }
 
@@ -145,6 +150,9 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && (!(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 1)) {
 		errs = append(errs, fmt.Errorf("--api-rate-limit must be 0 (unlimited) or a positive number of requests/s, got %v", c.APIRateLimit))
 	}
+	if c.Roles.Registry && c.AttemptRetention < 0 {
+		errs = append(errs, fmt.Errorf("--attempt-retention must be 0 (keep forever) or positive, got %v", c.AttemptRetention))
+	}
 	if _, err := c.encryptionKey(); err != nil {
 		errs = append(errs, err)
 	}
@@ -187,6 +195,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
+		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")

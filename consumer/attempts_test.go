@@ -1,0 +1,135 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/internal/testenv"
+)
+
+// attempts returns every record in SB_ATTEMPTS, checking that each is on
+// its webhook's subject with its id as Nats-Msg-Id.
+func (s *system) attempts() []switchboard.Attempt {
+	s.t.Helper()
+	ctx := context.Background()
+	st, err := s.env.JS.Stream(ctx, streams.Attempts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []switchboard.Attempt
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var a switchboard.Attempt
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			s.t.Fatalf("attempt record %s: %v", m.Data, err)
+		}
+		if want := streams.AttemptSubject(a.TenantID, a.WebhookID); m.Subject != want {
+			s.t.Errorf("attempt %s on %s, want %s", a.ID, m.Subject, want)
+		}
+		if got := m.Header.Get(jetstream.MsgIDHeader); got != a.ID || !strings.HasPrefix(got, "att_") {
+			s.t.Errorf("attempt %s has Nats-Msg-Id %q", a.ID, got)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func TestDeliverer_RecordsEveryAttempt(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	s := newSystem(t, env)
+	var calls atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "try again later\r\n") //nolint:errcheck
+			return
+		}
+		io.WriteString(w, "thanks") //nolint:errcheck
+	}))
+	t.Cleanup(recv.Close)
+	s.putWebhook(webhook(t, "wh_log", recv.URL, "call.started"))
+	gone := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusGone })
+	s.putWebhook(webhook(t, "wh_gone", gone.URL, "call.ended"))
+	s.startAll()
+
+	before := time.Now().UTC()
+	s.publishEvent(event("msg_log", "call.started", ""), true)
+	s.publishEvent(event("msg_gone", "call.ended", ""), true)
+	testenv.WaitFor(t, 20*time.Second, "three attempt records", func() bool { return len(s.attempts()) == 3 })
+
+	byWebhook := map[string][]switchboard.Attempt{}
+	for _, a := range s.attempts() {
+		byWebhook[a.WebhookID] = append(byWebhook[a.WebhookID], a)
+		if a.TenantID != "t1" || a.At.Before(before) || a.At.After(time.Now()) || a.LatencyMS <= 0 {
+			t.Errorf("attempt %+v: tenant, time or latency wrong", a)
+		}
+	}
+	log := byWebhook["wh_log"]
+	if len(log) != 2 {
+		t.Fatalf("wh_log: %d records, want 2: %+v", len(log), log)
+	}
+	first, second := log[0], log[1]
+	if first.Number != 1 || first.Outcome != switchboard.AttemptRetrying || first.StatusCode != 500 ||
+		first.ErrorClass != "status" || !strings.Contains(first.Error, "status 500") ||
+		first.EventID != "msg_log" || first.EventType != "call.started" || first.Reason != "" {
+		t.Errorf("first attempt = %+v", first)
+	}
+	if first.ResponseBody != "try again later  " {
+		t.Errorf("first attempt's body excerpt = %q, want the answer, printable", first.ResponseBody)
+	}
+	if second.Number != 2 || second.Outcome != switchboard.AttemptDelivered || second.StatusCode != 200 ||
+		second.ErrorClass != "" || second.Error != "" || second.ID == first.ID {
+		t.Errorf("second attempt = %+v", second)
+	}
+	g := byWebhook["wh_gone"]
+	if len(g) != 1 || g[0].Outcome != switchboard.AttemptDeadLettered || g[0].Reason != "gone" || g[0].StatusCode != 410 ||
+		g[0].Number != 1 || g[0].EventType != "call.ended" {
+		t.Errorf("gone attempts = %+v", g)
+	}
+	if got := s.counter("switchboard_attempts_unrecorded_total", "", ""); got != 0 {
+		t.Errorf("%v attempt records lost", got)
+	}
+}
+
+func TestDeliverer_RecordsRefusedAndInactive(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	s := newSystem(t, env)
+	off := webhook(t, "wh_off", "http://127.0.0.1:1/", "call.started")
+	off.Status = switchboard.StatusInactive
+	s.putWebhook(off)
+	s.putWebhook(webhook(t, "wh_private", "http://10.0.0.1:1/", "call.started"))
+	s.startIndex()
+	s.publishDelivery(event("msg_off", "call.started", ""), "wh_off")
+	s.publishDelivery(event("msg_private", "call.started", ""), "wh_private")
+	s.startDeliverer()
+
+	testenv.WaitFor(t, 10*time.Second, "two records", func() bool { return len(s.attempts()) == 2 })
+	for _, a := range s.attempts() {
+		want := map[string][2]string{"wh_off": {"webhook_inactive", "invalid"}, "wh_private": {"target_refused", "refused"}}[a.WebhookID]
+		if a.Outcome != switchboard.AttemptDeadLettered || a.Reason != want[0] || a.ErrorClass != want[1] || a.Error == "" {
+			t.Errorf("attempt %+v, want dead_lettered, reason %s, class %s", a, want[0], want[1])
+		}
+	}
+}
