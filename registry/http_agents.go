@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -154,13 +153,7 @@ func hasBody(r *http.Request) bool {
 // parsePageFilter reads the limit and cursor of a list's query.
 func parsePageFilter(r *http.Request) (PageFilter, error) {
 	q := r.URL.Query()
-	f := PageFilter{Limit: DefaultPageSize, After: q.Get("cursor")}
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxPageSize {
-			return f, switchboard.FieldErrors{"limit": {fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize)}}.Err()
-		}
-		f.Limit = n
-	}
-	return f, nil
+	fe := switchboard.FieldErrors{}
+	f := PageFilter{Limit: parseLimit(fe, q), After: q.Get("cursor")}
+	return f, fe.Err()
 }

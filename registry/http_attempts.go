@@ -87,14 +87,8 @@ func (a *attemptAPI) list(w http.ResponseWriter, r *http.Request) {
 func parseAttemptFilter(r *http.Request) (AttemptFilter, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	f := AttemptFilter{Limit: DefaultPageSize, Before: q.Get("cursor")}
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxPageSize {
-			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
-		}
-		f.Limit = n
-	}
+	f := AttemptFilter{Before: q.Get("cursor")}
+	f.Limit = parseLimit(fe, q)
 	if v := switchboard.AttemptOutcome(q.Get("outcome")); v != "" {
 		switch v {
 		case switchboard.AttemptDelivered, switchboard.AttemptRetrying, switchboard.AttemptDeadLettered:

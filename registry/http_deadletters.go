@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -117,14 +116,7 @@ func parseDeadLetterQuery(r *http.Request) (deadLetterQuery, int, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
 	dq := deadLetterQuery{Tenant: switchboard.TenantFromContext(r.Context())}
-	limit := DefaultPageSize
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxPageSize {
-			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
-		}
-		limit = n
-	}
+	limit := parseLimit(fe, q)
 	if v := q.Get("cursor"); v != "" {
 		seq, ok := parseDeadLetterID(v)
 		if !ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -111,6 +112,19 @@ func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
 		b.Secret = wh.Secret
 	}
 	return b
+}
+
+// parseLimit reads a list's page size from q's limit: DefaultPageSize when
+// absent, an error in fe unless it is 1 to MaxPageSize.
+func parseLimit(fe switchboard.FieldErrors, q url.Values) int {
+	if !q.Has("limit") {
+		return DefaultPageSize
+	}
+	n, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || n < 1 || n > MaxPageSize {
+		fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
+	}
+	return n
 }
 
 // listBody is the shape of every list response.
@@ -252,14 +266,8 @@ func (a *webhookAPI) list(w http.ResponseWriter, r *http.Request) {
 func parseWebhookFilter(r *http.Request) (WebhookFilter, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	f := WebhookFilter{Limit: DefaultPageSize}
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxPageSize {
-			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
-		}
-		f.Limit = n
-	}
+	f := WebhookFilter{}
+	f.Limit = parseLimit(fe, q)
 	f.After = q.Get("cursor")
 	if after := q.Get("starting_after"); after != "" {
 		if f.After != "" && f.After != after {
