@@ -54,6 +54,9 @@ type attemptTiming struct {
 	took time.Duration // from building the request to reading its answer
 	// status is the receiver's answer; 0 when none came.
 	status int
+	// body is the start of a 2xx answer's body, for the attempt log (a
+	// failure's is in its attemptError).
+	body string
 }
 
 // pendingRecord is a record whose publish ack is awaited; fut is nil when
@@ -134,6 +137,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 		a.At = time.Now().UTC()
 	}
 	a.EventType = eventType(dlv.body)
+	a.ResponseBody = dlv.timing.body
 	if err != nil {
 		a.ErrorClass = errorClass(err)
 		a.Error = truncate(printable([]byte(err.Error())), maxLastError)

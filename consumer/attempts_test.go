@@ -100,7 +100,7 @@ func TestDeliverer_RecordsEveryAttempt(t *testing.T) {
 		t.Errorf("first attempt's body excerpt = %q, want the answer, printable", first.ResponseBody)
 	}
 	if second.Number != 2 || second.Outcome != switchboard.AttemptDelivered || second.StatusCode != 200 ||
-		second.ErrorClass != "" || second.Error != "" || second.ID == first.ID {
+		second.ErrorClass != "" || second.Error != "" || second.ID == first.ID || second.ResponseBody != "thanks" {
 		t.Errorf("second attempt = %+v", second)
 	}
 	g := byWebhook["wh_gone"]

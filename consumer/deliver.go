@@ -360,18 +360,16 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 		}
 		return &attemptError{Err: withoutURL(err)}
 	}
-	var excerpt string
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	dlv.timing.status = resp.StatusCode
-	if !ok {
-		n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
-		excerpt = printable(w.buf[:n])
-	}
+	n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
+	excerpt := printable(w.buf[:n])
 	w.drain(resp.Body)
 	resp.Body.Close()
 	d.Metrics.inFlight.Dec()
 	d.Metrics.duration.Observe(time.Since(start).Seconds())
 	if ok {
+		dlv.timing.body = excerpt
 		return nil
 	}
 	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
