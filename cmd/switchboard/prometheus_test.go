@@ -309,3 +309,25 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestOperationsDoc_EveryMetricExplained: docs/operations.md says what each
+// metric of deploy/metrics.txt means, so a new metric needs its row.
+func TestOperationsDoc_EveryMetricExplained(t *testing.T) {
+	list, err := os.ReadFile(metricsList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(list), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if name == "" || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if !strings.Contains(string(doc), "`"+name) {
+			t.Errorf("docs/operations.md does not explain %s", name)
+		}
+	}
+}
