@@ -36,31 +36,6 @@ func publishAttempt(tb testing.TB, js jetstream.JetStream, a switchboard.Attempt
 	}
 }
 
-// runIngester runs ing until the test ends or the returned stop is called.
-func runIngester(tb testing.TB, ing *registry.AttemptIngester) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ing.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("ingester: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			tb.Error("ingester did not stop")
-		}
-	}
-	tb.Cleanup(stop)
-	return stop
-}
-
 func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 	a := startAPI(t, nil)
 	ctx := switchboard.NewContextWithTenant(context.Background(), a.Tenant.ID)
@@ -90,7 +65,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 	publishAttempt(t, a.JS.JS, other, "")
 
 	ing := &registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, Batch: 500}
-	stop := runIngester(t, ing)
+	stop := runUntilCleanup(t, ing.Run)
 	count := func(f registry.AttemptFilter) int {
 		n := 0
 		for f.Before = ""; ; {
@@ -148,7 +123,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 		ID: switchboard.NewID("att_"), TenantID: a.Tenant.ID, WebhookID: wh.ID, EventID: "msg_new", EventType: "call.started",
 		Number: 1, At: time.Now().Add(time.Hour), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 	}, "")
-	runIngester(t, &registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, Retention: time.Nanosecond, PruneInterval: 50 * time.Millisecond})
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, Retention: time.Nanosecond, PruneInterval: 50 * time.Millisecond}).Run)
 	testenv.WaitFor(t, 20*time.Second, "old attempts pruned", func() bool { return count(registry.AttemptFilter{}) == 1 })
 }
 
@@ -157,7 +132,7 @@ func TestAttemptIngester_TerminatesUndecodable(t *testing.T) {
 	if _, err := a.JS.JS.Publish(context.Background(), streams.AttemptSubject("t", "wh"), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	runIngester(t, &registry.AttemptIngester{JS: a.JS.JS, DB: a.DB})
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	testenv.WaitFor(t, 10*time.Second, "record settled", func() bool {
 		c, err := a.JS.JS.Consumer(context.Background(), streams.Attempts, registry.AttemptsConsumer)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
