@@ -78,38 +78,74 @@ type AttemptEffect struct {
 // Errors: those of SQLite, wrapped with the attempt id.
 func (db *DB) RecordAttempt(ctx context.Context, a *switchboard.Attempt, disableAfter int) (AttemptEffect, error) {
 	var eff AttemptEffect
-	if a.Outcome != switchboard.AttemptDelivered && a.Outcome != switchboard.AttemptDeadLettered {
-		return eff, nil
-	}
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		eff = AttemptEffect{}
-		res, err := tx.ExecContext(ctx, `INSERT INTO health_attempts (attempt_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, a.ID, now())
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			eff.Duplicate = true
-			return nil
-		}
-		wh, err := db.findWebhook(ctx, tx, a.WebhookID, a.TenantID)
-		if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if a.Outcome == switchboard.AttemptDelivered {
-			_, err := tx.ExecContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = ?`, wh.ID)
-			return err
-		}
-		return db.recordDeadLetter(ctx, tx, a, wh, disableAfter, &eff)
+		var err error
+		eff, err = db.recordAttempt(ctx, tx, a, disableAfter)
+		return err
 	})
 	if err != nil {
 		return AttemptEffect{}, fmt.Errorf("record attempt %s of webhook %s: %w", a.ID, a.WebhookID, err)
 	}
 	return eff, nil
+}
+
+// RecordAttempts records attempts as RecordAttempt does, in their order, in
+// one transaction: at a high rate of deliveries a commit per attempt costs
+// more than the attempt itself. It returns the effect of each, or an error
+// when none was recorded.
+//
+// Errors: those of SQLite, wrapped with the attempt id.
+func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt, disableAfter int) ([]AttemptEffect, error) {
+	effs := make([]AttemptEffect, len(attempts))
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		for i := range attempts {
+			eff, err := db.recordAttempt(ctx, tx, &attempts[i], disableAfter)
+			if err != nil {
+				return fmt.Errorf("record attempt %s of webhook %s: %w", attempts[i].ID, attempts[i].WebhookID, err)
+			}
+			effs[i] = eff
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d attempts: %w", len(attempts), err)
+	}
+	return effs, nil
+}
+
+// recordAttempt is RecordAttempt's work in tx.
+func (db *DB) recordAttempt(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, disableAfter int) (AttemptEffect, error) {
+	var eff AttemptEffect
+	if a.Outcome != switchboard.AttemptDelivered && a.Outcome != switchboard.AttemptDeadLettered {
+		return eff, nil
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO health_attempts (attempt_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, a.ID, now())
+	if err != nil {
+		return eff, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return eff, err
+	} else if n == 0 {
+		eff.Duplicate = true
+		return eff, nil
+	}
+	if a.Outcome == switchboard.AttemptDelivered {
+		// Most attempts: reset the count without loading (and
+		// decrypting) the webhook; the subquery keeps attempts of
+		// webhooks that are gone, or of another tenant, without effect.
+		_, err := tx.ExecContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = (SELECT id FROM webhooks WHERE id = ? AND tenant_id = ?)`,
+			a.WebhookID, a.TenantID)
+		return eff, err
+	}
+	wh, err := db.findWebhook(ctx, tx, a.WebhookID, a.TenantID)
+	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		return eff, nil
+	}
+	if err != nil {
+		return eff, err
+	}
+	err = db.recordDeadLetter(ctx, tx, a, wh, disableAfter, &eff)
+	return eff, err
 }
 
 // recordDeadLetter is RecordAttempt's part for a dead-lettered delivery.

@@ -109,17 +109,34 @@ func (h *Health) consumerConfig() jetstream.ConsumerConfig {
 // healthBatch is how many attempts one pull asks for.
 const healthBatch = 256
 
-// consume records attempts one at a time, in stream order, so that a
-// webhook's consecutive failures are counted in the order they were
-// published.
+// consume records attempts in stream order, so that a webhook's
+// consecutive failures are counted in the order they were published. The
+// attempts that have arrived when one is taken are recorded with it in one
+// transaction (up to healthBatch): one commit per attempt costs more than
+// the attempt, and a quiet stream still has each recorded at once.
 func (h *Health) consume(ctx context.Context, cons jetstream.Consumer) {
 	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
 		backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	pending := make([]jetstream.Msg, 0, healthBatch)
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(healthBatch, jetstream.FetchContext(ctx))
 		if err == nil {
-			for msg := range batch.Messages() {
-				h.handle(ctx, msg)
+			msgs := batch.Messages()
+			for msg := range msgs {
+				pending = append(pending[:0], msg)
+			more:
+				for len(pending) < healthBatch {
+					select {
+					case m, ok := <-msgs:
+						if !ok {
+							break more
+						}
+						pending = append(pending, m)
+					default:
+						break more
+					}
+				}
+				h.handle(ctx, pending)
 			}
 			err = batch.Error()
 		}
@@ -138,25 +155,61 @@ func (h *Health) consume(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle records one attempt and acks it once recorded. An attempt that
-// cannot be decoded is terminated (it never will be); one SQLite did not
-// take is handed back for a later try.
-func (h *Health) handle(ctx context.Context, msg jetstream.Msg) {
-	var a switchboard.Attempt
-	err := json.Unmarshal(msg.Data(), &a)
-	if err == nil && (a.ID == "" || a.WebhookID == "" || a.TenantID == "") {
-		err = errIncompleteAttempt
+// handle records msgs' attempts in one transaction and acks them once
+// committed. An attempt that cannot be decoded is terminated (it never will
+// be). When the transaction fails, each attempt is tried alone, so that one
+// SQLite will not take holds back no other; that one is handed back for a
+// later try.
+func (h *Health) handle(ctx context.Context, msgs []jetstream.Msg) {
+	attempts := make([]switchboard.Attempt, 0, len(msgs))
+	kept := msgs[:0:0]
+	for _, msg := range msgs {
+		var a switchboard.Attempt
+		err := json.Unmarshal(msg.Data(), &a)
+		if err == nil && (a.ID == "" || a.WebhookID == "" || a.TenantID == "") {
+			err = errIncompleteAttempt
+		}
+		if err != nil {
+			h.Logger.Warn("attempt record unusable; dropped", "subject", msg.Subject(), "err", err)
+			_ = msg.Term()
+			continue
+		}
+		attempts = append(attempts, a)
+		kept = append(kept, msg)
 	}
-	if err != nil {
-		h.Logger.Warn("attempt record unusable; dropped", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
+	if len(attempts) == 0 {
 		return
 	}
-	log := h.Logger.With("tenant", a.TenantID, "webhook_id", a.WebhookID, "event_id", a.EventID, "attempt", a.Number)
-	eff, err := h.DB.RecordAttempt(ctx, &a, h.DisableAfter)
+	effs, err := h.DB.RecordAttempts(ctx, attempts, h.DisableAfter)
+	if err != nil && len(attempts) > 1 && ctx.Err() == nil {
+		h.Logger.Warn("attempts not recorded together; recording them one by one", "attempts", len(attempts), "err", err)
+		for i := range attempts {
+			h.handleOne(ctx, kept[i], &attempts[i])
+		}
+		return
+	}
+	for i := range attempts {
+		var eff AttemptEffect
+		if err == nil {
+			eff = effs[i]
+		}
+		h.recorded(ctx, kept[i], &attempts[i], eff, err)
+	}
+}
+
+// handleOne records one attempt in a transaction of its own.
+func (h *Health) handleOne(ctx context.Context, msg jetstream.Msg, a *switchboard.Attempt) {
+	eff, err := h.DB.RecordAttempt(ctx, a, h.DisableAfter)
+	h.recorded(ctx, msg, a, eff, err)
+}
+
+// recorded acks msg once its attempt a is recorded with effect eff, or
+// hands it back when err says it was not.
+func (h *Health) recorded(ctx context.Context, msg jetstream.Msg, a *switchboard.Attempt, eff AttemptEffect, err error) {
 	if err != nil {
 		if ctx.Err() == nil {
-			log.Error("attempt not recorded; trying again", "err", err)
+			h.Logger.Error("attempt not recorded; trying again", "tenant", a.TenantID, "webhook_id", a.WebhookID,
+				"event_id", a.EventID, "attempt", a.Number, "err", err)
 		}
 		_ = msg.NakWithDelay(time.Second)
 		return
@@ -164,8 +217,12 @@ func (h *Health) handle(ctx context.Context, msg jetstream.Msg) {
 	// After the commit: a lost ack only redelivers an attempt that
 	// RecordAttempt recognises.
 	if err := msg.Ack(); err != nil {
-		log.Warn("ack attempt", "err", err)
+		h.Logger.Warn("ack attempt", "tenant", a.TenantID, "webhook_id", a.WebhookID, "event_id", a.EventID, "err", err)
 	}
+	if !eff.Disabled && eff.Alerts == 0 {
+		return
+	}
+	log := h.Logger.With("tenant", a.TenantID, "webhook_id", a.WebhookID, "event_id", a.EventID, "attempt", a.Number)
 	if eff.Disabled {
 		log.Warn("webhook stopped: too many failed deliveries", "failures", eff.Failures, "reason", a.Reason)
 		if h.Mirror != nil {

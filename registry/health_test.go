@@ -491,3 +491,45 @@ func TestHealth_SurvivesConsumerDeletion(t *testing.T) {
 		t.Fatalf("status %s, want too_many_errors", got)
 	}
 }
+
+// RecordAttempts counts a batch in one transaction as RecordAttempt counts
+// its attempts one by one, in order: a success of another tenant naming the
+// webhook resets nothing, a failure seen twice counts once, the threshold
+// stops the webhook within the batch, and a success of its own resets the
+// count.
+func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
+	const n = 3
+	e := startHealth(t, n)
+	wh := e.webhook(t, "crm", false)
+	attempt := func(tenant, reason string) switchboard.Attempt {
+		a := switchboard.Attempt{
+			ID: switchboard.NewID("att_"), TenantID: tenant, WebhookID: wh, EventID: switchboard.NewID("msg_"),
+			EventType: "call.started", Number: 4, At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
+		}
+		if reason != "" {
+			a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, reason, 500
+		}
+		return a
+	}
+	ctx := context.Background()
+	first, second := attempt(e.Tenant.ID, "retries_exhausted"), attempt(e.Tenant.ID, "retries_exhausted")
+	batch := []switchboard.Attempt{first, second, attempt("ten_other", ""), second, attempt(e.Tenant.ID, "retries_exhausted")}
+	effs, err := e.DB.RecordAttempts(ctx, batch, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []registry.AttemptEffect{{Failures: 1}, {Failures: 2}, {}, {Duplicate: true}, {Failures: 3, Disabled: true}}
+	for i := range want {
+		// Alerts depend on the alert hook; what is counted here is the rest.
+		if got := effs[i]; got.Failures != want[i].Failures || got.Duplicate != want[i].Duplicate || got.Disabled != want[i].Disabled {
+			t.Errorf("attempt %d: effect %+v, want %+v", i, got, want[i])
+		}
+	}
+	effs, err = e.DB.RecordAttempts(ctx, []switchboard.Attempt{attempt(e.Tenant.ID, ""), attempt(e.Tenant.ID, "retries_exhausted"), first}, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if effs[1].Failures != 1 || !effs[2].Duplicate {
+		t.Errorf("after a success of its own: effects %+v, want 1 failure, then a duplicate", effs)
+	}
+}
