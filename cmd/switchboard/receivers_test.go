@@ -30,35 +30,10 @@ type exampleReceiver struct {
 // loopback port with secret, and waits until it says it listens.
 func startExample(t *testing.T, name string, cmd *exec.Cmd, secret string) *exampleReceiver {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	out := &lockedBuffer{}
 	cmd.Env = append(cmd.Environ(), "WEBHOOK_SECRET="+secret, "LISTEN="+addr)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("%s printed:\n%s", name, out.String())
-		}
-	})
+	exited := startProcess(t, name, cmd, out, 10*time.Second)
 	testenv.WaitFor(t, 30*time.Second, name+" listening", func() bool {
 		select {
 		case <-exited:
@@ -206,4 +181,45 @@ func pythonStandardWebhooks(t *testing.T) string {
 		t.Fatalf("no Python package in the Standard Webhooks module: %v", err)
 	}
 	return dir
+}
+
+// freeAddr returns a loopback address with a port free a moment ago, for a
+// process that must be told where to listen.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcess starts cmd with its output in out and, when the test ends,
+// stops it with SIGTERM (SIGKILL after grace), printing out if the test
+// failed. The returned channel is closed once cmd has exited.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd, out *lockedBuffer, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("%s printed:\n%s", name, out.String())
+		}
+	})
+	return exited
 }
