@@ -1,9 +1,7 @@
 package consumer_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,24 +21,8 @@ import (
 // its webhook's subject with its id as Nats-Msg-Id.
 func (s *system) attempts() []switchboard.Attempt {
 	s.t.Helper()
-	ctx := context.Background()
-	st, err := s.env.JS.Stream(ctx, streams.Attempts)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		s.t.Fatal(err)
-	}
 	var out []switchboard.Attempt
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			s.t.Fatal(err)
-		}
+	for _, m := range s.allMsgs(streams.Attempts) {
 		var a switchboard.Attempt
 		if err := json.Unmarshal(m.Data, &a); err != nil {
 			s.t.Fatalf("attempt record %s: %v", m.Data, err)

@@ -249,8 +249,14 @@ func (s *system) streamMsgs(stream string) uint64 {
 // deadLetters returns every message in SB_DEAD.
 func (s *system) deadLetters() []*jetstream.RawStreamMsg {
 	s.t.Helper()
+	return s.allMsgs(streams.Dead)
+}
+
+// allMsgs returns every message in the stream.
+func (s *system) allMsgs(stream string) []*jetstream.RawStreamMsg {
+	s.t.Helper()
 	ctx := context.Background()
-	st, err := s.env.JS.Stream(ctx, streams.Dead)
+	st, err := s.env.JS.Stream(ctx, stream)
 	if err != nil {
 		s.t.Fatal(err)
 	}

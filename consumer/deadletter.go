@@ -48,11 +48,7 @@ func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cau
 	m.Header.Set(streams.HeaderReason, reason)
 	m.Header.Set(streams.HeaderAttempts, strconv.Itoa(attempts))
 	if cause != nil {
-		last := printable([]byte(cause.Error()))
-		if len(last) > maxLastError {
-			last = last[:maxLastError]
-		}
-		m.Header.Set(streams.HeaderLastError, last)
+		m.Header.Set(streams.HeaderLastError, truncate(printable([]byte(cause.Error())), maxLastError))
 	}
 	if ae != nil && ae.Status > 0 {
 		m.Header.Set(streams.HeaderLastStatus, strconv.Itoa(ae.Status))

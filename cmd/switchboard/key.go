@@ -13,16 +13,7 @@ import (
 )
 
 func keyCommand(stdout, stderr io.Writer) *ffcli.Command {
-	return &ffcli.Command{
-		Name:        "key",
-		ShortUsage:  "switchboard key <subcommand> [flags]",
-		ShortHelp:   "administer API keys",
-		FlagSet:     flag.NewFlagSet("key", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{keyCreateCommand(stdout, stderr)},
-		Exec: func(context.Context, []string) error {
-			return flag.ErrHelp
-		},
-	}
+	return groupCommand("key", "administer API keys", keyCreateCommand(stdout, stderr))
 }
 
 func keyCreateCommand(stdout, stderr io.Writer) *ffcli.Command {

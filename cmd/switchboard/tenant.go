@@ -88,12 +88,18 @@ func clientError(op string, err error) error {
 }
 
 func tenantCommand(stdout, stderr io.Writer) *ffcli.Command {
+	return groupCommand("tenant", "administer tenants", tenantCreateCommand(stdout, stderr))
+}
+
+// groupCommand is a command that only holds subcommands: run alone, it
+// prints its help.
+func groupCommand(name, help string, subs ...*ffcli.Command) *ffcli.Command {
 	return &ffcli.Command{
-		Name:        "tenant",
-		ShortUsage:  "switchboard tenant <subcommand> [flags]",
-		ShortHelp:   "administer tenants",
-		FlagSet:     flag.NewFlagSet("tenant", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{tenantCreateCommand(stdout, stderr)},
+		Name:        name,
+		ShortUsage:  "switchboard " + name + " <subcommand> [flags]",
+		ShortHelp:   help,
+		FlagSet:     flag.NewFlagSet(name, flag.ContinueOnError),
+		Subcommands: subs,
 		Exec: func(context.Context, []string) error {
 			return flag.ErrHelp
 		},
