@@ -18,7 +18,7 @@ const (
 	Events     = "SB_EVENTS"     // every accepted event, kept for replay and recovery
 	Deliveries = "SB_DELIVERIES" // one message per (event, webhook) still to deliver; work queue
 	Dead       = "SB_DEAD"       // deliveries whose retries are spent, kept for replay
-	Attempts   = "SB_ATTEMPTS"   // one switchboard.Attempt per delivery attempt, for the registry
+	Attempts   = "SB_ATTEMPTS"   // a record of every delivery attempt, for the registry
 
 	WebhooksBucket = "sb_webhooks" // KV mirror of the registry's webhooks, key = webhook id
 
@@ -50,11 +50,21 @@ func RetrySubject(webhook, event string) string { return RetryPrefix + webhook +
 // DeadSubject is where dead-lettered deliveries to webhook of tenant go.
 func DeadSubject(tenant, webhook string) string { return DeadPrefix + tenant + "." + webhook }
 
-// AttemptSubject is where the attempts to deliver to webhook of tenant are
-// recorded (JSON of switchboard.Attempt; Nats-Msg-Id = the attempt's id).
+// AttemptSubject is where one attempt to deliver to webhook of tenant is
+// recorded on its own (JSON of switchboard.Attempt; Nats-Msg-Id = the
+// attempt's id). Deliverers record batches on AttemptBatchSubject; the
+// registry still reads this form, which earlier workers wrote.
 func AttemptSubject(tenant, webhook string) string {
 	return AttemptsPrefix + tenant + "." + webhook
 }
+
+// AttemptBatchSubject is where deliverers record attempts, many to a
+// message: its data is a JSON array of switchboard.Attempt (of any tenants
+// and webhooks), its Nats-Msg-Id the id of the first attempt in it. A
+// message per attempt cost JetStream a stored message, two consumer
+// deliveries and two acks per delivery: a third of what a delivery costs
+// it.
+const AttemptBatchSubject = AttemptsPrefix + "batch"
 
 // DeliveryMsgID is the Nats-Msg-Id of the first delivery of event to webhook,
 // so that a matcher re-running after a crash creates no duplicate.
