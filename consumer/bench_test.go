@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,10 +92,10 @@ func BenchmarkDeliverer(b *testing.B) {
 
 			b.ReportAllocs()
 			b.ResetTimer()
-			start, cpu := time.Now(), cpuTime(b)
+			start, cpu := time.Now(), testenv.CPUTime(b)
 			stop := goRun(b, "deliverer", d.Run)
 			waitCount(b, count, int64(b.N))
-			elapsed, cpu := time.Since(start), cpuTime(b)-cpu
+			elapsed, cpu := time.Since(start), testenv.CPUTime(b)-cpu
 			b.StopTimer()
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 			if err := stop(); err != nil {
@@ -131,10 +130,10 @@ func BenchmarkMatcher(b *testing.B) {
 
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime(b)
+	start, cpu := time.Now(), testenv.CPUTime(b)
 	s.startMatcher()
 	testenv.WaitFor(b, 10*time.Minute, "every delivery stored", func() bool { return s.streamMsgs(streams.Deliveries) == uint64(2*b.N) })
-	elapsed, cpu := time.Since(start), cpuTime(b)-cpu
+	elapsed, cpu := time.Since(start), testenv.CPUTime(b)-cpu
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
@@ -159,25 +158,14 @@ func BenchmarkPipeline(b *testing.B) {
 
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime(b)
+	start, cpu := time.Now(), testenv.CPUTime(b)
 	s.startMatcher()
 	goRun(b, "deliverer", d.Run)
 	waitCount(b, count, int64(b.N))
-	elapsed, cpu := time.Since(start), cpuTime(b)-cpu
+	elapsed, cpu := time.Since(start), testenv.CPUTime(b)-cpu
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "deliveries/s")
-}
-
-// cpuTime is the CPU time (user and system) this process has used. Per
-// operation, it compares runs on a shared, noisy machine better than
-// wall-clock rates do.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func waitCount(b *testing.B, count *atomic.Int64, n int64) {
@@ -205,7 +193,7 @@ func BenchmarkHTTPCeiling(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime(b)
+	start, cpu := time.Now(), testenv.CPUTime(b)
 	var wg sync.WaitGroup
 	for range 128 {
 		wg.Go(func() {
@@ -224,7 +212,7 @@ func BenchmarkHTTPCeiling(b *testing.B) {
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), cpuTime(b)-cpu
+	elapsed, cpu := time.Since(start), testenv.CPUTime(b)-cpu
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	if count.Load() != int64(b.N) {
