@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/internal/cputime"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/signer"
@@ -137,6 +138,11 @@ type benchResult struct {
 	BadSignatures int64
 	DeadAttempts  int64
 	Elapsed       time.Duration
+	// CeilingCPU and CPU are the process's CPU time per request of the
+	// ceiling run and per delivery end to end (everything runs in this
+	// process); 0 where it cannot be read. On a shared machine their ratio
+	// varies less than the rates'.
+	CeilingCPU, CPU time.Duration
 	// With --bad-share: the healthy rates without and with the bad
 	// receivers, one per round; of the last round, the attempts each bad
 	// receiver saw and the deliverer's isolation metrics.
@@ -165,7 +171,7 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	res.Expected = c.healthyEvents() * c.Fanout
 
 	fmt.Fprintf(stderr, "bench: ceiling run, %d signed %d-byte POSTs at concurrency %d\n", res.Expected, c.PayloadSize, c.Workers)
-	if res.CeilingRate, err = c.ceiling(ctx, recv, secret, res.Expected); err != nil {
+	if res.CeilingRate, res.CeilingCPU, err = c.ceiling(ctx, recv, secret, res.Expected); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
@@ -235,10 +241,10 @@ func (c benchConfig) isDead(i int) bool {
 
 // ceiling posts n signed bodies straight to the receiver with the
 // deliverer's own HTTP client, at the deliverer's concurrency.
-func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret string, n int) (float64, error) {
+func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret string, n int) (rate float64, cpu time.Duration, err error) {
 	s, err := signer.New(secret)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	client := consumer.NewHTTPClient(c.Workers, netguard.New(true)) // the receiver is on loopback
 	body := c.sampleBody()
@@ -246,7 +252,7 @@ func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret st
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuNow()
 	for range c.Workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) && ctx.Err() == nil {
@@ -267,14 +273,28 @@ func (c benchConfig) ceiling(ctx context.Context, recv *benchReceiver, secret st
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), perOp(cpuNow()-cpuStart, int64(n))
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if f := failed.Load(); f > 0 {
-		return 0, fmt.Errorf("ceiling run: %d of %d requests failed", f, n)
+		return 0, 0, fmt.Errorf("ceiling run: %d of %d requests failed", f, n)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	return float64(n) / elapsed.Seconds(), cpu, nil
+}
+
+// cpuNow is the process's CPU time, or 0 where it cannot be read.
+func cpuNow() time.Duration {
+	d, _ := cputime.Process()
+	return d
+}
+
+// perOp divides cpu among n operations; 0 when there is nothing to divide.
+func perOp(cpu time.Duration, n int64) time.Duration {
+	if cpu <= 0 || n <= 0 {
+		return 0
+	}
+	return cpu / time.Duration(n)
 }
 
 // sampleBody is a rendered payload of about PayloadSize bytes.
@@ -367,7 +387,7 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	pub := producer.New(sys.js)
 	tenant := sys.Tenant
 	var published atomic.Int64
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuNow()
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- c.publish(ctx, pub, tenant, recv, mode != badNone, &published) }()
 
@@ -394,9 +414,11 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 		}
 	}
 done:
+	cpu := cpuNow() - cpuStart
 	last := time.Unix(0, recv.lastRecvN.Load())
 	res.Elapsed = last.Sub(start)
 	res.Delivered = recv.received.Load()
+	res.CPU = perOp(cpu, res.Delivered)
 	res.Rate = float64(res.Delivered) / res.Elapsed.Seconds()
 	res.Lost, res.Dup = recv.tally()
 	res.Lost -= (c.Events - c.healthyEvents()) * c.Fanout // dead events are not expected at /wh
@@ -558,6 +580,10 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		r.P50.Round(time.Millisecond/10), r.P95.Round(time.Millisecond/10), r.P99.Round(time.Millisecond/10))
 	if c.Rate == 0 {
 		fmt.Fprintf(w, "  (c) ratio (b)/(a): %.1f%%\n", 100*r.Rate/r.CeilingRate)
+		if r.CPU > 0 && r.CeilingCPU > 0 {
+			fmt.Fprintf(w, "      CPU per request: ceiling %.1f µs, end to end %.1f µs per delivery: ratio %.1f%%\n",
+				us(r.CeilingCPU), us(r.CPU), 100*float64(r.CeilingCPU)/float64(r.CPU))
+		}
 	} else {
 		fmt.Fprintln(w, "  (c) ratio: not meaningful at a fixed --rate; run without --rate for throughput")
 	}
@@ -589,3 +615,5 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		}
 	}
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -32,6 +32,7 @@ func TestBench_BadReceiversReportsRatio(t *testing.T) {
 		regexp.MustCompile(`lost 0, duplicated 0, bad signatures 0`),
 		regexp.MustCompile(`\(d\) round 1: healthy webhooks, baseline +\d+ deliveries/s .* beside bad receivers \(20% of events\) +\d+ deliveries/s .*: \d+\.\d%`),
 		regexp.MustCompile(`median of 1: \d+\.\d%`),
+		regexp.MustCompile(`CPU per request: ceiling [1-9][\d.]* µs, end to end [1-9][\d.]* µs per delivery: ratio \d+\.\d%`),
 		regexp.MustCompile(`attempts at the bad receivers: 500 [1-9]\d* timeout [1-9]\d* reset [1-9]\d* slow [1-9]\d*`),
 		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="circuit_open"\} [1-9]`),
 	} {
