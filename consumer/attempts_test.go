@@ -17,23 +17,37 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
-// attempts returns every record in SB_ATTEMPTS, checking that each is on
-// its webhook's subject with its id as Nats-Msg-Id.
+// attemptBatches returns the batches of records in SB_ATTEMPTS, in stream
+// order, checking that each is on the batch subject with its first
+// record's id as Nats-Msg-Id.
+func (s *system) attemptBatches() [][]switchboard.Attempt {
+	s.t.Helper()
+	var out [][]switchboard.Attempt
+	for _, m := range s.allMsgs(streams.Attempts) {
+		var batch []switchboard.Attempt
+		if err := json.Unmarshal(m.Data, &batch); err != nil {
+			s.t.Fatalf("attempt batch %s: %v", m.Data, err)
+		}
+		if m.Subject != streams.AttemptBatchSubject {
+			s.t.Errorf("attempt batch on %s, want %s", m.Subject, streams.AttemptBatchSubject)
+		}
+		if len(batch) == 0 {
+			s.t.Fatalf("empty attempt batch %s", m.Data)
+		}
+		if got := m.Header.Get(jetstream.MsgIDHeader); got != batch[0].ID || !strings.HasPrefix(got, "att_") {
+			s.t.Errorf("attempt batch starting with %s has Nats-Msg-Id %q", batch[0].ID, got)
+		}
+		out = append(out, batch)
+	}
+	return out
+}
+
+// attempts returns every record in SB_ATTEMPTS, in order.
 func (s *system) attempts() []switchboard.Attempt {
 	s.t.Helper()
 	var out []switchboard.Attempt
-	for _, m := range s.allMsgs(streams.Attempts) {
-		var a switchboard.Attempt
-		if err := json.Unmarshal(m.Data, &a); err != nil {
-			s.t.Fatalf("attempt record %s: %v", m.Data, err)
-		}
-		if want := streams.AttemptSubject(a.TenantID, a.WebhookID); m.Subject != want {
-			s.t.Errorf("attempt %s on %s, want %s", a.ID, m.Subject, want)
-		}
-		if got := m.Header.Get(jetstream.MsgIDHeader); got != a.ID || !strings.HasPrefix(got, "att_") {
-			s.t.Errorf("attempt %s has Nats-Msg-Id %q", a.ID, got)
-		}
-		out = append(out, a)
+	for _, b := range s.attemptBatches() {
+		out = append(out, b...)
 	}
 	return out
 }
