@@ -129,3 +129,23 @@ func TestDeliverer_RecordsRefusedAndInactive(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliverer_RecordsAtLowRateAtOnce(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	s := newSystem(t, env)
+	recv := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusOK })
+	s.putWebhook(webhook(t, "wh_quiet", recv.URL, "call.started"))
+	s.startAll()
+
+	// Each record is stored while the deliverer runs, on its own: none
+	// waits for company, nor for the flush at stop.
+	for i, id := range []string{"msg_quiet_1", "msg_quiet_2"} {
+		s.publishEvent(event(id, "call.started", ""), true)
+		testenv.WaitFor(t, 10*time.Second, "record of "+id, func() bool { return len(s.attempts()) == i+1 })
+	}
+	batches := s.attemptBatches()
+	if len(batches) != 2 || len(batches[0]) != 1 || len(batches[1]) != 1 ||
+		batches[0][0].EventID != "msg_quiet_1" || batches[1][0].EventID != "msg_quiet_2" {
+		t.Errorf("batches = %+v, want one record each, in order", batches)
+	}
+}
