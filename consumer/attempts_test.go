@@ -17,23 +17,37 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
-// attempts returns every record in SB_ATTEMPTS, checking that each is on
-// its webhook's subject with its id as Nats-Msg-Id.
+// attemptBatches returns the batches of records in SB_ATTEMPTS, in stream
+// order, checking that each is on the batch subject with its first
+// record's id as Nats-Msg-Id.
+func (s *system) attemptBatches() [][]switchboard.Attempt {
+	s.t.Helper()
+	var out [][]switchboard.Attempt
+	for _, m := range s.allMsgs(streams.Attempts) {
+		var batch []switchboard.Attempt
+		if err := json.Unmarshal(m.Data, &batch); err != nil {
+			s.t.Fatalf("attempt batch %s: %v", m.Data, err)
+		}
+		if m.Subject != streams.AttemptBatchSubject {
+			s.t.Errorf("attempt batch on %s, want %s", m.Subject, streams.AttemptBatchSubject)
+		}
+		if len(batch) == 0 {
+			s.t.Fatalf("empty attempt batch %s", m.Data)
+		}
+		if got := m.Header.Get(jetstream.MsgIDHeader); got != batch[0].ID || !strings.HasPrefix(got, "att_") {
+			s.t.Errorf("attempt batch starting with %s has Nats-Msg-Id %q", batch[0].ID, got)
+		}
+		out = append(out, batch)
+	}
+	return out
+}
+
+// attempts returns every record in SB_ATTEMPTS, in order.
 func (s *system) attempts() []switchboard.Attempt {
 	s.t.Helper()
 	var out []switchboard.Attempt
-	for _, m := range s.allMsgs(streams.Attempts) {
-		var a switchboard.Attempt
-		if err := json.Unmarshal(m.Data, &a); err != nil {
-			s.t.Fatalf("attempt record %s: %v", m.Data, err)
-		}
-		if want := streams.AttemptSubject(a.TenantID, a.WebhookID); m.Subject != want {
-			s.t.Errorf("attempt %s on %s, want %s", a.ID, m.Subject, want)
-		}
-		if got := m.Header.Get(jetstream.MsgIDHeader); got != a.ID || !strings.HasPrefix(got, "att_") {
-			s.t.Errorf("attempt %s has Nats-Msg-Id %q", a.ID, got)
-		}
-		out = append(out, a)
+	for _, b := range s.attemptBatches() {
+		out = append(out, b...)
 	}
 	return out
 }
@@ -113,5 +127,25 @@ func TestDeliverer_RecordsRefusedAndInactive(t *testing.T) {
 		if a.Outcome != switchboard.AttemptDeadLettered || a.Reason != want[0] || a.ErrorClass != want[1] || a.Error == "" {
 			t.Errorf("attempt %+v, want dead_lettered, reason %s, class %s", a, want[0], want[1])
 		}
+	}
+}
+
+func TestDeliverer_RecordsAtLowRateAtOnce(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	s := newSystem(t, env)
+	recv := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusOK })
+	s.putWebhook(webhook(t, "wh_quiet", recv.URL, "call.started"))
+	s.startAll()
+
+	// Each record is stored while the deliverer runs, on its own: none
+	// waits for company, nor for the flush at stop.
+	for i, id := range []string{"msg_quiet_1", "msg_quiet_2"} {
+		s.publishEvent(event(id, "call.started", ""), true)
+		testenv.WaitFor(t, 10*time.Second, "record of "+id, func() bool { return len(s.attempts()) == i+1 })
+	}
+	batches := s.attemptBatches()
+	if len(batches) != 2 || len(batches[0]) != 1 || len(batches[1]) != 1 ||
+		batches[0][0].EventID != "msg_quiet_1" || batches[1][0].EventID != "msg_quiet_2" {
+		t.Errorf("batches = %+v, want one record each, in order", batches)
 	}
 }
