@@ -296,6 +296,11 @@ type AttemptIngester struct {
 // ingestMaxWait is how long one pull waits for a full batch.
 const ingestMaxWait = 500 * time.Millisecond
 
+// ingestLinger is how long a transaction waits for more records after its
+// first: a commit costs about as much as storing a hundred attempts, and
+// records trickle in as fast as deliveries end.
+const ingestLinger = 100 * time.Millisecond
+
 // Run ingests until ctx is done, then returns nil. It returns an error only
 // when the consumer cannot be set up at first; failures later (NATS or
 // SQLite unavailable, the consumer deleted) are logged and retried.
@@ -382,9 +387,8 @@ type attemptRecord struct {
 }
 
 // ingest pulls up to n records (and maxBytes) and records their attempts as
-// they arrive: those that have arrived when one is taken go with it into
-// one transaction, up to n attempts. A quiet stream still has each attempt
-// counted at once; a busy one fills the transactions.
+// they arrive: those that arrive within ingestLinger of one go with it into
+// one transaction, up to n attempts.
 func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, n, maxBytes int, log *slog.Logger) error {
 	batch, err := cons.Fetch(n, jetstream.FetchMaxBytes(maxBytes), jetstream.FetchMaxWait(ingestMaxWait))
 	if err != nil {
@@ -398,15 +402,19 @@ func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, 
 		for _, r := range group {
 			count += len(r.attempts)
 		}
+		var linger *time.Timer
 		for count < n {
 			var msg jetstream.Msg
 			ok := false
 			if len(group) == 0 {
 				msg, ok = <-msgs
 			} else {
+				if linger == nil {
+					linger = time.NewTimer(ingestLinger)
+				}
 				select {
 				case msg, ok = <-msgs:
-				default:
+				case <-linger.C:
 				}
 			}
 			if !ok {
@@ -422,6 +430,9 @@ func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, 
 			}
 			group = append(group, r)
 			count += len(r.attempts)
+		}
+		if linger != nil {
+			linger.Stop()
 		}
 		if len(group) == 0 {
 			break

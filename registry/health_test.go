@@ -355,6 +355,7 @@ func TestHealth_PatchActiveResetsAndRecovers(t *testing.T) {
 	// inactive -> active also resets, but recovers nothing: it was not stopped by errors.
 	other := e.webhook(t, "erp", false)
 	e.failures(t, other, n-1)
+	e.settled(t) // counted before the PATCH, not after
 	e.patch(t, other, `{"enabled":false}`)
 	e.patch(t, other, `{"enabled":true}`)
 	e.failures(t, other, n-1)
