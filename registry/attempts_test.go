@@ -363,3 +363,39 @@ func TestAttemptIngester_DeletesRetiredConsumer(t *testing.T) {
 		t.Errorf("%s: %v", registry.AttemptsConsumer, err)
 	}
 }
+
+// While another process holds SQLite's write lock past the busy timeout,
+// the records pulled are handed back, not lost, and stored once it lets go.
+func TestAttemptIngester_SQLiteLocked(t *testing.T) {
+	e := startHealth(t, 0)
+	wh := e.webhook(t, "crm", false)
+	e.settled(t)
+	raw, err := sql.Open("sqlite3", e.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx := context.Background()
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	single := e.attempt(t, wh, "retries_exhausted")
+	first, second := e.newAttempt(wh, ""), e.newAttempt(wh, "retries_exhausted")
+	publishBatch(t, e.JS.JS, "", first, second)
+	time.Sleep(6 * time.Second) // past the registry's busy timeout of 5 s
+	if got := e.logged(t, wh); len(got) != 0 {
+		t.Fatalf("stored %v while SQLite was locked", got)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	e.settled(t)
+	if got, want := e.logged(t, wh), attemptIDs(single, first, second); !slices.Equal(got, want) {
+		t.Errorf("attempt log: %v, want %v", got, want)
+	}
+}
