@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/mattn/go-sqlite3"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
@@ -56,15 +58,6 @@ type attemptRow struct {
 const attemptColumns = `id, tenant_id, webhook_id, event_id, event_type, attempt, at, outcome, reason, ` +
 	`status_code, latency_ms, error_class, error, response_body`
 
-func newAttemptRow(a *switchboard.Attempt) attemptRow {
-	return attemptRow{
-		ID: a.ID, TenantID: a.TenantID, WebhookID: a.WebhookID, EventID: a.EventID, EventType: a.EventType,
-		Attempt: a.Number, At: a.At.UnixNano(), Outcome: string(a.Outcome), Reason: a.Reason,
-		StatusCode: a.StatusCode, LatencyMS: a.LatencyMS, ErrorClass: a.ErrorClass, Error: a.Error,
-		ResponseBody: a.ResponseBody,
-	}
-}
-
 func (r *attemptRow) attempt() switchboard.Attempt {
 	return switchboard.Attempt{
 		ID: r.ID, TenantID: r.TenantID, WebhookID: r.WebhookID, EventID: r.EventID, EventType: r.EventType,
@@ -74,29 +67,53 @@ func (r *attemptRow) attempt() switchboard.Attempt {
 	}
 }
 
-// InsertAttempts stores attempts in one transaction. An attempt whose id is
-// stored already is left as it is, so ingesting a record twice (redelivered
-// after a crash between commit and ack) changes nothing.
-func (db *DB) InsertAttempts(ctx context.Context, attempts []switchboard.Attempt) error {
+// RecordAttempts stores attempts in the attempt log and counts them towards
+// their webhooks' health (healthTx.count), in their order, in one
+// transaction: at a high rate of deliveries a commit per attempt costs more
+// than the attempt itself. It returns the effect of each, or an error when
+// none was recorded.
+//
+// An attempt whose id is stored already changes nothing (its effect says
+// Duplicate), so a record redelivered after a crash between commit and ack
+// is neither stored nor counted twice. The log is the memory of what was
+// counted: a redelivery that came after the attempt was pruned
+// (--attempt-retention, 30 days by default) would count again, but
+// SB_ATTEMPTS keeps a record for less (7 days by default).
+//
+// Errors: those of SQLite, wrapped with the attempt id.
+func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt, disableAfter int) ([]AttemptEffect, error) {
+	effs := make([]AttemptEffect, len(attempts))
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		stmt, err := tx.PrepareNamedContext(ctx, `INSERT OR IGNORE INTO attempts (`+attemptColumns+`) VALUES (`+
-			`:id, :tenant_id, :webhook_id, :event_id, :event_type, :attempt, :at, :outcome, :reason, `+
-			`:status_code, :latency_ms, :error_class, :error, :response_body)`)
+		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attempts (`+attemptColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
+		defer insert.Close()
+		health := healthTx{db: db, tx: tx, disableAfter: disableAfter, reset: map[webhookKey]bool{}}
+		defer health.close()
 		for i := range attempts {
-			if _, err := stmt.ExecContext(ctx, newAttemptRow(&attempts[i])); err != nil {
-				return fmt.Errorf("attempt %s: %w", attempts[i].ID, err)
+			a := &attempts[i]
+			res, err := insert.ExecContext(ctx, a.ID, a.TenantID, a.WebhookID, a.EventID, a.EventType, a.Number, a.At.UnixNano(),
+				string(a.Outcome), a.Reason, a.StatusCode, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody)
+			if err != nil {
+				return fmt.Errorf("store attempt %s: %w", a.ID, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("store attempt %s: %w", a.ID, err)
+			} else if n == 0 {
+				effs[i].Duplicate = true
+				continue
+			}
+			if effs[i], err = health.count(ctx, a); err != nil {
+				return fmt.Errorf("count attempt %s of webhook %s: %w", a.ID, a.WebhookID, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("insert %d attempts: %w", len(attempts), err)
+		return nil, fmt.Errorf("record %d attempts: %w", len(attempts), err)
 	}
-	return nil
+	return effs, nil
 }
 
 // FindAttempts returns a page of the attempts to deliver to webhook id of
@@ -230,26 +247,59 @@ func (db *DB) PruneAttempts(ctx context.Context, cutoff time.Time) (int64, error
 	}
 }
 
-// AttemptIngester copies the attempt log from SB_ATTEMPTS into SQLite: it
-// reads batches through the durable consumer AttemptsConsumer, inserts each
-// batch in one transaction and acks its records only after the commit, so
-// a crash loses none (they are redelivered) and duplicates none (inserts
-// are idempotent on the attempt id). It also prunes attempts older than
-// Retention.
+// retiredHealthConsumer is the durable consumer through which auto-disable
+// read SB_ATTEMPTS a second time, before AttemptIngester counted what it
+// stores. Run deletes it where an earlier registry left it, so that it does
+// not keep every record pending.
+const retiredHealthConsumer = "registry_health"
+
+// alertWaker is told when alerts have been queued (Health).
+type alertWaker interface {
+	Wake()
+}
+
+// AttemptIngester reads SB_ATTEMPTS, the record of every delivery attempt,
+// through the durable consumer AttemptsConsumer. It stores each attempt in
+// the attempt log and counts it towards auto-disable in the same
+// transaction (DB.RecordAttempts), many attempts to a transaction, and acks
+// their records only after the commit, so a crash loses none (they are
+// redelivered) and counts none twice (the stored id says it was seen). It
+// also prunes attempts older than Retention.
+//
+// A record is one attempt (a JSON object, on streams.AttemptSubject) or
+// many (a JSON array, on streams.AttemptBatchSubject); either is acked as a
+// whole.
 type AttemptIngester struct {
 	JS     jetstream.JetStream
 	DB     *DB
 	Logger *slog.Logger
+	// DisableAfter is the number of consecutive failed deliveries that
+	// stops a webhook; 0 never stops one (not even on 410 Gone).
+	DisableAfter int
+	// Mirror, when set, mirrors a webhook the moment it is stopped, so
+	// that workers park its deliveries at once; otherwise the mirror's
+	// own loop does it within its interval.
+	Mirror *Mirror
+	// Alerts, when set, is woken when alerts are queued, to publish them
+	// at once rather than at its next look at the queue.
+	Alerts alertWaker
 	// Retention is how long attempts are kept; 0 keeps them forever.
 	Retention time.Duration
 	// PruneInterval is how often old attempts are pruned; 0 means an hour.
 	PruneInterval time.Duration
-	// Batch is how many records one transaction takes at most; 0 means 512.
+	// Batch is how many attempts one transaction takes at most (a record
+	// of more takes one alone) and how many records one pull asks for;
+	// 0 means 512.
 	Batch int
 }
 
 // ingestMaxWait is how long one pull waits for a full batch.
 const ingestMaxWait = 500 * time.Millisecond
+
+// ingestLinger is how long a transaction waits for more records after its
+// first: a commit costs about as much as storing a hundred attempts, and
+// records trickle in as fast as deliveries end.
+const ingestLinger = 100 * time.Millisecond
 
 // Run ingests until ctx is done, then returns nil. It returns an error only
 // when the consumer cannot be set up at first; failures later (NATS or
@@ -268,7 +318,7 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	}
 	cfg := jetstream.ConsumerConfig{
 		Durable:       AttemptsConsumer,
-		Description:   "Switchboard registry: copies the attempt log into SQLite",
+		Description:   "Switchboard registry: copies the attempt log into SQLite, counts failed deliveries",
 		FilterSubject: streams.AttemptsPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
@@ -281,6 +331,16 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("create consumer %s on %s: %w", AttemptsConsumer, streams.Attempts, err)
 	}
+	switch err := in.JS.DeleteConsumer(ctx, streams.Attempts, retiredHealthConsumer); {
+	case err == nil:
+		log.Info("attempt log: deleted the retired consumer", "consumer", retiredHealthConsumer)
+	case !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil:
+		log.Warn("attempt log: delete the retired consumer", "consumer", retiredHealthConsumer, "err", err)
+	}
+	// A pull is bounded in bytes too, since a batch record holds many
+	// attempts; never below what one record may weigh, or that record
+	// would never be handed out.
+	maxBytes := max(4<<20, 2*int(in.JS.Conn().MaxPayload()))
 	pruneDone := make(chan struct{})
 	go func() {
 		defer close(pruneDone)
@@ -304,7 +364,7 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := in.ingestBatch(ctx, cons, batch, log); err != nil {
+		if err := in.ingest(ctx, cons, batch, maxBytes, log); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -320,45 +380,265 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	return nil
 }
 
-// ingestBatch pulls up to n records, stores them and acks them.
-func (in *AttemptIngester) ingestBatch(ctx context.Context, cons jetstream.Consumer, n int, log *slog.Logger) error {
-	msgs, err := cons.Fetch(n, jetstream.FetchMaxWait(ingestMaxWait))
+// attemptRecord is a record of SB_ATTEMPTS and the usable attempts in it.
+type attemptRecord struct {
+	msg      jetstream.Msg
+	attempts []switchboard.Attempt
+}
+
+// ingest pulls up to n records (and maxBytes) and records their attempts as
+// they arrive: those that arrive within ingestLinger of one go with it into
+// one transaction, up to n attempts.
+func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, n, maxBytes int, log *slog.Logger) error {
+	batch, err := cons.Fetch(n, jetstream.FetchMaxBytes(maxBytes), jetstream.FetchMaxWait(ingestMaxWait))
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	var got []jetstream.Msg
-	attempts := make([]switchboard.Attempt, 0, n)
-	for msg := range msgs.Messages() {
-		var a switchboard.Attempt
-		if err := json.Unmarshal(msg.Data(), &a); err != nil || a.ID == "" || a.TenantID == "" || a.WebhookID == "" {
-			log.Error("attempt log: undecodable record; terminating it", "subject", msg.Subject(), "err", err)
-			if err := msg.TermWithReason("undecodable attempt record"); err != nil {
-				log.Warn("attempt log: terminate", "err", err)
-			}
-			continue
+	msgs := batch.Messages()
+	var next []attemptRecord // taken from msgs, too many for the last transaction
+	for {
+		group, count := next, 0
+		next = nil
+		for _, r := range group {
+			count += len(r.attempts)
 		}
-		got = append(got, msg)
-		attempts = append(attempts, a)
+		var linger *time.Timer
+		for count < n {
+			var msg jetstream.Msg
+			ok := false
+			if len(group) == 0 {
+				msg, ok = <-msgs
+			} else {
+				if linger == nil {
+					linger = time.NewTimer(ingestLinger)
+				}
+				select {
+				case msg, ok = <-msgs:
+				case <-linger.C:
+				}
+			}
+			if !ok {
+				break
+			}
+			r, usable := in.decode(msg, log)
+			if !usable {
+				continue
+			}
+			if len(group) > 0 && count+len(r.attempts) > n {
+				next = append(next, r)
+				break
+			}
+			group = append(group, r)
+			count += len(r.attempts)
+		}
+		if linger != nil {
+			linger.Stop()
+		}
+		if len(group) == 0 {
+			break
+		}
+		if err := in.record(ctx, group, log); err != nil {
+			// SQLite is unavailable: hand back what was pulled, and let
+			// Run pause before the next pull.
+			for _, r := range next {
+				in.handBack(r.msg, log)
+			}
+			for msg := range msgs {
+				in.handBack(msg, log)
+			}
+			return err
+		}
 	}
-	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && len(got) == 0 {
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 		return fmt.Errorf("fetch: %w", err)
 	}
-	if len(got) == 0 {
+	return nil
+}
+
+// decode returns the usable attempts of msg, or terminates msg and reports
+// false when it holds none: it never will.
+func (in *AttemptIngester) decode(msg jetstream.Msg, log *slog.Logger) (attemptRecord, bool) {
+	attempts, bad, err := decodeAttempts(msg.Data())
+	for _, err := range bad {
+		log.Error("attempt log: unusable attempt in a record; dropped", "subject", msg.Subject(), "err", err)
+	}
+	if err == nil && len(attempts) == 0 {
+		err = errors.New("no usable attempt")
+	}
+	if err != nil {
+		log.Error("attempt log: undecodable record; terminating it", "subject", msg.Subject(), "err", err)
+		if err := msg.TermWithReason("undecodable attempt record"); err != nil {
+			log.Warn("attempt log: terminate", "err", err)
+		}
+		return attemptRecord{}, false
+	}
+	return attemptRecord{msg: msg, attempts: attempts}, true
+}
+
+// decodeAttempts returns the attempts of a record's data: a JSON object, one
+// attempt, or a JSON array of them, told apart by the first byte. An element
+// of an array that is not a usable attempt is left out, with an error in
+// bad, so that it costs no other; err says the data is neither.
+func decodeAttempts(data []byte) (attempts []switchboard.Attempt, bad []error, err error) {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) == 0 {
+		return nil, nil, errors.New("empty record")
+	}
+	switch data[0] {
+	case '{':
+		var a switchboard.Attempt
+		if err := json.Unmarshal(data, &a); err != nil {
+			return nil, nil, err
+		}
+		if err := usableAttempt(&a); err != nil {
+			return nil, nil, err
+		}
+		return []switchboard.Attempt{a}, nil, nil
+	case '[':
+		if err := json.Unmarshal(data, &attempts); err != nil {
+			// Which element is at fault? Decode them one by one.
+			var raw []json.RawMessage
+			if err := json.Unmarshal(data, &raw); err != nil {
+				return nil, nil, err
+			}
+			attempts = make([]switchboard.Attempt, len(raw))
+			for i := range raw {
+				if err := json.Unmarshal(raw[i], &attempts[i]); err != nil {
+					attempts[i] = switchboard.Attempt{} // found unusable below
+				}
+			}
+		}
+		kept := attempts[:0]
+		for i := range attempts {
+			if err := usableAttempt(&attempts[i]); err != nil {
+				bad = append(bad, fmt.Errorf("element %d: %w", i, err))
+				continue
+			}
+			kept = append(kept, attempts[i])
+		}
+		return kept, bad, nil
+	}
+	return nil, nil, fmt.Errorf("a record is a JSON object or array, not one starting with %q", data[0])
+}
+
+// usableAttempt reports what a lacks to be stored and counted.
+func usableAttempt(a *switchboard.Attempt) error {
+	if a.ID == "" || a.TenantID == "" || a.WebhookID == "" {
+		return errIncompleteAttempt
+	}
+	return nil
+}
+
+// errIncompleteAttempt names what an attempt lacks.
+var errIncompleteAttempt = errors.New("an attempt needs its id, tenant_id and webhook_id")
+
+// record records the attempts of records in one transaction and settles
+// each record: acked once all its attempts are committed, handed back for a
+// later try otherwise. When the transaction fails, each attempt is tried in
+// one of its own, so that one SQLite will not take holds back no other; a
+// record handed back for that one is redelivered whole, and its other
+// attempts, stored already, change nothing the second time. When SQLite
+// itself is unavailable, which no attempt would change, it hands every
+// record back and returns the error.
+func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, log *slog.Logger) error {
+	// A pulled batch is finished, not abandoned, when ctx ends: it takes
+	// milliseconds, and its records would come again.
+	dbctx := context.WithoutCancel(ctx)
+	all := records[0].attempts
+	if len(records) > 1 {
+		all = nil
+		for _, r := range records {
+			all = append(all, r.attempts...)
+		}
+	}
+	effs, err := in.DB.RecordAttempts(dbctx, all, in.DisableAfter)
+	if err == nil {
+		for _, r := range records {
+			in.ack(r.msg, log)
+		}
+		for i := range all {
+			in.applied(ctx, &all[i], effs[i], log)
+		}
 		return nil
 	}
-	if err := in.DB.InsertAttempts(context.WithoutCancel(ctx), attempts); err != nil {
-		for _, msg := range got {
-			_ = msg.Nak() // redelivered; inserts are idempotent
+	if unavailable(err) {
+		for _, r := range records {
+			in.handBack(r.msg, log)
 		}
 		return err
 	}
-	for _, msg := range got {
-		// A lost ack redelivers the record, which the insert ignores.
-		if err := msg.Ack(); err != nil {
-			log.Warn("attempt log: ack", "err", err)
+	if len(all) > 1 {
+		log.Warn("attempt log: attempts not recorded together; recording them one by one", "attempts", len(all), "err", err)
+	}
+	for _, r := range records {
+		failed := false
+		for i := range r.attempts {
+			a := &r.attempts[i]
+			if len(all) > 1 {
+				var effs []AttemptEffect
+				if effs, err = in.DB.RecordAttempts(dbctx, r.attempts[i:i+1], in.DisableAfter); err == nil {
+					in.applied(ctx, a, effs[0], log)
+					continue
+				}
+			}
+			failed = true
+			log.Error("attempt log: attempt not recorded; trying again", "tenant", a.TenantID, "webhook_id", a.WebhookID,
+				"event_id", a.EventID, "attempt", a.Number, "err", err)
+		}
+		if failed {
+			in.handBack(r.msg, log)
+		} else {
+			in.ack(r.msg, log)
 		}
 	}
 	return nil
+}
+
+// unavailable reports whether err says SQLite cannot write at all (locked
+// by another process past the busy timeout, disk full or read-only, I/O),
+// rather than that it will not take some attempt.
+func unavailable(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen:
+		return true
+	}
+	return false
+}
+
+// handBack has msg redelivered a second from now.
+func (in *AttemptIngester) handBack(msg jetstream.Msg, log *slog.Logger) {
+	if err := msg.NakWithDelay(time.Second); err != nil {
+		log.Warn("attempt log: hand back", "subject", msg.Subject(), "err", err)
+	}
+}
+
+// ack acks msg, whose attempts are committed: a lost ack redelivers them,
+// which changes nothing.
+func (in *AttemptIngester) ack(msg jetstream.Msg, log *slog.Logger) {
+	if err := msg.Ack(); err != nil {
+		log.Warn("attempt log: ack", "subject", msg.Subject(), "err", err)
+	}
+}
+
+// applied acts on what recording a changed, once committed: a stopped
+// webhook is mirrored at once, queued alerts are published.
+func (in *AttemptIngester) applied(ctx context.Context, a *switchboard.Attempt, eff AttemptEffect, log *slog.Logger) {
+	if eff.Disabled {
+		log := log.With("tenant", a.TenantID, "webhook_id", a.WebhookID, "event_id", a.EventID, "attempt", a.Number)
+		log.Warn("webhook stopped: too many failed deliveries", "failures", eff.Failures, "reason", a.Reason)
+		if in.Mirror != nil {
+			if err := in.Mirror.Flush(ctx, a.WebhookID); err != nil {
+				log.Warn("mirror stopped webhook; the mirror loop retries", "err", err)
+			}
+		}
+	}
+	if eff.Alerts > 0 && in.Alerts != nil {
+		in.Alerts.Wake()
+	}
 }
 
 // prune deletes attempts past Retention every PruneInterval until ctx is

@@ -12,13 +12,13 @@ import (
 )
 
 // The store side of auto-disable and alerts. Each attempt that ends a
-// delivery (delivered or dead-lettered) is recorded once, in one
-// transaction that remembers its id, counts the webhook's consecutive
-// failed deliveries, stops the webhook when they reach the threshold (or at
-// once on a 410 Gone), and queues the operational events this raises in
-// alert_outbox. Health.Run publishes them from there: an alert is committed
-// with its cause or not at all, and a redelivered attempt raises nothing
-// twice.
+// delivery (delivered or dead-lettered) is counted once, in the transaction
+// that stores it in the attempt log (RecordAttempts): it counts the
+// webhook's consecutive failed deliveries, stops the webhook when they reach
+// the threshold (or at once on a 410 Gone), and queues the operational
+// events this raises in alert_outbox. Health.Run publishes them from there:
+// an alert is committed with its cause or not at all, and a redelivered
+// attempt, already in the log, raises nothing twice.
 
 // SystemActor is the UpdatedBy of changes Switchboard makes by itself, such
 // as stopping a webhook whose deliveries keep failing.
@@ -56,100 +56,92 @@ func countsAsFailure(reason string) bool {
 
 // AttemptEffect is what recording an attempt changed.
 type AttemptEffect struct {
-	Duplicate bool // the attempt was recorded before: nothing changed
+	Duplicate bool // the attempt was stored before: nothing changed
 	Failures  int  // the webhook's consecutive failed deliveries after it
 	Disabled  bool // the webhook was moved to too_many_errors
 	Alerts    int  // operational events queued
 }
 
-// RecordAttempt counts attempt a towards its webhook's health, once per
-// attempt id, in one transaction. Only attempts that end a delivery count:
-// a delivered one resets the webhook's consecutive failures; a dead-lettered
+// healthTx counts attempts towards their webhooks' health in one
+// transaction of RecordAttempts. Only attempts that end a delivery count: a
+// delivered one resets the webhook's consecutive failures; a dead-lettered
 // one adds one (unless its reason is on Switchboard's side, see
 // countsAsFailure) and queues a delivery.dead_lettered alert (see
-// alertsWanted for when alerts are raised). When
-// disableAfter > 0 and an active webhook reaches disableAfter failures, or
-// its receiver answered 410 Gone, the webhook moves to too_many_errors
-// (with an outbox row, so the KV mirror and the workers learn it) and a
-// webhook.disabled alert is queued. Attempts of alert hooks raise no alert,
-// so that a failing alert hook cannot feed itself; they can still stop it.
-// Attempts of webhooks that no longer exist change nothing.
-//
-// Errors: those of SQLite, wrapped with the attempt id.
-func (db *DB) RecordAttempt(ctx context.Context, a *switchboard.Attempt, disableAfter int) (AttemptEffect, error) {
-	var eff AttemptEffect
-	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		eff, err = db.recordAttempt(ctx, tx, a, disableAfter)
-		return err
-	})
-	if err != nil {
-		return AttemptEffect{}, fmt.Errorf("record attempt %s of webhook %s: %w", a.ID, a.WebhookID, err)
-	}
-	return eff, nil
+// alertsWanted for when alerts are raised). When disableAfter > 0 and an
+// active webhook reaches disableAfter failures, or its receiver answered
+// 410 Gone, the webhook moves to too_many_errors (with an outbox row, so
+// the KV mirror and the workers learn it) and a webhook.disabled alert is
+// queued. Attempts of alert hooks raise no alert, so that a failing alert
+// hook cannot feed itself; they can still stop it. Attempts of webhooks
+// that no longer exist, or of another tenant, change nothing.
+type healthTx struct {
+	db           *DB
+	tx           *sqlx.Tx
+	disableAfter int
+	// reset holds the webhooks whose count this transaction has reset
+	// and not raised since: most attempts are successes, often of few
+	// webhooks, and resetting a count that is not there again is a
+	// statement per attempt for nothing.
+	reset     map[webhookKey]bool
+	resetStmt *sqlx.Stmt // prepared at the first reset
 }
 
-// RecordAttempts records attempts as RecordAttempt does, in their order, in
-// one transaction: at a high rate of deliveries a commit per attempt costs
-// more than the attempt itself. It returns the effect of each, or an error
-// when none was recorded.
-//
-// Errors: those of SQLite, wrapped with the attempt id.
-func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt, disableAfter int) ([]AttemptEffect, error) {
-	effs := make([]AttemptEffect, len(attempts))
-	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		for i := range attempts {
-			eff, err := db.recordAttempt(ctx, tx, &attempts[i], disableAfter)
-			if err != nil {
-				return fmt.Errorf("record attempt %s of webhook %s: %w", attempts[i].ID, attempts[i].WebhookID, err)
-			}
-			effs[i] = eff
+// webhookKey names a webhook as an attempt does: by tenant and id.
+type webhookKey struct{ tenant, webhook string }
+
+func (h *healthTx) close() {
+	if h.resetStmt != nil {
+		_ = h.resetStmt.Close()
+	}
+}
+
+// count counts a, an attempt stored for the first time.
+func (h *healthTx) count(ctx context.Context, a *switchboard.Attempt) (AttemptEffect, error) {
+	var eff AttemptEffect
+	key := webhookKey{a.TenantID, a.WebhookID}
+	switch {
+	case a.Outcome == switchboard.AttemptDelivered:
+		if h.reset[key] {
+			return eff, nil
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record %d attempts: %w", len(attempts), err)
-	}
-	return effs, nil
-}
-
-// recordAttempt is RecordAttempt's work in tx.
-func (db *DB) recordAttempt(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, disableAfter int) (AttemptEffect, error) {
-	var eff AttemptEffect
-	if a.Outcome != switchboard.AttemptDelivered && a.Outcome != switchboard.AttemptDeadLettered {
+		if h.resetStmt == nil {
+			// Most attempts: reset the count without loading (and
+			// decrypting) the webhook; the subquery keeps attempts of
+			// webhooks that are gone, or of another tenant, without
+			// effect.
+			stmt, err := h.tx.PreparexContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = (SELECT id FROM webhooks WHERE id = ? AND tenant_id = ?)`)
+			if err != nil {
+				return eff, fmt.Errorf("reset failures: %w", err)
+			}
+			h.resetStmt = stmt
+		}
+		if _, err := h.resetStmt.ExecContext(ctx, a.WebhookID, a.TenantID); err != nil {
+			return eff, fmt.Errorf("reset failures: %w", err)
+		}
+		h.reset[key] = true
+		return eff, nil
+	case a.Outcome != switchboard.AttemptDeadLettered, a.Reason == reasonInactive:
+		// A parked delivery of a stopped webhook neither counts
+		// (countsAsFailure) nor alerts (recordDeadLetter): a backlog
+		// of them need not load the webhook once each.
 		return eff, nil
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO health_attempts (attempt_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, a.ID, now())
-	if err != nil {
-		return eff, err
+	if countsAsFailure(a.Reason) {
+		delete(h.reset, key)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return eff, err
-	} else if n == 0 {
-		eff.Duplicate = true
-		return eff, nil
-	}
-	if a.Outcome == switchboard.AttemptDelivered {
-		// Most attempts: reset the count without loading (and
-		// decrypting) the webhook; the subquery keeps attempts of
-		// webhooks that are gone, or of another tenant, without effect.
-		_, err := tx.ExecContext(ctx, `DELETE FROM webhook_health WHERE webhook_id = (SELECT id FROM webhooks WHERE id = ? AND tenant_id = ?)`,
-			a.WebhookID, a.TenantID)
-		return eff, err
-	}
-	wh, err := db.findWebhook(ctx, tx, a.WebhookID, a.TenantID)
+	wh, err := h.db.findWebhook(ctx, h.tx, a.WebhookID, a.TenantID)
 	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 		return eff, nil
 	}
 	if err != nil {
 		return eff, err
 	}
-	err = db.recordDeadLetter(ctx, tx, a, wh, disableAfter, &eff)
+	err = recordDeadLetter(ctx, h.tx, a, wh, h.disableAfter, &eff)
 	return eff, err
 }
 
-// recordDeadLetter is RecordAttempt's part for a dead-lettered delivery.
-func (db *DB) recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, wh *Webhook, disableAfter int, eff *AttemptEffect) error {
+// recordDeadLetter is healthTx.count's part for a dead-lettered delivery.
+func recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, wh *Webhook, disableAfter int, eff *AttemptEffect) error {
 	alerting, err := alertsWanted(ctx, tx, wh)
 	if err != nil {
 		return err
@@ -344,19 +336,6 @@ func (db *DB) deleteAlert(ctx context.Context, seq int64) error {
 	})
 	if err != nil {
 		return fmt.Errorf("delete queued alert %d: %w", seq, err)
-	}
-	return nil
-}
-
-// forgetAttempts drops the ids of attempts recorded before t: redeliveries
-// of those can no longer come (see Health.Remember).
-func (db *DB) forgetAttempts(ctx context.Context, t time.Time) error {
-	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM health_attempts WHERE seen_at < ?`, t)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("forget attempts before %s: %w", t.Format(time.RFC3339), err)
 	}
 	return nil
 }

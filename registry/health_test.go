@@ -19,9 +19,9 @@ import (
 	"github.com/switchboard-hq/switchboard/registry"
 )
 
-// healthEnv is a registry API with auto-disable and alerts running against
-// the same SQLite file and JetStream, and an alert hook, so that alerts are
-// raised.
+// healthEnv is a registry API with the attempt ingester (auto-disable) and
+// the alerts' publishing running against the same SQLite file and
+// JetStream, and an alert hook, so that alerts are raised.
 type healthEnv struct {
 	*api
 	alertHook string
@@ -31,21 +31,14 @@ type healthEnv struct {
 func startHealth(t *testing.T, disableAfter int) *healthEnv {
 	t.Helper()
 	a := startAPI(t, nil)
-	h := registry.NewHealth(a.DB, a.JS.JS, producer.New(a.JS.JS))
-	h.DisableAfter = disableAfter
-	h.Mirror = registry.NewMirror(a.DB, a.KV)
+	h := registry.NewHealth(a.DB, producer.New(a.JS.JS))
 	h.AlertInterval = 50 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	// Registered after startAPI's cleanups, so it runs before the database
-	// closes and JetStream stops.
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("health: %v", err)
-		}
-	})
+	in := &registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, DisableAfter: disableAfter,
+		Mirror: registry.NewMirror(a.DB, a.KV), Alerts: h}
+	// Registered after startAPI's cleanups, so they run before the
+	// database closes and JetStream stops.
+	runUntilCleanup(t, h.Run)
+	runUntilCleanup(t, in.Run)
 	e := &healthEnv{api: a}
 	e.alertHook = e.webhook(t, "alerts", true)
 	return e
@@ -111,7 +104,7 @@ func (e *healthEnv) settled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := e.JS.JS.Consumer(ctx, streams.Attempts, registry.HealthConsumer)
+		c, err := e.JS.JS.Consumer(ctx, streams.Attempts, registry.AttemptsConsumer)
 		if err != nil {
 			return false // not created yet
 		}
@@ -316,9 +309,9 @@ func TestHealth_RedeliveredAttemptCountsOnce(t *testing.T) {
 	if alerts := e.waitAlerts(t, n-1); alerts[0].ID != "msg_dl_"+a.ID {
 		t.Errorf("first alert id %s, want msg_dl_%s", alerts[0].ID, a.ID)
 	}
-	eff, err := e.DB.RecordAttempt(context.Background(), &a, n)
-	if err != nil || !eff.Duplicate {
-		t.Errorf("RecordAttempt again = %+v, %v; want a duplicate", eff, err)
+	effs, err := e.DB.RecordAttempts(context.Background(), []switchboard.Attempt{a}, n)
+	if err != nil || !effs[0].Duplicate {
+		t.Errorf("RecordAttempts again = %+v, %v; want a duplicate", effs, err)
 	}
 }
 
@@ -362,6 +355,7 @@ func TestHealth_PatchActiveResetsAndRecovers(t *testing.T) {
 	// inactive -> active also resets, but recovers nothing: it was not stopped by errors.
 	other := e.webhook(t, "erp", false)
 	e.failures(t, other, n-1)
+	e.settled(t) // counted before the PATCH, not after
 	e.patch(t, other, `{"enabled":false}`)
 	e.patch(t, other, `{"enabled":true}`)
 	e.failures(t, other, n-1)
@@ -479,12 +473,12 @@ func TestHealth_SurvivesConsumerDeletion(t *testing.T) {
 	e := startHealth(t, 1)
 	wh := e.webhook(t, "crm", false)
 	e.settled(t) // the consumer exists
-	if err := e.JS.JS.DeleteConsumer(context.Background(), streams.Attempts, registry.HealthConsumer); err != nil {
+	if err := e.JS.JS.DeleteConsumer(context.Background(), streams.Attempts, registry.AttemptsConsumer); err != nil {
 		t.Fatal(err)
 	}
 	e.failures(t, wh, 1)
 	testenv.WaitFor(t, 60*time.Second, "consumer set up again", func() bool {
-		_, err := e.JS.JS.Consumer(context.Background(), streams.Attempts, registry.HealthConsumer)
+		_, err := e.JS.JS.Consumer(context.Background(), streams.Attempts, registry.AttemptsConsumer)
 		return err == nil
 	})
 	if got := e.status(t, wh); got != "too_many_errors" {
@@ -492,11 +486,11 @@ func TestHealth_SurvivesConsumerDeletion(t *testing.T) {
 	}
 }
 
-// RecordAttempts counts a batch in one transaction as RecordAttempt counts
-// its attempts one by one, in order: a success of another tenant naming the
+// RecordAttempts counts a batch in one transaction as it would count its
+// attempts one by one, in order: a success of another tenant naming the
 // webhook resets nothing, a failure seen twice counts once, the threshold
 // stops the webhook within the batch, and a success of its own resets the
-// count.
+// count, again after each failure.
 func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
 	const n = 3
 	e := startHealth(t, n)
@@ -531,5 +525,24 @@ func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
 	}
 	if effs[1].Failures != 1 || !effs[2].Duplicate {
 		t.Errorf("after a success of its own: effects %+v, want 1 failure, then a duplicate", effs)
+	}
+	// Successes and failures taking turns: each success resets what the
+	// failure before it counted, even after an earlier reset in the same
+	// transaction.
+	other := e.webhook(t, "erp", false)
+	var turns []switchboard.Attempt
+	for range n {
+		s, f := attempt(e.Tenant.ID, ""), attempt(e.Tenant.ID, "retries_exhausted")
+		s.WebhookID, f.WebhookID = other, other
+		turns = append(turns, s, f)
+	}
+	effs, err = e.DB.RecordAttempts(ctx, turns, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(effs); i += 2 {
+		if effs[i].Failures != 1 || effs[i].Disabled {
+			t.Errorf("failure %d after a success: effect %+v, want 1 failure", i/2, effs[i])
+		}
 	}
 }

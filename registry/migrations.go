@@ -154,6 +154,12 @@ CREATE INDEX attempts_webhook ON attempts (tenant_id, webhook_id, id);
 CREATE INDEX attempts_event ON attempts (tenant_id, event_id, webhook_id);
 CREATE INDEX attempts_at ON attempts (at);
 `,
+	// 6: the attempts table dedupes what auto-disable counts: one consumer
+	// stores and counts each attempt in one transaction (AttemptIngester),
+	// so the ids health_attempts kept are in attempts already.
+	`
+DROP TABLE health_attempts;
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

@@ -519,18 +519,18 @@ func attemptCases() []specCase {
 		get  = http.MethodGet
 	)
 	// seed stores two attempts of evt-att to att_wh: a failure, then a
-	// scheduled retry's failure.
+	// scheduled retry's failure (which counts, but stops nothing).
 	seed := func(t *testing.T, e *specEnv, _ map[string]any) {
 		tenant := e.vars["tenant_id"]
 		at := time.Now().UTC()
-		err := e.db.InsertAttempts(context.Background(), []switchboard.Attempt{
+		_, err := e.db.RecordAttempts(context.Background(), []switchboard.Attempt{
 			{ID: switchboard.NewID("att_"), TenantID: tenant, WebhookID: e.vars["att_wh"], EventID: "evt-att", EventType: "call.started",
 				Number: 1, At: at, Outcome: switchboard.AttemptRetrying, StatusCode: 500, LatencyMS: 12.5,
 				ErrorClass: "status", Error: "status 500: oops", ResponseBody: "oops"},
 			{ID: switchboard.NewID("att_"), TenantID: tenant, WebhookID: e.vars["att_wh"], EventID: "evt-att", EventType: "call.started",
 				Number: 2, At: at.Add(time.Second), Outcome: switchboard.AttemptDeadLettered, Reason: "retries_exhausted",
 				LatencyMS: 5000, ErrorClass: "timeout", Error: "request failed: context deadline exceeded"},
-		})
+		}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

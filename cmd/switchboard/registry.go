@@ -44,7 +44,8 @@ API key, printed once.`,
 // startRegistry opens the registry's SQLite file, makes sure the default
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
 // It returns what must run in the background: the KV mirror, the attempt
-// log's ingestion, and auto-disable and alerts (registry.Health).
+// log's ingestion with auto-disable (registry.AttemptIngester), and the
+// alerts' publishing (registry.Health).
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
 	encryptionKey, err := s.cfg.encryptionKey()
 	if err != nil {
@@ -74,8 +75,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 		Guard:  guard,
 	}
 	mux.Handle("/v1/", api.Handler())
-	health := registry.NewHealth(s.db, s.js, producer.New(s.js))
-	health.Mirror, health.Logger, health.DisableAfter = mirror, s.logger, s.cfg.DisableAfter
-	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention}
+	health := registry.NewHealth(s.db, producer.New(s.js))
+	health.Logger = s.logger
+	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
+		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
 	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run}, nil
 }
