@@ -79,8 +79,8 @@ type attemptTiming struct {
 	took time.Duration // from building the request to reading its answer
 	// status is the receiver's answer; 0 when none came.
 	status int
-	// body is the start of a 2xx answer's body, for the attempt log (a
-	// failure's is in its attemptError).
+	// body is the start of the answer's body, for the attempt log; a
+	// failure's is in its attemptError too, for the dead letter.
 	body string
 }
 
@@ -195,10 +195,6 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 	if err != nil {
 		a.ErrorClass = errorClass(err)
 		a.Error = truncate(printable([]byte(err.Error())), maxLastError)
-		var ae *attemptError
-		if errors.As(err, &ae) {
-			a.ResponseBody = truncate(ae.Body, switchboard.MaxAttemptBody)
-		}
 	}
 	a.ID = switchboard.NewID("att_")
 	d.recorder.publish(&a)

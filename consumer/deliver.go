@@ -146,6 +146,7 @@ type delivery struct {
 	eventID   string
 	tenant    string
 	attempts  int // attempts made before this one
+	deferrals int // times deferred since the last attempt
 	timing    attemptTiming
 }
 
@@ -294,7 +295,8 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 	dlv.webhookID = strings.TrimPrefix(msg.Subject(), streams.DeliveriesPrefix)
 	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
 	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
-	dlv.attempts = attemptsMade(dlv.header)
+	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
+	dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
 	made := dlv.attempts + 1
 
 	maxRetries := 0
@@ -368,8 +370,8 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 	resp.Body.Close()
 	d.Metrics.inFlight.Dec()
 	d.Metrics.duration.Observe(time.Since(start).Seconds())
+	dlv.timing.body = excerpt
 	if ok {
-		dlv.timing.body = excerpt
 		return nil
 	}
 	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
@@ -386,24 +388,25 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 	// Publishing what follows an attempt must not be cut short by the
 	// shutdown that may be under way: the attempt is done.
 	ctx := context.Background()
+	var perr error
 	switch dec.action {
 	case actRetry:
-		if perr := d.scheduleRetry(ctx, dlv, made, dec.delay); perr != nil {
-			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
-			return
-		}
+		perr = d.schedule(ctx, dlv, made, 0, dec.delay, "schedule retry")
+	case actDeadLetter:
+		perr = d.deadLetter(ctx, dlv, made, err, dec.reason)
+	case actDefer:
+		perr = d.schedule(ctx, dlv, dlv.attempts, dlv.deferrals+1, dec.delay, "defer")
+	}
+	if perr != nil { // not stored: the delivery is settled as that failure says
+		d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
+		return
+	}
+	switch dec.action {
+	case actRetry:
 		d.Metrics.retries.Inc()
 	case actDeadLetter:
-		if perr := d.deadLetter(ctx, dlv, made, err, dec.reason); perr != nil {
-			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
-			return
-		}
 		d.Metrics.deadLetters.WithLabelValues(dec.reason).Inc()
 	case actDefer:
-		if perr := d.scheduleDeferral(ctx, dlv, dec.delay); perr != nil {
-			d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
-			return
-		}
 		d.Metrics.deferred[dec.reason].Inc()
 	}
 	d.recordAttempt(dlv, made, err, dec) // published before the ack, not awaited: see attempts.go
@@ -489,10 +492,11 @@ func withoutURL(err error) error {
 	return err
 }
 
-// attemptsMade reads HeaderAttempts: the attempts made before this one.
-func attemptsMade(h nats.Header) int {
-	v := h.Get(streams.HeaderAttempts)
-	if v == "" { // the first attempt; Atoi would allocate an error
+// headerCount reads a count kept in header key of a delivery
+// (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
+func headerCount(h nats.Header, key string) int {
+	v := h.Get(key)
+	if v == "" { // the usual case; Atoi would allocate an error
 		return 0
 	}
 	n, err := strconv.Atoi(v)

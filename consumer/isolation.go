@@ -5,15 +5,11 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/sony/gobreaker/v2"
-
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // Isolation keeps one slow or dead receiver from taking the workers every
@@ -216,7 +212,7 @@ func receiverFailed(err error) bool {
 func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
 	g := d.iso.get(dlv.webhookID)
 	defer d.iso.put(g)
-	deferrals := deferralsMade(dlv.header)
+	deferrals := dlv.deferrals
 
 	// An open breaker first: its webhook's slots may all be held by the
 	// attempts that opened it, timing out.
@@ -339,34 +335,6 @@ func spread(d time.Duration) time.Duration {
 	return max(d, time.Second) + rand.N(max(d, time.Second)/4+1)
 }
 
-// deferralsMade reads HeaderDeferrals: how often the delivery was deferred
-// since its last attempt.
-func deferralsMade(h nats.Header) int {
-	v := h.Get(streams.HeaderDeferrals)
-	if v == "" {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
-}
-
-// scheduleDeferral stores dlv again as a message schedule firing after
-// delay, with its attempt count unchanged and HeaderDeferrals raised by
-// one; like scheduleRetry, it returns once JetStream has stored it.
-func (d *Deliverer) scheduleDeferral(ctx context.Context, dlv *delivery, delay time.Duration) error {
-	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, dlv.eventID))
-	copyDeliveryHeaders(m.Header, dlv.header)
-	if dlv.attempts > 0 {
-		m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(dlv.attempts)}
-	}
-	m.Header[streams.HeaderDeferrals] = []string{strconv.Itoa(deferralsMade(dlv.header) + 1)}
-	m.Data = dlv.body
-	return d.publishSchedule(ctx, m, dlv.webhookID, delay, "defer")
-}
-
 // sweep refreshes the breaker-state gauge and drops idle gates every
 // sweepInterval until ctx is done, then zeroes the gauge: the breakers
 // end with the Deliverer.
@@ -376,8 +344,8 @@ func (d *Deliverer) sweep(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			for _, s := range []string{stateClosed, stateOpen, stateHalfOpen} {
-				d.Metrics.breakers[s].Set(0)
+			for _, g := range d.Metrics.breakers {
+				g.Set(0)
 			}
 			return
 		case now := <-t.C:
@@ -396,7 +364,7 @@ func (iso *isolation) sweep(now time.Time, index *Index) map[string]int {
 	iso.mu.Lock()
 	defer iso.mu.Unlock()
 	for id, g := range iso.gates {
-		if g.users == 0 && len(g.slots) == 0 {
+		if g.users == 0 { // a slot is held only between get and put
 			h, ok := index.lookup(id)
 			if now.Sub(g.lastUsed) > iso.idle || !ok || h.deleted {
 				delete(iso.gates, id)

@@ -109,11 +109,11 @@ func TestIsolation_Deferrals(t *testing.T) {
 		within("many busy deferrals", iso.busyDeferral(50), maxBusyDeferral, maxBusyDeferral*5/4)
 	}
 	h := nats.Header{}
-	if n := deferralsMade(h); n != 0 {
+	if n := headerCount(h, streams.HeaderDeferrals); n != 0 {
 		t.Errorf("no header: %d deferrals", n)
 	}
 	h.Set(streams.HeaderDeferrals, "3")
-	if n := deferralsMade(h); n != 3 {
+	if n := headerCount(h, streams.HeaderDeferrals); n != 3 {
 		t.Errorf("header 3: %d deferrals", n)
 	}
 }

@@ -73,7 +73,7 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		cons, err := c.JS.Consumer(ctx, lc.stream, lc.durable)
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				c.Logger.Warn("read consumer info for metrics", "consumer", lc.durable, "stream", lc.stream, "err", err)
+				loggerOr(c.Logger).Warn("read consumer info for metrics", "consumer", lc.durable, "stream", lc.stream, "err", err)
 			}
 			continue
 		}

@@ -113,18 +113,25 @@ func scheduleAt(now time.Time, delay time.Duration) time.Time {
 	return at
 }
 
-// scheduleRetry stores the next attempt of dlv as a message schedule: it
-// fires once at now+delay onto the webhook's delivery subject, with the same
-// body and headers and the attempt count raised to made. The schedule
-// subject is unique per (webhook, event), so scheduling again after a crash
-// replaces it instead of adding one. It returns once JetStream has stored
-// it; only then may the delivery message be acked.
-func (d *Deliverer) scheduleRetry(ctx context.Context, dlv *delivery, made int, delay time.Duration) error {
+// schedule stores dlv again as a message schedule: it fires once at
+// now+delay onto the webhook's delivery subject, with the same body and
+// headers, and HeaderAttempts and HeaderDeferrals set to attempts and
+// deferrals (left out when 0). A retry raises the attempts and clears the
+// deferrals; a deferral keeps the attempts and raises the deferrals. The
+// schedule subject is unique per (webhook, event), so scheduling again
+// after a crash replaces it instead of adding one. It returns once
+// JetStream has stored it; only then may the delivery message be acked.
+func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, deferrals int, delay time.Duration, op string) error {
 	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, dlv.eventID))
 	copyDeliveryHeaders(m.Header, dlv.header)
-	m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(made)}
+	if attempts > 0 {
+		m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(attempts)}
+	}
+	if deferrals > 0 {
+		m.Header[streams.HeaderDeferrals] = []string{strconv.Itoa(deferrals)}
+	}
 	m.Data = dlv.body
-	return d.publishSchedule(ctx, m, dlv.webhookID, delay, "schedule retry")
+	return d.publishSchedule(ctx, m, dlv.webhookID, delay, op)
 }
 
 // publishSchedule stores m as a message schedule firing once after delay
