@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jmoiron/sqlx"
 	"github.com/mattn/go-sqlite3"
 	"github.com/nats-io/nats.go/jetstream"
@@ -348,19 +349,23 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	}()
 	defer func() { <-pruneDone }()
 
-	pause := time.Duration(0)
+	// After a failure, the next try waits from half a second, doubling up
+	// to ten; a success starts afresh.
+	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond), backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0), backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	wait := time.Duration(0)
 	for ctx.Err() == nil {
-		if pause > 0 {
+		if wait > 0 {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(pause):
+			case <-time.After(wait):
 			}
 		}
 		if cons == nil {
 			if cons, err = in.JS.CreateOrUpdateConsumer(ctx, streams.Attempts, cfg); err != nil {
 				log.Warn("attempt log: set up consumer", "err", err)
-				pause = min(max(2*pause, 500*time.Millisecond), 10*time.Second)
+				wait = pause.NextBackOff()
 				continue
 			}
 		}
@@ -372,10 +377,11 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				cons = nil
 			}
-			pause = min(max(2*pause, 500*time.Millisecond), 10*time.Second)
+			wait = pause.NextBackOff()
 			continue
 		}
-		pause = 0
+		wait = 0
+		pause.Reset()
 	}
 	return nil
 }

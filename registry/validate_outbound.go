@@ -149,11 +149,10 @@ func checkAuthName(fe switchboard.FieldErrors, typ switchboard.AuthType, name st
 		if name == "" {
 			return switchboard.DefaultAuthHeader
 		}
-		switch {
-		case len(name) > MaxAuthNameLength || !validHeaderName(name):
+		if len(name) > MaxAuthNameLength || !validHeaderName(name) {
 			fe.Add("auth.name", fmt.Sprintf("must be a header name: 1 to %d letters, digits or !#$%%&'*+-.^_`|~", MaxAuthNameLength))
-		case reservedHeader(name) != "":
-			fe.Add("auth.name", fmt.Sprintf("%s: %s", quote(name), reservedHeader(name)))
+		} else if why := reservedHeader(name); why != "" {
+			fe.Add("auth.name", fmt.Sprintf("%s: %s", quote(name), why))
 		}
 	case switchboard.AuthQueryString:
 		if name == "" {
@@ -236,9 +235,9 @@ func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]s
 			continue
 		}
 		canon := http.CanonicalHeaderKey(name)
-		switch {
-		case reservedHeader(name) != "":
-			fe.Add(key, reservedHeader(name))
+		switch why := reservedHeader(name); {
+		case why != "":
+			fe.Add(key, why)
 		case taken[canon]:
 			fe.Add(key, fmt.Sprintf("is set by auth (type %s): remove it here or change auth", auth.Type))
 		}
