@@ -53,11 +53,7 @@ usable at once.
 			if err := errors.Join(errs...); err != nil {
 				return err
 			}
-			logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-			if err != nil {
-				return err
-			}
-			db, err := cfg.openRegistry()
+			logger, db, err := cfg.open(stderr)
 			if err != nil {
 				return err
 			}

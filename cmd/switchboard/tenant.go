@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -36,20 +37,27 @@ func (c *adminConfig) register(fs *flag.FlagSet) {
 	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
 }
 
-// openRegistry opens the registry of an existing --data-dir. It refuses to
+// open opens the registry of an existing --data-dir. It refuses to
 // create one: a mistyped --data-dir would otherwise get a registry of its
 // own, and the tenant or key would be made where no server looks. The file
 // may be in use by `serve`: SQLite in WAL mode lets both write (see
 // registry.Open).
-func (c adminConfig) openRegistry() (*registry.DB, error) {
+//
+// It also returns the command's logger, as the flags set it.
+func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *registry.DB, error) {
+	logger, err := newLogger(stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return nil, nil, err
+	}
 	path := filepath.Join(c.DataDir, "registry.db")
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no registry at %s: check --data-dir, or run `switchboard serve --data-dir %s` once to create it", path, c.DataDir)
+			return nil, nil, fmt.Errorf("no registry at %s: check --data-dir, or run `switchboard serve --data-dir %s` once to create it", path, c.DataDir)
 		}
-		return nil, fmt.Errorf("open registry: %w", err)
+		return nil, nil, fmt.Errorf("open registry: %w", err)
 	}
-	return registry.Open(path)
+	db, err := registry.Open(path)
+	return logger, db, err
 }
 
 // parseTrailingFlags lets flags follow the positional arguments, as in
@@ -134,11 +142,7 @@ idempotent can ignore it.
 				fmt.Fprintln(stderr, "switchboard: tenant create takes one NAME")
 				return flag.ErrHelp
 			}
-			logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-			if err != nil {
-				return err
-			}
-			db, err := cfg.openRegistry()
+			logger, db, err := cfg.open(stderr)
 			if err != nil {
 				return err
 			}
