@@ -105,11 +105,7 @@ func (db *DB) FindAgents(ctx context.Context, f PageFilter) ([]Agent, bool, erro
 	if err != nil {
 		return nil, false, fmt.Errorf("find agents: %w", err)
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit := pageLimit(f.Limit)
 	var agents []Agent
 	err = db.db.SelectContext(ctx, &agents,
 		`SELECT `+agentColumns+` FROM agents WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`, tenant, f.After, limit+1)

@@ -133,11 +133,7 @@ func (db *DB) FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]s
 	if !exists {
 		return nil, false, fmt.Errorf("find attempts of webhook %s: %w", id, switchboard.Errorf(switchboard.ENOTFOUND, "Webhook not found."))
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit := pageLimit(f.Limit)
 	where := []string{"tenant_id = ?", "webhook_id = ?"}
 	args := []any{tenant, id}
 	add := func(cond string, arg any) {

@@ -115,7 +115,9 @@ func validWebhookID(id string) bool { return switchboard.ValidTenantID(id) }
 func parseDeadLetterQuery(r *http.Request) (deadLetterQuery, int, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	dq := deadLetterQuery{Tenant: switchboard.TenantFromContext(r.Context())}
+	var dq deadLetterQuery
+	tenant, authErr := tenantFrom(r.Context())
+	dq.Tenant = tenant
 	limit := parseLimit(fe, q)
 	if v := q.Get("cursor"); v != "" {
 		seq, ok := parseDeadLetterID(v)
@@ -126,8 +128,8 @@ func parseDeadLetterQuery(r *http.Request) (deadLetterQuery, int, error) {
 	}
 	dq.WebhookID, dq.Reason = q.Get("webhook_id"), q.Get("reason")
 	dq.Since, dq.Until = parseDeadLetterFilters(fe, q.Has("webhook_id"), q.Get("webhook_id"), q.Get("reason"), q.Get("since"), q.Get("until"))
-	if dq.Tenant == "" {
-		return dq, limit, switchboard.Errorf(switchboard.EUNAUTHORIZED, "The request is not authenticated.")
+	if authErr != nil {
+		return dq, limit, authErr
 	}
 	return dq, limit, fe.Err()
 }
@@ -191,15 +193,12 @@ func (a *deadLetterAPI) replay(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	tenant := switchboard.TenantFromContext(r.Context())
-	if tenant == "" {
-		httpjson.Error(w, r, a.logger, switchboard.Errorf(switchboard.EUNAUTHORIZED, "The request is not authenticated."))
+	tenant, err := tenantFrom(r.Context())
+	if err != nil {
+		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	var (
-		out replayBody
-		err error
-	)
+	var out replayBody
 	if in.WebhookID != nil {
 		out, err = a.replayWebhook(r.Context(), tenant, in)
 	} else {

@@ -17,11 +17,20 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 )
 
-// Page sizes of FindWebhooks.
+// Page sizes of the lists (webhooks, agents, attempts, dead letters).
 const (
 	DefaultPageSize = 50
 	MaxPageSize     = 250
 )
+
+// pageLimit is the page size a store's Find uses for a filter's Limit n:
+// DefaultPageSize when n is 0 or less, at most MaxPageSize.
+func pageLimit(n int) int {
+	if n <= 0 {
+		return DefaultPageSize
+	}
+	return min(n, MaxPageSize)
+}
 
 // Webhook is a webhook as the registry keeps it: the form the workers read
 // from the KV bucket, plus the names of the API keys that created it and
@@ -180,11 +189,7 @@ func (db *DB) FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bo
 	if err != nil {
 		return nil, false, fmt.Errorf("find webhooks: %w", err)
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit := pageLimit(f.Limit)
 
 	where := []string{"tenant_id = ?", "id > ?"}
 	args := []any{tenant, f.After}
