@@ -25,6 +25,7 @@ type publishConfig struct {
 	APIURL     string
 	APIKey     string
 	NATSURL    string
+	NATS       natsAuth
 	Tenant     string
 	ID         string
 	Type       string
@@ -40,6 +41,7 @@ func publishCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.APIURL, "api-url", cfg.APIURL, "Switchboard API to publish through")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key (Bearer) for --api-url")
 	registerNATSFlags(fs, &cfg.NATSURL)
+	registerNATSAuthFlags(fs, &cfg.NATS, false)
 	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "tenant id, with --nats-url (the API takes it from the key)")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "event id, the idempotency key (generated when empty)")
 	fs.StringVar(&cfg.Type, "type", cfg.Type, "event type, e.g. call.started (required)")
@@ -103,9 +105,14 @@ func (c publishConfig) publishNATS(ctx context.Context, evt *switchboard.Event) 
 		return "", false, errors.New("--tenant is required with --nats-url")
 	}
 	evt.TenantID = c.Tenant
-	nc, err := nats.Connect(c.NATSURL, nats.Name("switchboard publish"))
+	if err := errors.Join(c.NATS.validate(true)...); err != nil {
+		return "", false, err
+	}
+	// The tenant's own inbox prefix: deploy/nats lets a producer user
+	// subscribe to its tenant's replies only, never to other clients'.
+	nc, err := connectNATS(c.NATSURL, c.NATS, nats.Name("switchboard publish"), nats.CustomInboxPrefix(producerInboxPrefix(c.Tenant)))
 	if err != nil {
-		return "", false, fmt.Errorf("connect to NATS %s: %w", c.NATSURL, err)
+		return "", false, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -161,3 +168,7 @@ func readData(arg string) (json.RawMessage, error) {
 	}
 	return json.RawMessage(bytes.TrimSpace(b)), nil
 }
+
+// producerInboxPrefix is the inbox prefix of a producer of tenant, the one
+// that deploy/nats/auth.conf lets a producer user subscribe to.
+func producerInboxPrefix(tenant string) string { return "_INBOX_" + tenant }
