@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"crypto/tls"
 	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -302,15 +304,18 @@ func TestDeployFiles_Compose(t *testing.T) {
 		t.Fatalf("compose runs NATS nodes %v, want 3", natsHosts)
 	}
 	serverNames := map[string]bool{}
+	secrets := genSecrets(t)
 	for _, name := range natsHosts {
 		s := compose.Services[name]
 		if tag := strings.TrimPrefix(s.Image, "nats:"); !strings.HasPrefix(tag, natsVersion) {
 			t.Errorf("%s: image %s, want nats-server %s, the version the tests embed", name, s.Image, natsVersion)
 		}
+		setNATSEnv(t, name, s.Environment, s.Volumes, secrets)
 		opts := natsOptions(t, name, s.Command, s.Volumes)
 		if opts == nil {
 			continue
 		}
+		checkNATSSecurity(t, name, opts)
 		if !opts.JetStream || opts.Port != 4222 || opts.Host != "0.0.0.0" || opts.Cluster.Port != 6222 {
 			t.Errorf("%s: jetstream %v, listen %s:%d, cluster port %d; want jetstream on 0.0.0.0:4222, cluster on 6222",
 				name, opts.JetStream, opts.Host, opts.Port, opts.Cluster.Port)
@@ -361,6 +366,12 @@ func TestDeployFiles_Compose(t *testing.T) {
 		// image exposes.
 		values := fsets.check(container{where: "compose " + name, args: s.Command, env: switchboardEnv(s.Environment), ports: append(ports, image.exposed...)})
 		checkNATSURL(t, "compose "+name, values["nats-url"], natsHosts)
+		checkClientSecurity(t, "compose "+name, s.Command, values, func(path string) bool {
+			return slices.ContainsFunc(s.Volumes, func(v string) bool {
+				src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":")
+				return dst == path && strings.HasPrefix(src, "./secrets/")
+			})
+		})
 		if values["stream-replicas"] != "3" {
 			t.Errorf("compose %s: stream replicas %q on a 3-node cluster, want 3", name, values["stream-replicas"])
 		}
@@ -444,6 +455,96 @@ func TestDeployFiles_Compose(t *testing.T) {
 	}
 	if !bytes.Contains(dash, []byte(`"uid": "prometheus"`)) {
 		t.Error("the dashboard does not use the provisioned data source (uid prometheus)")
+	}
+}
+
+// genSecrets runs deploy/gen-secrets.sh into a temporary folder and
+// returns it.
+func genSecrets(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("sh", filepath.Join(deployDir, "gen-secrets.sh"), dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gen-secrets.sh: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// setNATSEnv sets what a compose NATS node's environment gives nats-server:
+// paths under the mount of deploy/secrets become paths into secrets (what
+// gen-secrets.sh made), ${VAR...} values come from its .env.
+func setNATSEnv(t *testing.T, name string, env map[string]string, volumes []string, secrets string) {
+	t.Helper()
+	mount := ""
+	for _, v := range volumes {
+		if src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":"); src == "./secrets" {
+			mount = dst
+		}
+	}
+	if mount == "" {
+		t.Errorf("%s: deploy/secrets is not mounted", name)
+	}
+	dotEnv := readEnvFile(t, filepath.Join(secrets, ".env"))
+	ref := regexp.MustCompile(`^\$\{([A-Z0-9_]+)(:\?.*)?\}$`)
+	for k, v := range env {
+		if m := ref.FindStringSubmatch(v); m != nil {
+			val, ok := dotEnv[m[1]]
+			if !ok {
+				t.Errorf("%s: %s=%s: gen-secrets.sh does not write %s", name, k, v, m[1])
+			}
+			v = val
+		} else if rest, ok := strings.CutPrefix(v, mount+"/"); ok && mount != "" {
+			v = filepath.Join(secrets, "secrets", rest)
+		}
+		t.Setenv(k, v)
+	}
+}
+
+// checkNATSSecurity checks that a node takes clients and routes over TLS
+// only (routes showing a certificate of the CA), and authenticated clients
+// only, each user with permissions.
+func checkNATSSecurity(t *testing.T, name string, opts *server.Options) {
+	t.Helper()
+	if opts.TLSConfig == nil || opts.TLSConfig.ClientCAs == nil {
+		t.Errorf("%s: clients connect without TLS", name)
+	}
+	if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("%s: routes are not TLS with verified certificates", name)
+	}
+	if opts.NoAuthUser != "" {
+		t.Errorf("%s: anonymous clients are %s", name, opts.NoAuthUser)
+	}
+	users := map[string]bool{}
+	for _, u := range opts.Users {
+		users[u.Username] = true
+		if u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 {
+			t.Errorf("%s: user %s may publish anything", name, u.Username)
+		}
+		if u.Password == "" {
+			t.Errorf("%s: user %s has no password", name, u.Username)
+		}
+	}
+	if !users["registry"] || !users["worker"] {
+		t.Errorf("%s: users %v, want registry and worker", name, users)
+	}
+}
+
+// checkClientSecurity checks that a switchboard container connects to NATS
+// as the user of its role, over TLS with the CA at a path mounted (as
+// mounted says) from the secrets, and seals secrets with an encryption key.
+func checkClientSecurity(t *testing.T, where string, args []string, values map[string]string, mounted func(path string) bool) {
+	t.Helper()
+	if len(args) > 0 && values["nats-user"] != args[0] {
+		t.Errorf("%s: NATS user %q, want %q (deploy/nats/auth.conf)", where, values["nats-user"], args[0])
+	}
+	if _, ok := values["nats-password"]; !ok {
+		t.Errorf("%s: no NATS password", where)
+	}
+	if ca := values["nats-tls-ca"]; ca == "" || !mounted(ca) {
+		t.Errorf("%s: NATS CA %q is not set or not mounted from the secrets", where, ca)
+	}
+	if _, ok := values["encryption-key"]; !ok {
+		t.Errorf("%s: no --encryption-key: secrets would be stored in plaintext", where)
 	}
 }
 
