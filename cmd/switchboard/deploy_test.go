@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"strings"
 	"testing"
 
+	natsconf "github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -672,6 +674,12 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 				MountPath string `yaml:"mountPath"`
 			} `yaml:"volumeMounts"`
 		} `yaml:"containers"`
+		Volumes []struct {
+			Name   string `yaml:"name"`
+			Secret struct {
+				SecretName string `yaml:"secretName"`
+			} `yaml:"secret"`
+		} `yaml:"volumes"`
 	}
 	type object struct {
 		Kind     string `yaml:"kind"`
@@ -766,6 +774,17 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 			}
 			values := fsets.check(container{where: where, args: c.Args, env: switchboardEnv(env), ports: ports})
 			checkNATSURL(t, where, values["nats-url"], []string{"nats.switchboard.svc"})
+			pod := o.Spec.Template.Spec
+			checkClientSecurity(t, where, c.Args, values, func(path string) bool {
+				for _, m := range c.VolumeMounts {
+					for _, v := range pod.Volumes {
+						if v.Name == m.Name && v.Secret.SecretName == "nats-tls" && strings.HasPrefix(path, m.MountPath+"/") {
+							return true
+						}
+					}
+				}
+				return false
+			})
 			if values["stream-replicas"] != "3" {
 				t.Errorf("%s: stream replicas %q, want 3", where, values["stream-replicas"])
 			}
@@ -881,6 +900,71 @@ func checkNATSValues(t *testing.T, doc map[string]any) {
 	remarshal(t, doc, &v)
 	if !v.Config.Cluster.Enabled || v.Config.Cluster.Replicas != 3 || !v.Config.JetStream.Enabled || !v.Config.JetStream.FileStore.Enabled {
 		t.Errorf("nats-values.yaml: %+v, want a 3-replica cluster with JetStream on file storage", v.Config)
+	}
+	var sec struct {
+		Config struct {
+			Cluster struct {
+				TLS struct {
+					Enabled    bool   `yaml:"enabled"`
+					SecretName string `yaml:"secretName"`
+					Merge      struct {
+						Verify bool `yaml:"verify"`
+					} `yaml:"merge"`
+				} `yaml:"tls"`
+			} `yaml:"cluster"`
+			NATS struct {
+				TLS struct {
+					Enabled    bool   `yaml:"enabled"`
+					SecretName string `yaml:"secretName"`
+				} `yaml:"tls"`
+			} `yaml:"nats"`
+			Merge struct {
+				Accounts any `yaml:"accounts"`
+			} `yaml:"merge"`
+		} `yaml:"config"`
+		TLSCA struct {
+			Enabled    bool   `yaml:"enabled"`
+			SecretName string `yaml:"secretName"`
+		} `yaml:"tlsCA"`
+		Container struct {
+			Env map[string]struct {
+				ValueFrom struct {
+					SecretKeyRef struct {
+						Name string `yaml:"name"`
+					} `yaml:"secretKeyRef"`
+				} `yaml:"valueFrom"`
+			} `yaml:"env"`
+		} `yaml:"container"`
+	}
+	remarshal(t, doc, &sec)
+	c := sec.Config
+	if !c.NATS.TLS.Enabled || !c.Cluster.TLS.Enabled || !c.Cluster.TLS.Merge.Verify || !sec.TLSCA.Enabled ||
+		c.NATS.TLS.SecretName != "nats-tls" || c.Cluster.TLS.SecretName != "nats-tls" || sec.TLSCA.SecretName != "nats-tls" {
+		t.Errorf("nats-values.yaml: want TLS from the Secret nats-tls for clients and (verified) routes: %+v %+v", c, sec.TLSCA)
+	}
+	// The accounts are deploy/nats/auth.conf's, the passwords from a Secret.
+	var placeholders []string
+	for _, name := range []string{"SB_NATS_REGISTRY_PASSWORD", "SB_NATS_WORKER_PASSWORD", "SB_NATS_PRODUCER_PASSWORD"} {
+		t.Setenv(name, "placeholder_"+name)
+		placeholders = append(placeholders, "<< $"+name+" >>", "placeholder_"+name)
+		if sec.Container.Env[name].ValueFrom.SecretKeyRef.Name == "" {
+			t.Errorf("nats-values.yaml: %s does not come from a Secret", name)
+		}
+	}
+	authConf, err := natsconf.ParseFile(filepath.Join(deployDir, "nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toJSON := func(v any) string {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.Encode(v) //nolint:errcheck // maps of strings
+		return b.String()
+	}
+	want := toJSON(authConf["accounts"])
+	if got := strings.NewReplacer(placeholders...).Replace(toJSON(c.Merge.Accounts)); got != want {
+		t.Errorf("nats-values.yaml's accounts are not deploy/nats/auth.conf's; copy them over:\n got %s\nwant %s", got, want)
 	}
 	if want := natsServerVersion(t); !strings.HasPrefix(v.Container.Image.Tag, want) {
 		t.Errorf("nats-values.yaml: image tag %q, want nats-server %s", v.Container.Image.Tag, want)
