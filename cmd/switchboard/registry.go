@@ -59,6 +59,11 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.db.CheckEncryptionKey(ctx); err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
+	if n, err := s.db.ResealWebhooks(ctx); err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	} else if encryptionKey.Rotating() {
+		s.logger.Info("encryption key rotation: webhooks sealed again under the new key", "resealed", n)
+	}
 	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)

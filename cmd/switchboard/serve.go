@@ -212,7 +212,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}
 	if r.Registry || r.Worker {
-		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. Prefer the environment variable, which ps does not show")
+		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. To rotate: NEW,OLD (workers first, then the registry, which seals everything again under NEW), then NEW alone. Prefer the environment variable, which ps does not show")
 		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "turn the SSRF guard off: let deliveries and test sends reach loopback, private, link-local and metadata addresses (for development)")
 		fs.Var((*listFlag)(&c.AllowCIDR), "allow-cidr", "let deliveries and test sends reach this range despite the SSRF guard, e.g. 10.20.0.0/16 (repeatable; comma-separated in the environment variable)")
 	}
