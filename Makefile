@@ -56,7 +56,7 @@ test-go: cgo nats-server tools docs/examples/receiver-node/node_modules/standard
 test-deploy:
 	cd deploy/grafana && $(GO) test -count=1 ./...
 
-## tools: what the tests run besides Go: prometheus and promtool, sqlite3,
+## tools: what the tests run besides Go: prometheus and promtool, sqlite3, openssl,
 ## node and npm. Missing ones come from Debian's packages (apt-get, as
 ## root); without apt, prometheus and promtool are built from the Go module
 ## proxy into ./bin. Present ones are skipped. Debian's prometheus service
@@ -65,6 +65,7 @@ tools:
 	@pkgs=""; \
 	{ { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { [ -x bin/prometheus ] && [ -x bin/promtool ]; }; } || pkgs="$$pkgs prometheus"; \
 	command -v sqlite3 >/dev/null 2>&1 || pkgs="$$pkgs sqlite3"; \
+	command -v openssl >/dev/null 2>&1 || pkgs="$$pkgs openssl"; \
 	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs"; \
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
 	[ -z "$$pkgs" ] && exit 0; \
