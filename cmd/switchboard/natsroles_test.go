@@ -292,6 +292,26 @@ func TestNATSRoles(t *testing.T) {
 		t.Fatalf("replay as the registry: %v", err)
 	}
 	testenv.WaitFor(t, 20*time.Second, "the replay delivered", func() bool { return recv.CountByID()["evt_dead"] == 2 })
+	// A failed attempt is retried through a schedule on sb.retry.
+	var retried sync.Map
+	recv2 := testenv.StartReceiver(t, func(r *http.Request, _ []byte) int {
+		if _, again := retried.LoadOrStore(r.Header.Get(signer.HeaderID), true); again {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	})
+	retryWH, err := api.createWebhook(ctx, map[string]any{"name": "retried", "url": recv2.URL, "events": []string{"agent.presence_changed"}, "max_retries": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.waitForWebhooks(ctx, []string{retryWH}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"id": "evt_retry", "type": "agent.presence_changed", "data": map[string]any{}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the retry delivered", func() bool { return recv2.CountByID()["evt_retry"] == 2 })
+
 	// Recover reads SB_EVENTS and queues what has no delivered attempt;
 	// every event so far was delivered, so it queues none.
 	var recovered struct {
