@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -212,4 +213,38 @@ func TestRun_NATSAuthFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--nats-tls-* need --nats-url") || !strings.Contains(err.Error(), "--nats-creds needs --nats-url") {
 		t.Errorf("serve with TLS flags and no --nats-url: %v", err)
 	}
+}
+
+// --nats-tls-cert and --nats-tls-key present a client certificate to a
+// server that verifies clients; without them it refuses the connection.
+func TestConnectNATS_ClientCertificate(t *testing.T) {
+	secrets := filepath.Join(genSecrets(t), "secrets")
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		CertFile: filepath.Join(secrets, "nats.pem"), KeyFile: filepath.Join(secrets, "nats-key.pem"),
+		CaFile: filepath.Join(secrets, "ca.pem"), Verify: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, TLSConfig: tc, TLSVerify: true, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	url := strings.Replace(ns.ClientURL(), "127.0.0.1", "localhost", 1)
+	auth := natsAuth{TLSCA: filepath.Join(secrets, "ca.pem")}
+	if nc, err := connectNATS(url, auth); err == nil {
+		nc.Close()
+		t.Error("connected without a client certificate")
+	}
+	auth.TLSCert, auth.TLSKey = filepath.Join(secrets, "nats.pem"), filepath.Join(secrets, "nats-key.pem")
+	nc, err := connectNATS(url, auth)
+	if err != nil {
+		t.Fatalf("with --nats-tls-cert and --nats-tls-key: %v", err)
+	}
+	nc.Close()
 }
