@@ -262,7 +262,9 @@ func TestPortal_InBrowser(t *testing.T) {
 	}
 	testenv.WaitFor(t, 30*time.Second, "the event is dead-lettered", func() bool {
 		var list struct {
-			Data []struct{ EventID string `json:"event_id"` } `json:"data"`
+			Data []struct {
+				EventID string `json:"event_id"`
+			} `json:"data"`
 		}
 		if err := api.do(ctx, http.MethodGet, "/v1/dead-letters?webhook_id="+whID, nil, &list); err != nil {
 			t.Fatal(err)
