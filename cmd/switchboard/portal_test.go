@@ -333,6 +333,34 @@ func TestPortal_InBrowser(t *testing.T) {
 		t.Fatalf("the token stayed in the URL: %s", href)
 	}
 	b.shoot(portal, "portal-link-agent")
+
+	// The agent's event shows the deliveries to the agent's webhooks only;
+	// another agent's event is not found.
+	var acmeEvt, globexEvt struct {
+		ID string `json:"id"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "agent_id": "acme", "data": map[string]any{}}, &acmeEvt); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "agent_id": "globex", "data": map[string]any{}}, &globexEvt); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "acme's event is delivered to acme-crm and orders", func() bool {
+		var evt struct {
+			Deliveries []struct{ State string } `json:"deliveries"`
+		}
+		if err := api.do(ctx, http.MethodGet, "/v1/events/"+acmeEvt.ID, nil, &evt); err != nil {
+			t.Fatal(err)
+		}
+		return len(evt.Deliveries) == 2 && evt.Deliveries[0].State == "delivered" && evt.Deliveries[1].State == "delivered"
+	})
+	b.run(portal, "open acme's event", chromedp.Navigate(sys.URL+"/portal/#/events/"+acmeEvt.ID),
+		waitJS(`document.querySelectorAll("[data-delivery]").length > 0`))
+	if got := eval[[]string](b, portal, `[...document.querySelectorAll("[data-delivery] h2")].map(h => h.textContent)`); len(got) != 1 || got[0] != "acme-crm" {
+		t.Fatalf("acme's link shows deliveries to %v, want to acme-crm only", got)
+	}
+	b.run(portal, "open globex's event", chromedp.Navigate(sys.URL+"/portal/#/events/"+globexEvt.ID),
+		waitJS(`document.querySelector("main .notice.bad")?.textContent.includes("Event not found")`))
 	token := strings.TrimPrefix(acmeURL[strings.Index(acmeURL, "#"):], "#token=")
 
 	// Revoked: the API answers 401 and the page says why.

@@ -5,6 +5,9 @@
 "use strict";
 
 const TOKEN_KEY = "switchboard.portal.token";
+// A page waits this long for the API, then says so rather than hang. Test
+// sends wait for the receiver, up to the webhook's timeout (120 s at most).
+const API_TIMEOUT_MS = 130000;
 const STATUSES = ["active", "inactive", "too_many_errors"];
 const AUTH_TYPES = [
   ["none", "None"], ["basic", "Basic (username and password)"], ["bearer", "Bearer token"],
@@ -116,8 +119,12 @@ async function api(method, path, body, keep401 = false) {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let res;
   try {
-    res = await fetch(`/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(`/v1${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(API_TIMEOUT_MS),
+    });
   } catch (err) {
+    if (err.name === "TimeoutError") throw new Error(`The API did not answer within ${API_TIMEOUT_MS / 1000} s; try again.`);
     throw new Error(`The API could not be reached (${err.message}).`);
   }
   let data = null;
@@ -184,7 +191,7 @@ function drawChrome(active) {
   if (session.link) {
     scope.append(el("span", { class: "badge info plain" }, session.link.agent_id ? `Agent ${session.link.agent_id}` : "Portal link"));
     if (session.link.read_only) scope.append(el("span", { class: "badge plain" }, "Read-only"));
-    scope.append(el("span", {}, "expires ", fmtTime(session.link.expires_at)));
+    scope.append(el("span", { class: "expires" }, "expires ", fmtTime(session.link.expires_at)));
   } else if (signedIn) {
     scope.append(el("span", { class: "badge plain" }, "API key"));
   }
