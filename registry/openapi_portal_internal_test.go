@@ -38,7 +38,7 @@ func portalLinkCases() []specCase {
 	return []specCase{
 		{name: "setup/agent", method: http.MethodPut, path: "/v1/agents/portal-agent", want: 201, body: `{"name": "Portal"}`},
 		{name: "create/201/agent", method: post, path: "/v1/portal-links", want: 201,
-			body: `{"agent_id": "portal-agent", "expires_in": 600}`,
+			body:  `{"agent_id": "portal-agent", "expires_in": 600}`,
 			check: expect(map[string]any{"agent_id": "portal-agent", "read_only": false}, present("url", "expires_at"), savePortalToken(keyPortalAgent))},
 		{name: "create/201/defaults", method: post, path: "/v1/portal-links", want: 201, body: `{}`,
 			check: expect(map[string]any{"agent_id": nil, "read_only": false}, savePortalToken(keyPortal))},
