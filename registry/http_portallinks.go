@@ -227,17 +227,15 @@ func (p *portalLinkAPI) allow(r *http.Request, pattern string, l PortalLink) err
 // link has.
 var errUnknownPortalLink = switchboard.Errorf(switchboard.EUNAUTHORIZED, "Invalid portal link.")
 
-// ownWebhook answers 404, as for another tenant's, when webhook id exists
-// but belongs to another scope than l's agent. A webhook that does not
-// exist is left to the route to answer.
+// ownWebhook answers 404, as for another tenant's, unless webhook id is one
+// of l's agent. A deleted webhook is nobody's: its dead letters and
+// attempts, which outlive it, stay out of an agent's reach.
 func (p *portalLinkAPI) ownWebhook(ctx context.Context, l PortalLink, id string) error {
 	if l.AgentID == "" {
 		return nil
 	}
 	wh, err := p.store.FindWebhookByID(ctx, id)
 	switch {
-	case switchboard.ErrorCode(err) == switchboard.ENOTFOUND:
-		return nil
 	case err != nil:
 		return err
 	case wh.AgentID != l.AgentID:
@@ -280,9 +278,11 @@ func (p *portalLinkAPI) allowReplay(r *http.Request, l PortalLink) error {
 		if err != nil {
 			return err
 		}
-		if err := p.ownWebhook(r.Context(), l, dl.WebhookID); err != nil {
+		if err := p.ownWebhook(r.Context(), l, dl.WebhookID); switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 			return switchboard.Errorf(switchboard.EFORBIDDEN,
 				"Dead letter %s is not of a webhook of agent %s; this portal link cannot replay it.", id, l.AgentID)
+		} else if err != nil {
+			return err
 		}
 	}
 	return nil
