@@ -241,6 +241,13 @@ func TestPortal_InBrowser(t *testing.T) {
 	b.run(tab, "send a test", chromedp.Click(chromedp.CSS("#send-test")),
 		waitJS(`document.querySelector("#test-status")?.textContent === "200"`))
 
+	// Revealing the secret asks first. (The page shows a new webhook's
+	// secret once: cleared here, so that what shows comes from the reveal.)
+	b.run(tab, "reveal the secret", waitJS(`(document.querySelector("#secret-out").replaceChildren(), true)`),
+		chromedp.Click(chromedp.CSS("#reveal-secret")),
+		waitJS(`document.querySelector("#confirm").open`), chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitJS(`document.querySelector("#secret-value")?.textContent.startsWith("whsec_")`))
+
 	// Published events show in the attempts.
 	for range 2 {
 		if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "data": map[string]any{"call": 1}}, nil); err != nil {
