@@ -259,6 +259,13 @@ func TestPortal_InBrowser(t *testing.T) {
 	b.run(tab, "reload for the hour's rate", chromedp.Reload(), waitJS(`document.querySelector("#success-rate")?.textContent === "100%"`))
 	b.shoot(tab, "webhook")
 
+	// Edit: the API's 422 beside the timeout, then saved.
+	b.run(tab, "edit the webhook", chromedp.Click(chromedp.CSS("#edit-webhook")), chromedp.WaitVisible(chromedp.CSS("#timeout")),
+		chromedp.SetValue(chromedp.CSS("#timeout"), "500"), chromedp.Click(chromedp.CSS("#save-webhook")),
+		waitJS(`document.querySelector("#err-timeout")?.textContent.length > 0 && document.querySelector("#timeout").getAttribute("aria-invalid") === "true"`),
+		chromedp.SetValue(chromedp.CSS("#timeout"), "45"), chromedp.Click(chromedp.CSS("#save-webhook")),
+		waitJS(`location.hash === "#/webhooks/`+whID+`" && document.querySelector("main")?.innerText.includes("45 s, 0 retries")`))
+
 	// A dead letter, replayed from the page, arrives.
 	failing.Store(true)
 	var dead struct {
