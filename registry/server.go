@@ -58,7 +58,7 @@ type keyAuthenticator interface {
 var _ keyAuthenticator = (*DB)(nil)
 
 // Handler returns the API. Every route requires `Authorization: Bearer
-// <key>`; errors are JSON ({"message", "errors"}), unknown routes and
+// <key>` (or a portal link's token, within its scope); errors are JSON ({"message", "errors"}), unknown routes and
 // methods included; a panic is logged and answered with a 500. Handler
 // panics when DB or KV is nil.
 func (s *Server) Handler() http.Handler {
@@ -186,8 +186,9 @@ type handler struct {
 // unmatchedRoute labels requests that match no route.
 const unmatchedRoute = "unmatched"
 
-// handle routes pattern to next, behind authentication and then the rate
-// limit of the key.
+// handle routes pattern to next, behind authentication (an API key, or a
+// portal link's token held to the link's scope: http_portallinks.go) and
+// then the rate limit of the key.
 func (h *handler) handle(pattern string, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
