@@ -169,7 +169,7 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 	tenant := []string{evt.TenantID}
 	accepted := []string{acceptedAt(msg)}
 
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches))}
+	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches), len(matches)+1)}
 	for i, h := range matches {
 		dm := &nats.Msg{
 			Subject: streams.DeliverySubject(h.id),
@@ -186,11 +186,15 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 		fut, err := m.JS.PublishMsgAsync(dm)
 		pe.pubs[i] = pendingPub{msg: dm, fut: fut, err: err}
 	}
+	// The ledger's record of this choice, last, settled like a delivery.
+	rm := matchedMsg(msg, &evt, matches)
+	fut, err := m.JS.PublishMsgAsync(rm)
+	pe.pubs = append(pe.pubs, pendingPub{msg: rm, fut: fut, err: err})
 	return pe, matches
 }
 
-// settle waits for every publish ack of pe, publishing again (same msg id)
-// what failed, then acks the event; if a delivery still cannot be stored it
+// settle waits for every publish ack of pe (its deliveries and its matched
+// record), publishing again (same msg id) what failed, then acks the event; if a delivery still cannot be stored it
 // Naks the event with a delay so that it is matched again later. timer is
 // the acker's, reused across events.
 func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer, log *slog.Logger) {
@@ -221,7 +225,7 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 		log.Warn("ack event", "event_id", pe.id, "err", err)
 	}
 	m.Metrics.events[resultMatched].Inc()
-	m.Metrics.deliveriesCreated.Add(float64(len(pe.pubs)))
+	m.Metrics.deliveriesCreated.Add(float64(len(pe.pubs) - 1)) // the last is the matched record
 }
 
 // republish publishes dm synchronously, a few times if need be. dm keeps

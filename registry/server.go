@@ -115,6 +115,8 @@ func (s *Server) Handler() http.Handler {
 	if s.JS != nil {
 		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
 		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
+		audit := &auditAPI{db: s.DB, js: s.JS, logger: h.logger}
+		h.handle("GET /v1/audit", requireAdmin(h.logger, http.HandlerFunc(audit.audit)))
 	}
 	return h
 }
