@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/consumer"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
@@ -168,10 +169,15 @@ func TestAudit_FindsADroppedDelivery(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
 	ids := publishEvents(t, a, "evt-drop", 2)
 
-	testenv.WaitFor(t, 10*time.Second, "the deliveries owed recorded, queued", func() bool {
-		c := a.audit(t, a.Key, "?since=1h&grace=1s").Total
-		return c.DeliveriesExpected == 2 && c.Pending == 2
+	testenv.WaitFor(t, 10*time.Second, "the deliveries owed recorded", func() bool {
+		return a.audit(t, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 2
 	})
+	// Past the grace period, only their messages in SB_DELIVERIES account
+	// for them.
+	time.Sleep(1100 * time.Millisecond)
+	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Pending != 2 || got.Unaccounted != 0 {
+		t.Errorf("queued: %+v, want 2 pending", got)
+	}
 	if got := a.eventDeliveries(t, ids[0]); fmt.Sprint(got) != fmt.Sprint(map[string]string{wh.ID: "pending"}) {
 		t.Errorf("GET /v1/events/%s deliveries = %v, want the webhook pending", ids[0], got)
 	}
@@ -207,5 +213,49 @@ func TestAudit_FindsADroppedDelivery(t *testing.T) {
 	}
 	if rep.Total.Unaccounted != 0 || rep.Total.Pending != 2 {
 		t.Errorf("with a minute's grace: %+v, want 2 pending", rep.Total)
+	}
+}
+
+// A delivery whose attempt failed is retrying while its retry is scheduled
+// (a message schedule in SB_DELIVERIES), however long the wait; once the
+// schedule is gone it is unaccounted, with its last outcome.
+func TestAudit_CountsScheduledRetries(t *testing.T) {
+	a := startDeadLetterAPI(t)
+	ctx := context.Background()
+	failing := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusInternalServerError })
+	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+		"name": "crm", "url": failing.URL, "events": []string{"call.*"}, "max_retries": 5,
+	}))
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	logger := slog.New(slog.DiscardHandler)
+	index := &consumer.Index{KV: a.KV, Logger: logger}
+	runUntilCleanup(t, index.Run)
+	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
+	runUntilCleanup(t, (&consumer.Deliverer{
+		JS: a.JS.JS, Index: index, Logger: logger, Workers: 2, MaxAckPending: 8,
+		Retry: consumer.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1},
+		Guard: netguard.New(true),
+	}).Run)
+	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
+	publishEvents(t, a, "evt-retry", 2)
+
+	testenv.WaitFor(t, 10*time.Second, "both attempts failed, retries scheduled", func() bool {
+		return failing.Count() == 2 && a.audit(t, a.Key, "?since=1h&grace=1s").Total.Retrying == 2
+	})
+	time.Sleep(1100 * time.Millisecond) // past the grace period: only the schedules account for them
+	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Retrying != 2 || got.Unaccounted != 0 {
+		t.Errorf("retries scheduled an hour ahead: %+v, want 2 retrying", got)
+	}
+	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := a.audit(t, a.Key, "?since=1h&grace=1s")
+	if got.Total.Unaccounted != 2 || len(got.Tenants) != 1 || len(got.Tenants[0].UnaccountedDeliveries) != 2 ||
+		got.Tenants[0].UnaccountedDeliveries[0].LastOutcome != "retrying" {
+		t.Errorf("schedules purged: %+v, want 2 unaccounted, last outcome retrying", got)
 	}
 }
