@@ -39,7 +39,10 @@ import (
 //
 // The second look is for what moves while the first looks: a message
 // acked just after SB_DELIVERIES was read whose attempt record was not
-// ingested yet. A delivery whose attempt records were all lost (counted by
+// ingested yet. It waits for the attempt ingester to have settled every
+// record SB_ATTEMPTS holds (a registry catching up after downtime has
+// thousands to go): while it has not, suspects count as pending, and the
+// report says the audit is truncated. A delivery whose attempt records were all lost (counted by
 // the workers in switchboard_attempts_unrecorded_total) is unaccounted
 // too: the ledger cannot show what became of it.
 
@@ -64,6 +67,9 @@ const (
 	maxQueueScan = 50_000
 	// auditRecheck is how long the second look waits after the first.
 	auditRecheck = 2 * time.Second
+	// auditIngestWait bounds how long the second look waits for the
+	// attempt ingester to catch up with SB_ATTEMPTS.
+	auditIngestWait = 10 * time.Second
 	// maxUnaccountedListed bounds the unaccounted deliveries listed per
 	// tenant (all are counted).
 	maxUnaccountedListed = 1000
@@ -198,7 +204,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if more {
-		rep.Truncation = append(rep.Truncation, fmt.Sprintf("deliveries owed: read the first %d matched", o.Limit))
+		rep.Truncation = append(rep.Truncation, fmt.Sprintf("deliveries owed: read the %d matched last", o.Limit))
 	}
 	now := time.Now()
 	var suspects []ledgerRow
@@ -219,6 +225,13 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 		if ev, err = readEvidence(ctx, js, o.Since); err != nil {
 			return nil, err
 		}
+		behind, err := ingestBehind(ctx, js)
+		if err != nil {
+			return nil, err
+		}
+		if behind > 0 {
+			rep.Truncation = append(rep.Truncation, fmt.Sprintf("attempt log: %d records not ingested yet; deliveries not accounted for count as pending", behind))
+		}
 		if suspects, err = db.ledgerOf(ctx, suspects); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
@@ -228,7 +241,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 			if classify(&t.AuditCounts, r, ev, now, o.Grace) {
 				continue
 			}
-			if ev.queueTruncated { // not seen, but perhaps in what was not read
+			if ev.queueTruncated || behind > 0 { // not seen, but perhaps in what was not read
 				t.Pending++
 				continue
 			}
@@ -245,6 +258,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 	}
 	rep.Truncated = len(rep.Truncation) > 0
 	for _, t := range tenants {
+		slices.SortFunc(t.UnaccountedDeliveries, func(a, b UnaccountedDelivery) int { return a.MatchedAt.Compare(b.MatchedAt) })
 		rep.Tenants = append(rep.Tenants, *t)
 		rep.Total.add(t.AuditCounts)
 	}
@@ -276,6 +290,37 @@ func classify(c *AuditCounts, r ledgerRow, ev *evidence, now time.Time, grace ti
 		return false
 	}
 	return true
+}
+
+// ingestBehind waits up to auditIngestWait for the registry's attempt
+// ingester to have settled every record SB_ATTEMPTS holds now, and returns
+// how many it has not (all, when its consumer does not exist): an outcome
+// may be among those.
+func ingestBehind(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	stream, err := js.Stream(ctx, streams.Attempts)
+	if err != nil {
+		return 0, fmt.Errorf("audit: read %s: %w", streams.Attempts, err)
+	}
+	last := stream.CachedInfo().State.LastSeq
+	deadline := time.Now().Add(auditIngestWait)
+	for {
+		var floor uint64
+		c, err := js.Consumer(ctx, streams.Attempts, AttemptsConsumer)
+		switch {
+		case err == nil:
+			floor = c.CachedInfo().AckFloor.Stream
+		case !errors.Is(err, jetstream.ErrConsumerNotFound):
+			return 0, fmt.Errorf("audit: read consumer %s: %w", AttemptsConsumer, err)
+		}
+		if floor >= last || time.Now().After(deadline) {
+			return last - min(floor, last), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // readEvidence reads SB_DELIVERIES whole and SB_DEAD from since.

@@ -114,11 +114,12 @@ const lastAttempt = `
 	EXISTS (SELECT 1 FROM webhooks w WHERE w.id = m.webhook_id) AS webhook_exists`
 
 // ledger returns up to limit deliveries owed that were matched at or after
-// since, oldest first, and whether more were.
+// since, newest first (when there are more, the periodic audit then
+// watches the recent ones), and whether more were.
 func (db *DB) ledger(ctx context.Context, since time.Time, limit int) ([]ledgerRow, bool, error) {
 	var rows []ledgerRow
 	err := db.db.SelectContext(ctx, &rows, `SELECT m.tenant_id, m.event_id, m.webhook_id, m.matched_at, `+lastAttempt+`
-		FROM matched m WHERE m.matched_at >= ? ORDER BY m.matched_at LIMIT ?`, unixNano(since), limit+1)
+		FROM matched m WHERE m.matched_at >= ? ORDER BY m.matched_at DESC LIMIT ?`, unixNano(since), limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("read the ledger since %s: %w", since.Format(time.RFC3339), err)
 	}

@@ -259,3 +259,45 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 		t.Errorf("schedules purged: %+v, want 2 unaccounted, last outcome retrying", got)
 	}
 }
+
+// While the attempt ingester has records to go (a registry catching up),
+// a delivery owed whose outcome may be among them is pending, never
+// unaccounted, and the audit says it is truncated; once they are
+// ingested it is delivered.
+func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
+	a := startDeadLetterAPI(t)
+	ctx := context.Background()
+	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
+	}))
+	matched := time.Now().Add(-2 * time.Minute)
+	rec := streams.Matched{TenantID: a.Tenant.ID, EventID: "evt-late", EventType: "call.started", EventSeq: 1, At: matched, WebhookIDs: []string{wh.ID}}
+	att := switchboard.Attempt{ID: switchboard.NewID("att_"), TenantID: a.Tenant.ID, WebhookID: wh.ID, EventID: "evt-late",
+		EventType: "call.started", Number: 1, At: matched.Add(time.Second), Outcome: switchboard.AttemptDelivered, StatusCode: 200}
+	for subject, v := range map[string]any{streams.MatchedSubject: []streams.Matched{rec}, streams.AttemptBatchSubject: []switchboard.Attempt{att}} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.JS.JS.Publish(ctx, subject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The matched record ingested, the attempt not: the ingester is behind.
+	if err := a.DB.RecordMatched(ctx, []streams.Matched{rec}); err != nil {
+		t.Fatal(err)
+	}
+	got := a.audit(t, a.Key, "?since=1h&grace=1s")
+	if got.Total.Pending != 1 || got.Total.Unaccounted != 0 || !got.Truncated {
+		t.Errorf("attempt log behind: %+v, want 1 pending, truncated", got)
+	}
+
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	testenv.WaitFor(t, 30*time.Second, "the attempt ingested", func() bool {
+		got = a.audit(t, a.Key, "?since=1h&grace=1s")
+		return got.Total.Delivered == 1
+	})
+	if got.Total.Unaccounted != 0 || got.Truncated {
+		t.Errorf("caught up: %+v, want 1 delivered", got)
+	}
+}
