@@ -83,7 +83,13 @@ func matchedRecord(msg jetstream.Msg, evt *switchboard.Event, matches []*hook) [
 // deliveries' msg ids deduplicate them). It returns ready emptied, for
 // reuse.
 func (m *Matcher) ackMatched(ctx context.Context, ready []*pendingEvent, log *slog.Logger) []*pendingEvent {
-	var data []byte
+	size := 2
+	for _, pe := range ready {
+		for _, rec := range pe.matched {
+			size += len(rec) + 1
+		}
+	}
+	data := make([]byte, 0, min(size, matchedMaxBytes))
 	var err error
 	flush := func() {
 		if len(data) > 1 && err == nil {
