@@ -68,8 +68,10 @@ const (
 	// auditRecheck is how long the second look waits after the first.
 	auditRecheck = 2 * time.Second
 	// auditIngestWait bounds how long the second look waits for the
-	// attempt ingester to catch up with SB_ATTEMPTS.
-	auditIngestWait = 10 * time.Second
+	// attempt ingester to catch up with SB_ATTEMPTS, and auditIngestSettle
+	// how long it then waits for the acks of the last records.
+	auditIngestWait   = 10 * time.Second
+	auditIngestSettle = time.Second
 	// maxUnaccountedListed bounds the unaccounted deliveries listed per
 	// tenant (all are counted).
 	maxUnaccountedListed = 1000
@@ -293,9 +295,11 @@ func classify(c *AuditCounts, r ledgerRow, ev *evidence, now time.Time, grace ti
 }
 
 // ingestBehind waits up to auditIngestWait for the registry's attempt
-// ingester to have settled every record SB_ATTEMPTS holds now, and returns
-// how many it has not (all, when its consumer does not exist): an outcome
-// may be among those.
+// ingester to have been handed every record SB_ATTEMPTS holds now, then up
+// to auditIngestSettle for their acks (a commit takes milliseconds; an ack
+// lost, as when NATS restarts, is not waited for), and returns how many
+// records it has not been handed (all, when its consumer does not exist):
+// an outcome may be among those.
 func ingestBehind(ctx context.Context, js jetstream.JetStream) (uint64, error) {
 	stream, err := js.Stream(ctx, streams.Attempts)
 	if err != nil {
@@ -303,22 +307,33 @@ func ingestBehind(ctx context.Context, js jetstream.JetStream) (uint64, error) {
 	}
 	last := stream.CachedInfo().State.LastSeq
 	deadline := time.Now().Add(auditIngestWait)
+	var handedOut time.Time
 	for {
-		var floor uint64
+		var delivered, floor uint64
 		c, err := js.Consumer(ctx, streams.Attempts, AttemptsConsumer)
 		switch {
 		case err == nil:
-			floor = c.CachedInfo().AckFloor.Stream
+			delivered, floor = c.CachedInfo().Delivered.Stream, c.CachedInfo().AckFloor.Stream
 		case !errors.Is(err, jetstream.ErrConsumerNotFound):
 			return 0, fmt.Errorf("audit: read consumer %s: %w", AttemptsConsumer, err)
 		}
-		if floor >= last || time.Now().After(deadline) {
-			return last - min(floor, last), nil
+		switch {
+		case delivered < last:
+			if time.Now().After(deadline) {
+				return last - delivered, nil
+			}
+		case handedOut.IsZero():
+			handedOut = time.Now()
+			fallthrough
+		default:
+			if floor >= last || time.Since(handedOut) > auditIngestSettle {
+				return 0, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
