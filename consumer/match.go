@@ -22,10 +22,10 @@ import (
 //
 // Publishes are asynchronous and pipelined across events; an event is acked
 // only once JetStream has acknowledged every one of its deliveries, and the
-// record of the webhooks it chose (matched.go). A
-// publish that fails is retried with the same Nats-Msg-Id (so a repeat is
-// deduplicated), and an event whose deliveries still cannot be stored is
-// handed back for redelivery, never acked. Each delivery's Nats-Msg-Id is
+// record of the webhooks it chose (matched.go). A publish that fails is
+// retried with the same Nats-Msg-Id (so a repeat is deduplicated), and an
+// event whose deliveries still cannot be stored is handed back for
+// redelivery, never acked. Each delivery's Nats-Msg-Id is
 // streams.DeliveryMsgID, so an event matched twice (after a crash, or
 // published twice) yields one delivery per webhook within the duplicates
 // window.
