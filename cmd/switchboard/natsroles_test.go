@@ -322,6 +322,12 @@ func TestNATSRoles(t *testing.T) {
 		t.Errorf("recover as the registry: %v", err)
 	}
 
+	// The audit reads SB_EVENTS, SB_DELIVERIES, SB_DEAD and the attempt
+	// records' consumer.
+	if err := api.do(ctx, http.MethodGet, "/v1/audit?since=1h", nil, nil); err != nil {
+		t.Errorf("audit as the registry: %v", err)
+	}
+
 	// What each role may not do. A refused request either fails with a
 	// permissions violation or gets no answer; either way nothing changes,
 	// which an allowed reader then checks.
