@@ -160,6 +160,13 @@ CREATE INDEX attempts_at ON attempts (at);
 	`
 DROP TABLE health_attempts;
 `,
+	// 7: key scopes and expiry (keys.go). The admin column stays, kept
+	// true exactly when scope is 'admin'.
+	`
+ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'manage';
+UPDATE api_keys SET scope = 'admin' WHERE admin = 1;
+ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMP; -- NULL: never
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

@@ -84,6 +84,10 @@ func TestOpenAPI(t *testing.T) {
 		e.runAll(t, adminCases())
 		t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
 	})
+	t.Run("keys", func(t *testing.T) {
+		e.runAll(t, keyCases())
+		t.Run("scopes", func(t *testing.T) { e.exerciseScopes(t, spec) })
+	})
 	t.Run("attempts", func(t *testing.T) { e.runAll(t, attemptCases()) })
 	t.Run("dead-letters", func(t *testing.T) { e.runAll(t, deadLetterCases()) })
 	t.Run("coverage", func(t *testing.T) {

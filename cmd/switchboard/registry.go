@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
 )
@@ -59,6 +60,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.db.CheckEncryptionKey(ctx); err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
+	if err := s.logDefaultKeyChange(ctx); err != nil {
+		return nil, err
+	}
 	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
@@ -80,4 +84,29 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
 	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run}, nil
+}
+
+// logDefaultKeyChange logs, before Bootstrap applies it, that --api-key
+// replaces the default tenant's key "default": the old value stops working,
+// which is how an operator rotates it (docs/operations.md).
+func (s *system) logDefaultKeyChange(ctx context.Context) error {
+	if s.cfg.APIKey == "" {
+		return nil
+	}
+	tenant, err := s.db.FindTenantByName(ctx, registry.DefaultTenantName)
+	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		return nil // a new registry: nothing to replace
+	}
+	if err != nil {
+		return err
+	}
+	cmp, err := s.db.CompareKey(ctx, tenant.ID, registry.DefaultKeyName, s.cfg.APIKey)
+	if err != nil {
+		return err
+	}
+	if cmp == registry.KeyDifferent {
+		s.logger.WarnContext(ctx, "--api-key replaces the default API key; the previous value no longer authenticates",
+			"tenant", tenant.ID, "key_name", registry.DefaultKeyName)
+	}
+	return nil
 }
