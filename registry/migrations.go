@@ -169,6 +169,10 @@ ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMP; -- NULL: never
 `,
 }
 
+// SchemaVersion is the schema version this binary migrates a registry to
+// (PRAGMA user_version). It refuses to open a registry of a newer one.
+func SchemaVersion() int { return len(migrations) }
+
 // migrate applies the migrations this database lacks, all in one
 // transaction, so that two processes starting at once migrate it once.
 func (db *DB) migrate(ctx context.Context) error {

@@ -71,11 +71,11 @@ func TestServe_SSRFGuardFollowsTheFlags(t *testing.T) {
 }
 
 func TestRun_AllowCIDRFromEnvironment(t *testing.T) {
-	var errOut bytes.Buffer
-	if err := run(context.Background(), []string{"serve", "--help"}, io.Discard, &errOut); err == nil {
+	var helpOut bytes.Buffer
+	if err := run(context.Background(), []string{"serve", "--help"}, &helpOut, io.Discard); err == nil {
 		t.Fatal("--help: want flag.ErrHelp")
 	}
-	if !strings.Contains(errOut.String(), "SWITCHBOARD_ALLOW_CIDR") {
+	if !strings.Contains(helpOut.String(), "SWITCHBOARD_ALLOW_CIDR") {
 		t.Errorf("serve --help does not name SWITCHBOARD_ALLOW_CIDR")
 	}
 

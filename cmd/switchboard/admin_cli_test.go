@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// key list|create|revoke and tenant list|show|delete on the registry of a
+// running serve: what they change takes effect on it at once.
+func TestRun_KeyAndTenantLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testServeConfig(dir)
+	cfg.NATSListen = "127.0.0.1:0"
+	sys := mustStartSystem(t, cfg)
+	t.Setenv("SWITCHBOARD_LOG_LEVEL", "error")
+	t.Setenv("SWITCHBOARD_DATA_DIR", dir)
+	ctx := context.Background()
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+		return out
+	}
+
+	tenantID := strings.TrimSpace(mustRun("tenant", "create", "acme"))
+	manage := strings.TrimSpace(mustRun("key", "create", "--tenant", "acme", "--name", "ops"))
+	// --tenant takes the id as well as the name.
+	publish := strings.TrimSpace(mustRun("key", "create", "--tenant", tenantID, "--name", "upstream", "--scope", "publish", "--expires-in", "720h"))
+
+	list := mustRun("key", "list", "--tenant", "acme")
+	if !regexp.MustCompile(`(?m)^ID\s+NAME\s+SCOPE\s+CREATED\s+EXPIRES\s+LAST USED$`).MatchString(list) ||
+		!regexp.MustCompile(`(?m)^key_\S+\s+ops\s+manage\s+\S+\s+-\s+-$`).MatchString(list) ||
+		!regexp.MustCompile(`(?m)^key_\S+\s+upstream\s+publish\s+\S+Z\s+\S+Z\s+-$`).MatchString(list) {
+		t.Errorf("key list:\n%s", list)
+	}
+
+	// The publish key publishes and reads nothing.
+	pub := apiClient{url: sys.URL, key: publish}
+	if err := pub.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "data": map[string]any{}}, nil); err != nil {
+		t.Errorf("publish key on POST /v1/events: %v", err)
+	}
+	if err := pub.do(ctx, http.MethodGet, "/v1/webhooks", nil, nil); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("publish key on GET /v1/webhooks: %v, want 403", err)
+	}
+	// Its use shows in last_used_at.
+	if list := mustRun("key", "list", "--tenant", "acme"); !regexp.MustCompile(`(?m)^key_\S+\s+upstream\s+publish\s+\S+\s+\S+\s+\d{4}-\S+Z$`).MatchString(list) {
+		t.Errorf("key list after use shows no last use:\n%s", list)
+	}
+
+	// revoke by name: the key stops working on the running server.
+	if out := mustRun("key", "revoke", "--tenant", "acme", "upstream"); !strings.HasPrefix(out, "key_") {
+		t.Errorf("key revoke printed %q, want the key's id", out)
+	}
+	if err := pub.do(ctx, http.MethodPost, "/v1/events", map[string]any{"type": "call.started", "data": map[string]any{}}, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("revoked key: %v, want 401", err)
+	}
+	if _, _, err := runCLI(t, "key", "revoke", "--tenant", "acme", "upstream"); err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("revoking it again: %v", err)
+	}
+
+	mng := apiClient{url: sys.URL, key: manage}
+	if _, err := mng.createWebhook(ctx, map[string]any{"name": "crm", "url": "https://example.com/h", "events": []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	if list := mustRun("tenant", "list"); !regexp.MustCompile(`(?m)^`+tenantID+`\s+acme\s+\S+Z$`).MatchString(list) ||
+		!strings.Contains(list, sys.Tenant) {
+		t.Errorf("tenant list:\n%s", list)
+	}
+	show := mustRun("tenant", "show", "acme")
+	for _, want := range []string{`(?m)^id\s+` + tenantID + `$`, `(?m)^webhooks\s+1$`, `(?m)^keys\s+1$`} {
+		if !regexp.MustCompile(want).MatchString(show) {
+			t.Errorf("tenant show has no %s:\n%s", want, show)
+		}
+	}
+
+	if _, _, err := runCLI(t, "tenant", "delete", "acme"); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Errorf("tenant delete without --yes: %v", err)
+	}
+	out := mustRun("tenant", "delete", tenantID, "--yes", "--nats-url", sys.ns.ClientURL())
+	for _, want := range []string{`(?m)^webhooks\s+1$`, `(?m)^keys\s+1$`, `(?m)^dead_letters\s+0$`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("tenant delete has no %s:\n%s", want, out)
+		}
+	}
+	if err := mng.do(ctx, http.MethodGet, "/v1/webhooks", nil, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("the deleted tenant's key: %v, want 401", err)
+	}
+	if _, _, err := runCLI(t, "tenant", "show", "acme"); err == nil || !strings.Contains(err.Error(), `"acme" not found`) {
+		t.Errorf("tenant show after delete: %v", err)
+	}
+}
+
+// Command lines that cannot run exit 2 with a one-line hint on stderr;
+// help goes to stdout and exits 0.
+func TestRun_UsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		hint string
+	}{
+		{[]string{"nosuch"}, `unknown subcommand "nosuch" (see 'switchboard --help')`},
+		{[]string{"tenant", "nosuch"}, `tenant: unknown subcommand "nosuch" (see 'switchboard tenant --help')`},
+		{[]string{"serve", "--nope"}, `serve: flag provided but not defined: -nope (see 'switchboard serve --help')`},
+		{[]string{"key", "list", "--tenant", "x", "extra"}, `key list takes no arguments`},
+		{[]string{"version", "extra"}, `version takes no arguments`},
+	} {
+		out, errOut, err := runCLI(t, tc.args...)
+		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), tc.hint) || strings.Contains(err.Error(), "\n") || out != "" || errOut != "" {
+			t.Errorf("%v: exit %d, %v, stdout %q, stderr %q; want exit 2 with %q", tc.args, exitCode(err), err, out, errOut, tc.hint)
+		}
+	}
+	t.Setenv("SWITCHBOARD_API_RATE_LIMIT", "fast")
+	if _, _, err := runCLI(t, "serve"); exitCode(err) != 2 || !strings.Contains(err.Error(), "serve: ") {
+		t.Errorf("serve with a bad environment value: exit %d, %v", exitCode(err), err)
+	}
+	for _, args := range [][]string{{"--help"}, {"tenant"}, {"key", "revoke", "-h"}} {
+		out, errOut, err := runCLI(t, args...)
+		if exitCode(err) != 0 || !strings.Contains(out, "USAGE") || errOut != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the help on stdout", args, exitCode(err), out, errOut)
+		}
+	}
+}
+
+// A restart with another --api-key replaces the default key, and says so.
+func TestServe_APIKeyChangeIsLogged(t *testing.T) {
+	dir := t.TempDir()
+	start := func(key string) string {
+		t.Helper()
+		var logs bytes.Buffer
+		cfg := testServeConfig(dir)
+		cfg.APIKey = key
+		sys, err := startSystem(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sys.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	const msg = "--api-key replaces the default API key"
+	if logs := start(testKey); strings.Contains(logs, msg) {
+		t.Errorf("first start logs a replacement:\n%s", logs)
+	}
+	if logs := start(testKey); strings.Contains(logs, msg) {
+		t.Errorf("a start with the same key logs a replacement:\n%s", logs)
+	}
+	if logs := start(testKey + "-rotated"); !strings.Contains(logs, msg) {
+		t.Errorf("a start with another key does not log it:\n%s", logs)
+	}
+}
