@@ -38,7 +38,7 @@ const switchboardImage = "switchboard:dev"
 func helpFlags(t *testing.T, sub string) map[string]string {
 	t.Helper()
 	var helpOut bytes.Buffer
-	if err := run(context.Background(), []string{sub, "--help"}, &helpOut, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if err := run(context.Background(), append(strings.Fields(sub), "--help"), &helpOut, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("%s --help: %v", sub, err)
 	}
 	re := regexp.MustCompile(`^\s+--([a-z0-9-]+)\s.*\[(SWITCHBOARD_[A-Z0-9_]+)\]$`)
@@ -90,7 +90,7 @@ func (f *flagSets) of(sub string) map[string]string {
 		return fl
 	}
 	var fl map[string]string
-	if slices.Contains(f.subs, sub) {
+	if slices.Contains(f.subs, strings.Fields(sub)[0]) {
 		fl = helpFlags(f.t, sub)
 	} else {
 		f.t.Errorf("switchboard has no subcommand %q (it has %v)", sub, f.subs)
