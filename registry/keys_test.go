@@ -3,6 +3,8 @@ package registry_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -131,4 +133,23 @@ type tenantDeletedJSON struct {
 		Attempts    int `json:"attempts"`
 		DeadLetters int `json:"dead_letters"`
 	} `json:"deleted"`
+}
+
+// registry.db is created readable by its owner only; SQLite's WAL and
+// shared-memory files follow it.
+func TestOpen_CreatesThePrivateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	db := mustOpenDBAt(t, path)
+	if _, _, err := registry.Bootstrap(context.Background(), db, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+			t.Errorf("%s is %v, want no access for group and others", filepath.Base(p), mode)
+		}
+	}
 }

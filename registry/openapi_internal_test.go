@@ -79,7 +79,10 @@ func TestOpenAPI(t *testing.T) {
 	t.Run("core", func(t *testing.T) { e.runAll(t, coreCases()) })
 	t.Run("webhook-fields", func(t *testing.T) { e.runAll(t, webhookFieldCases()) })
 	t.Run("agents", func(t *testing.T) { e.runAll(t, agentCases()) })
-	t.Run("event-types", func(t *testing.T) { e.runAll(t, eventTypeCases()) })
+	t.Run("event-types", func(t *testing.T) {
+		e.runAll(t, eventTypeCases())
+		e.runAll(t, catalogueCases())
+	})
 	t.Run("tenancy", func(t *testing.T) {
 		e.runAll(t, adminCases())
 		t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
@@ -187,7 +190,7 @@ func (e *specEnv) newServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	s := NewServer(e.db, kv)
-	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS)}
+	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS), Catalogue: e.db}
 	s.JS = e.js.JS
 	if allowPrivateTargets != nil {
 		allowPrivateTargets(s)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -153,5 +155,21 @@ func TestServe_APIKeyChangeIsLogged(t *testing.T) {
 	}
 	if logs := start(testKey + "-rotated"); !strings.Contains(logs, msg) {
 		t.Errorf("a start with another key does not log it:\n%s", logs)
+	}
+}
+
+// serve creates --data-dir, the JetStream store in it and registry.db for
+// their owner only.
+func TestServe_DataDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	mustStartSystem(t, testServeConfig(dir))
+	for name, want := range map[string]os.FileMode{"": 0o700, "nats": 0o700, "registry.db": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s/%s is %v, want %v", filepath.Base(dir), name, got, want)
+		}
 	}
 }

@@ -75,8 +75,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	mirror.Logger = s.logger
 	api := &registry.Server{
 		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
-		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
-		Guard:  guard,
+		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger,
+			Catalogue: s.db},
+		Guard: guard,
 	}
 	mux.Handle("/v1/", api.Handler())
 	health := registry.NewHealth(s.db, producer.New(s.js))

@@ -345,7 +345,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		}
 	}()
 	if cfg.needsDataDir() {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil { // the registry and JetStream: the owner's only
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
