@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
 // key list|create|revoke and tenant list|show|delete on the registry of a
@@ -170,6 +173,47 @@ func TestServe_DataDirIsPrivate(t *testing.T) {
 		}
 		if got := fi.Mode().Perm(); got != want {
 			t.Errorf("%s/%s is %v, want %v", filepath.Base(dir), name, got, want)
+		}
+	}
+}
+
+// publish --nats-url --tenant takes the tenant's name as well as its id,
+// and refuses what names no tenant instead of publishing an event that no
+// webhook can get.
+func TestRun_PublishTenantByName(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testServeConfig(dir)
+	cfg.NATSListen = "127.0.0.1:0"
+	sys := mustStartSystem(t, cfg)
+	ctx := context.Background()
+	recv := testenv.StartReceiver(t, nil)
+	api := apiClient{url: sys.URL, key: testKey}
+	id, err := api.createWebhook(ctx, map[string]any{"name": "n", "url": recv.URL, "events": []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	natsURL := sys.ns.ClientURL()
+	out, _, err := runCLI(t, "publish", "--nats-url", natsURL, "--data-dir", dir, "--tenant", "default", "--type", "call.started", "--id", "by-name")
+	if err != nil || strings.TrimSpace(out) != "by-name" {
+		t.Fatalf("publish --tenant default: %q, %v", out, err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the event published for the tenant's name delivered", func() bool { return recv.CountByID()["by-name"] == 1 })
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-url", natsURL, "--data-dir", dir, "--tenant", "nosuch"}, `"nosuch" not found`},
+		{[]string{"--nats-url", natsURL, "--data-dir", t.TempDir(), "--tenant", "default"}, "not a tenant id"},
+		{[]string{"--api-url", sys.URL, "--api-key", testKey, "--tenant", "default"}, "--nats-url only"},
+	} {
+		args := append([]string{"publish", "--type", "call.started"}, tc.args...)
+		out, _, err := runCLI(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || out != "" {
+			t.Errorf("%v: %q, %v; want an error with %s", tc.args, out, err, tc.want)
 		}
 	}
 }
