@@ -60,6 +60,12 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.db.CheckEncryptionKey(ctx); err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
+	if n, err := s.db.SealSecrets(ctx); err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	} else if n > 0 {
+		s.logger.InfoContext(ctx, "sealed webhook secrets and credentials under --encryption-key (they were plaintext, or sealed under --previous-encryption-key)",
+			"webhooks", n)
+	}
 	if err := s.logDefaultKeyChange(ctx); err != nil {
 		return nil, err
 	}

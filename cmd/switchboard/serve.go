@@ -65,6 +65,9 @@ type serveConfig struct {
 	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
 	// credentials at rest; "" stores them in plaintext.
 	EncryptionKey string
+	// PreviousEncryptionKey, during a rotation, opens what the key
+	// EncryptionKey replaces sealed; the registry seals it all again.
+	PreviousEncryptionKey string
 
 	// Isolation of slow and dead receivers (consumer.Deliverer).
 	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
@@ -210,6 +213,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	}
 	if r.Registry || r.Worker {
 		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. Prefer the environment variable, which ps does not show")
+		fs.StringVar(&c.PreviousEncryptionKey, "previous-encryption-key", c.PreviousEncryptionKey, "during a rotation of --encryption-key, the key it replaces: values sealed under it are still read, and the registry seals them again under --encryption-key at start (docs/operations.md)")
 		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "turn the SSRF guard off: let deliveries and test sends reach loopback, private, link-local and metadata addresses (for development)")
 		fs.Var((*listFlag)(&c.AllowCIDR), "allow-cidr", "let deliveries and test sends reach this range despite the SSRF guard, e.g. 10.20.0.0/16 (repeatable; comma-separated in the environment variable)")
 	}
@@ -220,13 +224,23 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 // encryptionKey returns the parsed --encryption-key, nil when none is set.
 func (c serveConfig) encryptionKey() (*sealed.Key, error) {
 	if c.EncryptionKey == "" {
+		if c.PreviousEncryptionKey != "" {
+			return nil, errors.New("--previous-encryption-key needs --encryption-key, the key that replaces it")
+		}
 		return nil, nil
 	}
 	k, err := sealed.ParseKey(c.EncryptionKey)
 	if err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
-	return k, nil
+	if c.PreviousEncryptionKey == "" {
+		return k, nil
+	}
+	prev, err := sealed.ParseKey(c.PreviousEncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("--previous-encryption-key: %w", err)
+	}
+	return k.WithPrevious(prev), nil
 }
 
 // guard is the SSRF guard of deliveries and test sends.
