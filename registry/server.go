@@ -34,7 +34,8 @@ type Server struct {
 
 	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
 	// as it is the deliverer's; nil refuses every address that is not
-	// public.
+	// public. Webhooks whose URL names a refused address by IP are refused
+	// at create and PATCH (422 on url).
 	Guard *netguard.Guard
 
 	// JS, when set, serves the routes that read the streams: the dead
@@ -80,6 +81,7 @@ func (s *Server) Handler() http.Handler {
 		mirror:    NewMirror(s.DB, s.KV),
 		logger:    h.logger,
 		catalogue: s.DB,
+		guard:     s.Guard,
 	}
 	agents := &agentAPI{store: s.DB, mirror: webhooks.mirror, logger: h.logger}
 	eventTypes := &eventTypeAPI{store: s.DB, logger: h.logger}
