@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-hq/switchboard/internal/natsembed"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
@@ -215,5 +217,48 @@ func TestRun_PublishTenantByName(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || out != "" {
 			t.Errorf("%v: %q, %v; want an error with %s", tc.args, out, err, tc.want)
 		}
+	}
+}
+
+// A variable set for one subcommand does not reach another whose flag of
+// the same name means something else: the image's SWITCHBOARD_LISTEN is
+// serve's, a worker takes SWITCHBOARD_WORKER_LISTEN (and still
+// SWITCHBOARD_LISTEN without it, as deployments set it), receive only
+// SWITCHBOARD_RECEIVE_LISTEN, bench only SWITCHBOARD_BENCH_*.
+func TestEnvNames_PerSubcommand(t *testing.T) {
+	for _, tc := range []struct {
+		path, flag string
+		want       []string
+	}{
+		{"switchboard serve", "listen", []string{"SWITCHBOARD_LISTEN"}},
+		{"switchboard registry", "listen", []string{"SWITCHBOARD_LISTEN"}},
+		{"switchboard worker", "listen", []string{"SWITCHBOARD_WORKER_LISTEN", "SWITCHBOARD_LISTEN"}},
+		{"switchboard worker", "nats-url", []string{"SWITCHBOARD_NATS_URL"}},
+		{"switchboard receive", "listen", []string{"SWITCHBOARD_RECEIVE_LISTEN"}},
+		{"switchboard receive", "secret", []string{"SWITCHBOARD_RECEIVE_SECRET", "SWITCHBOARD_SECRET"}},
+		{"switchboard bench", "data-dir", []string{"SWITCHBOARD_BENCH_DATA_DIR"}},
+		{"switchboard bench", "workers", []string{"SWITCHBOARD_BENCH_WORKERS"}},
+		{"switchboard tenant create", "data-dir", []string{"SWITCHBOARD_DATA_DIR"}},
+	} {
+		if got := envNames(tc.path, tc.flag); !slices.Equal(got, tc.want) {
+			t.Errorf("%s --%s: %v, want %v", tc.path, tc.flag, got, tc.want)
+		}
+	}
+
+	// What the commands read: receive ignores serve's SWITCHBOARD_LISTEN,
+	// and a worker's own variable wins over it.
+	t.Setenv("SWITCHBOARD_LISTEN", "127.0.0.1:1")
+	t.Setenv("SWITCHBOARD_RECEIVE_STATUS", "not-a-number")
+	if _, _, err := runCLI(t, "receive"); exitCode(err) != 2 || !strings.Contains(err.Error(), "SWITCHBOARD_RECEIVE_STATUS") {
+		t.Errorf("receive with a bad SWITCHBOARD_RECEIVE_STATUS: exit %d, %v", exitCode(err), err)
+	}
+	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ext.Shutdown)
+	t.Setenv("SWITCHBOARD_WORKER_LISTEN", "nowhere")
+	if _, _, err := runCLI(t, "worker", "--nats-url", ext.ClientURL()); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Errorf("worker with SWITCHBOARD_WORKER_LISTEN=nowhere: %v, want an error naming it", err)
 	}
 }

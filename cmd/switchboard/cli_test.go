@@ -48,7 +48,7 @@ func TestRun_EveryHelpNamesEachFlagsVariable(t *testing.T) {
 			if len(f) == 0 || !strings.HasPrefix(f[0], "--") {
 				continue
 			}
-			want := "[" + envName(strings.TrimPrefix(f[0], "--")) + "]"
+			want := "[" + envNames("switchboard "+sub, strings.TrimPrefix(f[0], "--"))[0] + "]"
 			if !strings.HasSuffix(strings.TrimSpace(line), want) {
 				t.Errorf("%s --help: %q does not end with %s", sub, strings.TrimSpace(line), want)
 			}

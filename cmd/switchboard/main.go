@@ -14,11 +14,11 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/switchboard-hq/switchboard/registry"
@@ -81,8 +81,10 @@ webhook: signed (Standard Webhooks), retried with exponential backoff,
 dead-lettered when retries are spent, never silently dropped.
 
 Every flag can also be set by an environment variable: SWITCHBOARD_ and the
-flag's name in capitals with '-' as '_' (--data-dir is SWITCHBOARD_DATA_DIR).
-Flags win over the environment.
+flag's name in capitals with '-' as '_' (--data-dir is SWITCHBOARD_DATA_DIR);
+where another subcommand has a flag of that name with another meaning, the
+variable carries the subcommand's name (SWITCHBOARD_WORKER_LISTEN). Each
+subcommand's --help names its variables. Flags win over the environment.
 
 Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 		FlagSet: flag.NewFlagSet("switchboard", flag.ContinueOnError),
@@ -111,9 +113,9 @@ Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 	setup = func(path string, c *ffcli.Command) {
 		paths[c] = path
 		c.FlagSet.SetOutput(io.Discard)
-		c.UsageFunc = func(c *ffcli.Command) string { last = c; return usage(c) }
+		c.UsageFunc = func(c *ffcli.Command) string { last = c; return usage(c, paths[c]) }
 		if c != root {
-			c.Options = append(c.Options, ff.WithEnvVarPrefix(envPrefix))
+			c.Exec = withEnv(path, c.FlagSet, c.Exec)
 		}
 		for _, sc := range c.Subcommands {
 			setup(path+" "+sc.Name, sc)
@@ -124,14 +126,9 @@ Run 'switchboard <subcommand> --help' for a subcommand's flags.`,
 	err := root.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage(last))
+		fmt.Fprint(stdout, usage(last, paths[last]))
 		return err
 	case err != nil:
-		// A bad environment value fails before any Usage call: find the
-		// command from the arguments then.
-		if last == root {
-			last = commandOf(root, args)
-		}
 		return usageErrorf("%s%v (see '%s --help')", commandPrefix(paths[last]), unwrapParseError(err), paths[last])
 	}
 	// A command's Exec that returns flag.ErrHelp (a group run without its
@@ -149,21 +146,6 @@ func commandPrefix(path string) string {
 		return rest + ": "
 	}
 	return ""
-}
-
-// commandOf returns the command args name: the subcommands they spell out,
-// from root, ignoring flags.
-func commandOf(root *ffcli.Command, args []string) *ffcli.Command {
-	c := root
-	for _, a := range args {
-		for _, sc := range c.Subcommands {
-			if strings.EqualFold(a, sc.Name) {
-				c = sc
-				break
-			}
-		}
-	}
-	return c
 }
 
 // unwrapParseError drops ff's "error parsing commandline arguments: "
@@ -186,8 +168,9 @@ func groupExec(path string) func(context.Context, []string) error {
 	}
 }
 
-// usage is ffcli's help with each flag's environment variable beside it.
-func usage(c *ffcli.Command) string {
+// usage is ffcli's help of the command at path ("switchboard serve") with
+// each flag's environment variable beside it.
+func usage(c *ffcli.Command, path string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "USAGE\n  %s\n\n", c.ShortUsage)
 	if c.LongHelp != "" {
@@ -215,7 +198,7 @@ func usage(c *ffcli.Command) string {
 				if f.DefValue != "" {
 					def = fmt.Sprintf(" (default %s)", f.DefValue)
 				}
-				fmt.Fprintf(tw, "  --%s\t%s%s [%s]\n", f.Name, f.Usage, def, envName(f.Name))
+				fmt.Fprintf(tw, "  --%s\t%s%s [%s]\n", f.Name, f.Usage, def, envNames(path, f.Name)[0])
 			})
 			tw.Flush()
 		}
@@ -224,7 +207,76 @@ func usage(c *ffcli.Command) string {
 }
 
 func envName(flagName string) string {
-	return envPrefix + "_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(flagName))
+	return envPrefix + "_" + envSuffix(flagName)
+}
+
+func envSuffix(name string) string {
+	return strings.ToUpper(strings.NewReplacer("-", "_", ".", "_", " ", "_").Replace(name))
+}
+
+// commandEnv names the flags whose environment variable carries the
+// subcommand's name (SWITCHBOARD_WORKER_LISTEN), because another
+// subcommand has a flag of that name that means something else: the
+// image's SWITCHBOARD_LISTEN is serve's API address, not the worker's
+// metrics port nor receive's. Shared settings (NATS, data dir, logging,
+// security) keep one name everywhere.
+var commandEnv = map[string]struct {
+	all   bool     // every flag of the subcommand, else only flags
+	flags []string //
+	// legacy flags still read SWITCHBOARD_<FLAG> when the subcommand's own
+	// variable is unset, for deployments written before (deploy/kubernetes
+	// set SWITCHBOARD_LISTEN for workers).
+	legacy []string
+}{
+	"worker":  {flags: []string{"listen"}, legacy: []string{"listen"}},
+	"receive": {all: true, legacy: []string{"secret", "status"}},
+	"bench":   {all: true},
+}
+
+// envNames returns the environment variables of flag name of the
+// subcommand at path, the one that wins first.
+func envNames(path, name string) []string {
+	cmd := strings.TrimPrefix(path, "switchboard ")
+	rule, ok := commandEnv[cmd]
+	if !ok || !rule.all && !slices.Contains(rule.flags, name) {
+		return []string{envName(name)}
+	}
+	own := envPrefix + "_" + envSuffix(cmd) + "_" + envSuffix(name)
+	if slices.Contains(rule.legacy, name) {
+		return []string{own, envName(name)}
+	}
+	return []string{own}
+}
+
+// withEnv runs exec after setting each flag of fs that the command line
+// left unset from its environment variable (envNames; empty counts as
+// unset), so that flags win over the environment. A value the flag refuses
+// is a usage error.
+func withEnv(path string, fs *flag.FlagSet, exec func(context.Context, []string) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		var errs []error
+		fs.VisitAll(func(f *flag.Flag) {
+			if given[f.Name] {
+				return
+			}
+			for _, env := range envNames(path, f.Name) {
+				v := os.Getenv(env)
+				if v == "" {
+					continue
+				}
+				if err := fs.Set(f.Name, v); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", env, err))
+				}
+				return
+			}
+		})
+		if err := errors.Join(errs...); err != nil {
+			return usageErrorf("%s%v (see '%s --help')", commandPrefix(path), err, path)
+		}
+		return exec(ctx, args)
+	}
 }
 
 func versionCommand(stdout io.Writer) *ffcli.Command {
