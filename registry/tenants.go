@@ -431,6 +431,7 @@ func (db *DB) DeleteTenant(ctx context.Context, tenantID string) (TenantCounts, 
 		for _, q := range []string{
 			`DELETE FROM agents WHERE tenant_id = ?`,
 			`DELETE FROM event_types WHERE tenant_id = ?`,
+			`DELETE FROM attempt_bodies WHERE attempt_id IN (SELECT id FROM attempts WHERE tenant_id = ?)`,
 			`DELETE FROM attempts WHERE tenant_id = ?`,
 			`DELETE FROM tenants WHERE id = ?`, // its keys cascade
 		} {

@@ -89,6 +89,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	health := registry.NewHealth(s.db, producer.New(s.js))
 	health.Logger = s.logger
 	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
+		BodyRetention: s.cfg.AttemptBodyRetention, MaxBytes: int64(s.cfg.AttemptLogMaxBytes),
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
 	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run}, nil
 }

@@ -76,6 +76,13 @@ type serveConfig struct {
 	// AttemptRetention is how long the registry keeps the attempt log; 0
 	// keeps it forever.
 	AttemptRetention time.Duration
+	// AttemptBodyRetention is how long attempts keep their response body
+	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
+	// oldest first (registry.AttemptIngester); 0 disables either.
+	AttemptBodyRetention time.Duration
+	AttemptLogMaxBytes   byteSize
+	// Streams are the streams' retention flags (retention.go).
+	Streams streamLimits
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -98,7 +105,9 @@ func defaultServeConfig() serveConfig {
 		APIRateLimit:    registry.DefaultAPIRateLimit,
 		DisableAfter:    registry.DefaultDisableAfter,
 
-		AttemptRetention: registry.DefaultAttemptRetention,
+		AttemptRetention:     registry.DefaultAttemptRetention,
+		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
+		Streams:              defaultStreamLimits(),
 	}
 }
 
@@ -156,6 +165,10 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && c.AttemptRetention < 0 {
 		errs = append(errs, fmt.Errorf("--attempt-retention must be 0 (keep forever) or positive, got %v", c.AttemptRetention))
 	}
+	if c.Roles.Registry && c.AttemptBodyRetention < 0 {
+		errs = append(errs, fmt.Errorf("--attempt-body-retention must be 0 (as long as the attempt) or positive, got %v", c.AttemptBodyRetention))
+	}
+	errs = append(errs, c.Streams.validate()...)
 	if _, err := c.encryptionKey(); err != nil {
 		errs = append(errs, err)
 	}
@@ -194,11 +207,14 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS (>= 2.12, JetStream enabled) to run against, e.g. nats://n1:4222,nats://n2:4222 (required)")
 	}
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the streams and KV bucket this process creates: 3 on a NATS cluster; every process must give the same")
+	c.Streams.register(fs)
 	if r.Registry {
 		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
+		fs.DurationVar(&c.AttemptBodyRetention, "attempt-body-retention", c.AttemptBodyRetention, "how long an attempt keeps the excerpt of the receiver's response body, the largest part of it; then it is cleared, the rest kept; 0 keeps it as long as the attempt")
+		fs.Var(&c.AttemptLogMaxBytes, "attempt-log-max-bytes", "prune the oldest attempts hourly while registry.db's pages in use exceed this, e.g. 4GiB (keep it below the volume's size); 0 none")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")
@@ -377,7 +393,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	defer cancelSetup()
 	// Every role sets the streams up, so that a worker started before the
 	// registry (or alone, while it is down) finds them.
-	if err := setupStreams(setupCtx, js, cfg.StreamReplicas, logger); err != nil {
+	if err := setupStreams(setupCtx, js, cfg.Streams.config(cfg.StreamReplicas), logger); err != nil {
 		return nil, err
 	}
 	kv, err := streams.OpenWebhooksKV(setupCtx, js)
@@ -457,9 +473,9 @@ func (r roles) String() string {
 // while JetStream is not ready to answer yet (a cluster still electing its
 // leader answers 503, or not at all) until ctx is done. Settings that
 // disagree with the streams already there fail at once.
-func setupStreams(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
-	cfg := streams.DefaultConfig()
-	cfg.Replicas = replicas
+func setupStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, logger *slog.Logger) error {
+	cfg.Logger = logger
+	replicas := cfg.Replicas
 	wait := 250 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
