@@ -27,6 +27,9 @@ func BenchmarkAttemptLogSize(b *testing.B) {
 		{"delivered", func(a *switchboard.Attempt) {
 			a.Outcome, a.StatusCode, a.ResponseBody = switchboard.AttemptDelivered, 200, `{"ok":true}`
 		}, false},
+		{"delivered-body-cleared", func(a *switchboard.Attempt) {
+			a.Outcome, a.StatusCode, a.ResponseBody = switchboard.AttemptDelivered, 200, `{"ok":true}`
+		}, true},
 		{"failed-with-body", func(a *switchboard.Attempt) {
 			a.Outcome, a.StatusCode, a.ErrorClass, a.Error, a.ResponseBody = switchboard.AttemptRetrying, 502, "status", "status 502", page
 		}, false},

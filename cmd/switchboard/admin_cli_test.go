@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-hq/switchboard/internal/natsembed"
+	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
@@ -260,5 +263,36 @@ func TestEnvNames_PerSubcommand(t *testing.T) {
 	t.Setenv("SWITCHBOARD_WORKER_LISTEN", "nowhere")
 	if _, _, err := runCLI(t, "worker", "--nats-url", ext.ClientURL()); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("worker with SWITCHBOARD_WORKER_LISTEN=nowhere: %v, want an error naming it", err)
+	}
+}
+
+// The streams' retention flags reach the streams.
+func TestServe_StreamLimitFlags(t *testing.T) {
+	cfg := testServeConfig(t.TempDir())
+	cfg.Streams.EventsMaxAge = 240 * time.Hour
+	cfg.Streams.AttemptsMaxBytes = 1 << 30
+	sys := mustStartSystem(t, cfg)
+	ctx := context.Background()
+	for name, want := range map[string]func(jetstream.StreamConfig) bool{
+		streams.Events:   func(c jetstream.StreamConfig) bool { return c.MaxAge == 240*time.Hour },
+		streams.Attempts: func(c jetstream.StreamConfig) bool { return c.MaxBytes == 1<<30 },
+		streams.Dead:     func(c jetstream.StreamConfig) bool { return c.MaxAge == 30*24*time.Hour && c.MaxBytes == -1 },
+	} {
+		s, err := sys.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := s.CachedInfo().Config; !want(c) {
+			t.Errorf("%s: max age %v, max bytes %d", name, c.MaxAge, c.MaxBytes)
+		}
+	}
+	var b byteSize
+	for in, want := range map[string]int64{"4GiB": 4 << 30, "500MB": 500e6, "1048576": 1 << 20, "0": 0} {
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("byte size %q: %d, %v; want %d", in, b, err, want)
+		}
+	}
+	if err := b.Set("4 parsecs"); err == nil {
+		t.Error("byte size \"4 parsecs\" accepted")
 	}
 }
