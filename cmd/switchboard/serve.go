@@ -424,6 +424,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		g.Go(func() error { return run(gctx) })
 	}
 
+	s.registerOpsMetrics(reg)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
