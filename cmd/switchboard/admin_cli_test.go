@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -294,5 +295,35 @@ func TestServe_StreamLimitFlags(t *testing.T) {
 	}
 	if err := b.Set("4 parsecs"); err == nil {
 		t.Error("byte size \"4 parsecs\" accepted")
+	}
+}
+
+// The docs' examples agree: one receiver path (the example receivers'
+// /webhooks), and every `switchboard worker` example listens on the
+// worker's default port.
+func TestDocs_ExamplesAgree(t *testing.T) {
+	receiverURL := regexp.MustCompile(`http://127\.0\.0\.1:9000(/[A-Za-z0-9_/-]*)`)
+	workerListen := regexp.MustCompile(`switchboard worker[^\n]*(?:\\\n[^\n]*)*?--listen [0-9.]+:(\d+)`)
+	_, defaultPort, _ := strings.Cut(workerCommand(io.Discard, io.Discard).FlagSet.Lookup("listen").DefValue, ":")
+	workers := 0
+	for _, doc := range []string{"README.md", "docs/operations.md", "docs/receivers.md"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range receiverURL.FindAllStringSubmatch(string(b), -1) {
+			if m[1] != "/webhooks" {
+				t.Errorf("%s: receiver URL %s, want the examples' path /webhooks", doc, m[0])
+			}
+		}
+		for _, m := range workerListen.FindAllStringSubmatch(string(b), -1) {
+			workers++
+			if m[1] != defaultPort {
+				t.Errorf("%s: a worker example listens on :%s, want the worker's default :%s", doc, m[1], defaultPort)
+			}
+		}
+	}
+	if workers < 2 {
+		t.Errorf("found %d worker examples with --listen, want README's and operations.md's", workers)
 	}
 }
