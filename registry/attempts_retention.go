@@ -102,8 +102,12 @@ func (db *DB) PruneAttemptsToSize(ctx context.Context, maxBytes int64) (int64, e
 // removed.
 func (in *AttemptIngester) pruneOnce(ctx context.Context, log *slog.Logger) {
 	if in.Retention > 0 {
-		n, err := in.DB.PruneAttempts(ctx, time.Now().Add(-in.Retention))
+		cutoff := time.Now().Add(-in.Retention)
+		n, err := in.DB.PruneAttempts(ctx, cutoff)
 		in.logPrune(ctx, log, "pruned", n, err, "retention", in.Retention)
+		// The ledger goes with the attempts it is set against.
+		n, err = in.DB.PruneMatched(ctx, cutoff)
+		in.logPrune(ctx, log, "pruned matched records", n, err, "retention", in.Retention)
 	}
 	if in.BodyRetention > 0 {
 		n, err := in.DB.ClearAttemptBodies(ctx, time.Now().Add(-in.BodyRetention))

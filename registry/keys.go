@@ -31,10 +31,17 @@ const (
 	ScopePublish Scope = "publish"
 )
 
+// ScopePortal is the scope of a portal link's token (http_portallinks.go):
+// it may manage its tenant's webhooks, within the link's own limits, but
+// neither create nor revoke credentials (API keys, portal links). No API
+// key holds it.
+const ScopePortal Scope = "portal"
+
 // scopeCredentials is what the routes that create or revoke credentials
-// (/v1/keys) need. No key holds it; manage and admin grant it. It is apart
-// from ScopeManage so that a credential that may manage a tenant's webhooks
-// need not be able to mint keys.
+// (/v1/keys, POST and DELETE /v1/portal-links) need. No key holds it;
+// manage and admin grant it. It is apart from ScopeManage so that a
+// credential that may manage a tenant's webhooks (ScopePortal) cannot mint
+// credentials.
 const scopeCredentials Scope = "credentials"
 
 // KeyScopes are the scopes a key may be given, in the order the docs list
@@ -45,6 +52,7 @@ var KeyScopes = []Scope{ScopeAdmin, ScopeManage, ScopePublish}
 var scopeGrants = map[Scope][]Scope{
 	ScopeAdmin:  {ScopeManage, scopeCredentials, ScopePublish},
 	ScopeManage: {scopeCredentials, ScopePublish},
+	ScopePortal: {ScopeManage},
 }
 
 // Grants reports whether a key of scope s may use a route that needs need.

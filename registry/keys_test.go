@@ -153,3 +153,26 @@ func TestOpen_CreatesThePrivateFile(t *testing.T) {
 		}
 	}
 }
+
+// A portal link's token manages its tenant's webhooks but mints no
+// credential: its scope (ScopePortal) does not grant the key routes.
+func TestScopes_PortalLinkMintsNoCredential(t *testing.T) {
+	a := startAPI(t, nil)
+	ctx := switchboard.NewContextWithActor(switchboard.NewContextWithTenant(context.Background(), a.Tenant.ID), "ops")
+	token, _, err := a.DB.CreatePortalLink(ctx, "", time.Hour, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, b := a.do(t, http.MethodGet, "/v1/webhooks", token, ""); status != http.StatusOK {
+		t.Errorf("portal token on GET /v1/webhooks: %d %s", status, b)
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/keys", ""},
+		{http.MethodPost, "/v1/keys", `{"name": "escalate"}`},
+		{http.MethodPost, "/v1/portal-links", `{}`},
+	} {
+		if status, b := a.do(t, r.method, r.path, token, r.body); status != http.StatusForbidden {
+			t.Errorf("portal token on %s %s: %d %s, want 403", r.method, r.path, status, b)
+		}
+	}
+}

@@ -40,8 +40,8 @@ type Server struct {
 
 	// JS, when set, serves the routes that read the streams: the dead
 	// letters (GET /v1/dead-letters, POST /v1/dead-letters/replay), GET
-	// /v1/events/{id} and POST /v1/webhooks/{id}/recover; the replays and
-	// recoveries queue deliveries. Nil leaves them out.
+	// /v1/events/{id}, POST /v1/webhooks/{id}/recover and GET /v1/audit;
+	// the replays and recoveries queue deliveries. Nil leaves them out.
 	JS jetstream.JetStream
 }
 
@@ -59,7 +59,7 @@ type keyAuthenticator interface {
 var _ keyAuthenticator = (*DB)(nil)
 
 // Handler returns the API. Every route requires `Authorization: Bearer
-// <key>`; errors are JSON ({"message", "errors"}), unknown routes and
+// <key>` (or a portal link's token, within its scope); errors are JSON ({"message", "errors"}), unknown routes and
 // methods included; a panic is logged and answered with a 500. Handler
 // panics when DB or KV is nil.
 func (s *Server) Handler() http.Handler {
@@ -69,10 +69,12 @@ func (s *Server) Handler() http.Handler {
 	h := &handler{
 		mux: http.NewServeMux(), routes: map[string]string{}, keys: s.DB, logger: s.Logger, metrics: s.Metrics,
 		limiter: newRateLimiter(s.APIRateLimit),
+		portal:  newPortalLinkAPI(s.DB, s.JS, s.Logger),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	h.portal.logger = h.logger
 	if h.metrics == nil {
 		h.metrics = NewMetrics(nil)
 	}
@@ -121,11 +123,16 @@ func (s *Server) Handler() http.Handler {
 	if s.Ingest != nil {
 		h.handleScoped("POST /v1/events", ScopePublish, s.Ingest)
 	}
+	h.handleScoped("POST /v1/portal-links", scopeCredentials, http.HandlerFunc(h.portal.create))
+	h.handle("GET /v1/portal-links/current", http.HandlerFunc(h.portal.current))
+	h.handleScoped("DELETE /v1/portal-links/{id}", scopeCredentials, http.HandlerFunc(h.portal.revoke))
 	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
 	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
 	if s.JS != nil {
 		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
 		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
+		audit := &auditAPI{db: s.DB, js: s.JS, logger: h.logger}
+		h.handleScoped("GET /v1/audit", ScopeAdmin, http.HandlerFunc(audit.audit))
 	}
 	return h
 }
@@ -184,6 +191,7 @@ type handler struct {
 	routes  map[string]string // pattern -> route label (the pattern's path)
 	keys    keyAuthenticator
 	limiter *rateLimiter // nil: unlimited
+	portal  *portalLinkAPI
 	logger  *slog.Logger
 	metrics *Metrics
 }
@@ -197,12 +205,15 @@ func (h *handler) handle(pattern string, next http.Handler) {
 	h.handleScoped(pattern, ScopeManage, next)
 }
 
-// handleScoped routes pattern to next, behind authentication, the rate
-// limit of the key, and the check that the key's scope grants need.
+// handleScoped routes pattern to next, behind authentication (an API key,
+// or a portal link's token held to the link's scope: http_portallinks.go),
+// the rate limit of the key, and the check that the key's scope (a portal
+// link's is ScopePortal) grants need.
 func (h *handler) handleScoped(pattern string, need Scope, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
-	h.mux.Handle(pattern, authenticate(h.keys, h.logger, h.limiter.wrap(h.logger, authorize(need, h.logger, next))))
+	limited := h.limiter.wrap(h.logger, authorize(need, h.logger, next))
+	h.mux.Handle(pattern, h.portal.authenticate(pattern, limited, authenticate(h.keys, h.logger, limited)))
 }
 
 // authorize answers 403 to a key whose scope does not grant need. 403, not

@@ -433,6 +433,7 @@ func (db *DB) DeleteTenant(ctx context.Context, tenantID string) (TenantCounts, 
 			`DELETE FROM event_types WHERE tenant_id = ?`,
 			`DELETE FROM attempt_bodies WHERE attempt_id IN (SELECT id FROM attempts WHERE tenant_id = ?)`,
 			`DELETE FROM attempts WHERE tenant_id = ?`,
+			`DELETE FROM matched WHERE tenant_id = ?`,
 			`DELETE FROM tenants WHERE id = ?`, // its keys cascade
 		} {
 			if _, err := tx.ExecContext(ctx, q, tenantID); err != nil {
