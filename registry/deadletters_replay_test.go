@@ -80,7 +80,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 		}
 		return http.StatusInternalServerError
 	})
-	wh := a.createAllowingLoopback(t, jsonBody(t, map[string]any{
+	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
 		"name": "crm", "url": recv.URL, "events": []string{"call.*"}, "max_retries": 1,
 	}))
 	index := startPipeline(t, a)
