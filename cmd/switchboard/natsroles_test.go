@@ -328,6 +328,21 @@ func TestNATSRoles(t *testing.T) {
 		t.Errorf("audit as the registry: %v", err)
 	}
 
+	// Deleting a tenant purges its dead letters from SB_DEAD.
+	var gone struct {
+		ID string `json:"id"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/tenants", map[string]any{"name": "gone"}, &gone); err != nil {
+		t.Fatal(err)
+	}
+	goneDead := streams.DeadSubject(gone.ID, "wh_gone")
+	if _, err := wrkJS0(t, node).Publish(ctx, goneDead, []byte(`{}`)); err != nil {
+		t.Fatalf("dead letter as the worker: %v", err)
+	}
+	if err := api.do(ctx, http.MethodDelete, "/v1/tenants/"+gone.ID, nil, nil); err != nil {
+		t.Errorf("delete a tenant as the registry: %v", err)
+	}
+
 	// What each role may not do. A refused request either fails with a
 	// permissions violation or gets no answer; either way nothing changes,
 	// which an allowed reader then checks.
@@ -346,6 +361,12 @@ func TestNATSRoles(t *testing.T) {
 	}
 	wrkNC := node.connect(t, "worker", node.env["SB_NATS_WORKER_PASSWORD"])
 	wrkJS, _ := jetstream.New(wrkNC)
+
+	if dead, err := regJS.Stream(ctx, streams.Dead); err != nil {
+		t.Fatal(err)
+	} else if _, err := dead.GetLastMsgForSubject(ctx, goneDead); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the deleted tenant's dead letter is still in SB_DEAD: %v", err)
+	}
 
 	t.Run("worker", func(t *testing.T) {
 		kv, err := wrkJS.KeyValue(ctx, streams.WebhooksBucket)
@@ -478,4 +499,14 @@ func TestNATSRoles(t *testing.T) {
 	if strings.Contains(strings.ToLower(asyncErrs.String()), "permission") {
 		t.Errorf("a role of Switchboard was refused what it needs:\n%s", asyncErrs.String())
 	}
+}
+
+// wrkJS0 is JetStream as the worker's user.
+func wrkJS0(t *testing.T, node *natsNode) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(node.connect(t, "worker", node.env["SB_NATS_WORKER_PASSWORD"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

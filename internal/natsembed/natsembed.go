@@ -63,6 +63,11 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("natsembed: StoreDir is required")
 	}
+	// nats-server would create it 0750: events, secrets in flight and dead
+	// letters are nobody else's to read.
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
 		JetStream:  true,

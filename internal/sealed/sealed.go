@@ -41,52 +41,36 @@ var (
 // Key seals and opens values. A nil *Key is valid and means "no
 // encryption": Seal returns plaintexts as they are and Open refuses sealed
 // values with ErrNoKey.
-//
-// During a rotation a Key also holds the keys it replaces: it seals under
-// the new one and opens what any of them sealed.
 type Key struct {
-	aead     cipher.AEAD
-	previous []cipher.AEAD
+	aead cipher.AEAD
+	// previous, when set, opens what Seal sealed under the key this one
+	// replaces (WithPrevious): a rotation.
+	previous *Key
 }
 
-// ParseKey returns the key that s encodes: the standard base64 (padded, as
-// `openssl rand -base64 32` prints it) of KeySize random bytes. Surrounding
-// white space is ignored. For a rotation, s may list the new key first and
-// then, comma-separated, the keys it replaces. It returns an error
-// wrapping ErrInvalidKey otherwise.
-func ParseKey(s string) (*Key, error) {
-	parts := strings.Split(s, ",")
-	var k *Key
-	for i, p := range parts {
-		aead, err := parseAEAD(p)
-		if err != nil {
-			if len(parts) > 1 {
-				return nil, fmt.Errorf("key %d of %d: %w", i+1, len(parts), err)
-			}
-			return nil, err
-		}
-		if k == nil {
-			k = &Key{aead: aead}
-		} else {
-			k.previous = append(k.previous, aead)
-		}
+// WithPrevious returns k that also opens values sealed under previous, for
+// the time of a rotation: it seals under k alone. A nil previous returns k.
+func (k *Key) WithPrevious(previous *Key) *Key {
+	if k == nil || previous == nil {
+		return k
 	}
-	return k, nil
+	return &Key{aead: k.aead, previous: previous.Current()}
 }
 
-// Rotating reports whether k holds keys it replaces.
-func (k *Key) Rotating() bool { return k != nil && len(k.previous) > 0 }
-
-// Current returns k without the keys it replaces: what opens only the
-// values sealed under the new key.
+// Current returns k without its previous key: what opens only the values
+// sealed under k itself.
 func (k *Key) Current() *Key {
-	if k == nil {
-		return nil
+	if k == nil || k.previous == nil {
+		return k
 	}
 	return &Key{aead: k.aead}
 }
 
-func parseAEAD(s string) (cipher.AEAD, error) {
+// ParseKey returns the key that s encodes: the standard base64 (padded, as
+// `openssl rand -base64 32` prints it) of KeySize random bytes. Surrounding
+// white space is ignored. It returns an error wrapping ErrInvalidKey
+// otherwise.
+func ParseKey(s string) (*Key, error) {
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 	if err != nil {
 		return nil, fmt.Errorf("%w: not standard base64 (create one with `openssl rand -base64 32`)", ErrInvalidKey)
@@ -102,7 +86,7 @@ func parseAEAD(s string) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
-	return aead, nil
+	return &Key{aead: aead}, nil
 }
 
 // IsSealed reports whether v is a sealed value.
@@ -136,17 +120,16 @@ func (k *Key) Open(v, context string) (string, error) {
 		return "", ErrNoKey
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil || len(raw) < k.aead.NonceSize() {
+		return "", ErrOpen
+	}
+	nonce, ciphertext := raw[:k.aead.NonceSize()], raw[k.aead.NonceSize():]
+	plain, err := k.aead.Open(nil, nonce, ciphertext, []byte(context))
+	if err != nil && k.previous != nil {
+		return k.previous.Open(v, context)
+	}
 	if err != nil {
 		return "", ErrOpen
 	}
-	for _, aead := range append([]cipher.AEAD{k.aead}, k.previous...) {
-		if len(raw) < aead.NonceSize() {
-			continue
-		}
-		nonce, ciphertext := raw[:aead.NonceSize()], raw[aead.NonceSize():]
-		if plain, err := aead.Open(nil, nonce, ciphertext, []byte(context)); err == nil {
-			return string(plain), nil
-		}
-	}
-	return "", ErrOpen
+	return string(plain), nil
 }

@@ -125,38 +125,3 @@ func TestKey_Webhook(t *testing.T) {
 		t.Errorf("moved secret: %v, want ErrOpen", err)
 	}
 }
-
-// A rotating key ("new,old") seals under the new key and opens what either
-// sealed; its Current opens only the new key's values.
-func TestParseKey_Rotation(t *testing.T) {
-	enc := func(b byte) string {
-		return base64.StdEncoding.EncodeToString([]byte(strings.Repeat(string(b), sealed.KeySize)))
-	}
-	old, fresh := mustKey(t, 1), mustKey(t, 2)
-	rot, err := sealed.ParseKey(enc(2) + "," + enc(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rot.Rotating() || fresh.Rotating() {
-		t.Error("Rotating is wrong")
-	}
-	byOld := old.Seal("s3cret", "wh_1/secret")
-	if got, err := rot.Open(byOld, "wh_1/secret"); err != nil || got != "s3cret" {
-		t.Errorf("the rotating key opens the old key's value as %q, %v", got, err)
-	}
-	if _, err := rot.Current().Open(byOld, "wh_1/secret"); !errors.Is(err, sealed.ErrOpen) {
-		t.Errorf("Current opens the old key's value: %v", err)
-	}
-	byRot := rot.Seal("s3cret", "wh_1/secret")
-	if got, err := fresh.Open(byRot, "wh_1/secret"); err != nil || got != "s3cret" {
-		t.Errorf("the rotating key does not seal under the new key: %q, %v", got, err)
-	}
-	if _, err := old.Open(byRot, "wh_1/secret"); !errors.Is(err, sealed.ErrOpen) {
-		t.Errorf("the old key opens what the rotating key sealed: %v", err)
-	}
-	for _, bad := range []string{enc(2) + ",", enc(2) + ",short", "," + enc(1)} {
-		if _, err := sealed.ParseKey(bad); !errors.Is(err, sealed.ErrInvalidKey) || !strings.Contains(err.Error(), "key ") {
-			t.Errorf("ParseKey(%q) = %v, want ErrInvalidKey naming the key", bad, err)
-		}
-	}
-}
