@@ -393,6 +393,9 @@ func errorClass(err error) string {
 			return "connection"
 		}
 	}
+	if errors.As(err, new(*openError)) {
+		return "circuit_open"
+	}
 	return "invalid"
 }
 
