@@ -284,10 +284,16 @@ func (d *Deliverer) setDefaults() error {
 	return nil
 }
 
-// pullBatch sizes pulls so that a batch keeps every worker busy while the
-// next is fetched, without buffering more than the ack window allows.
+// pullBatch sizes pulls: half the workers, so that a batch keeps them busy
+// while the next is fetched, and so that the deliveries waiting for a
+// worker (the batch, plus one in the handler) never outnumber the workers.
+// Every worker ends its attempt within the longest timeout, so each of
+// those waits at most one attempt for a worker, within AckWait; keepAlive
+// then restarts AckWait as its own attempt starts. A batch of all the
+// workers could leave one waiting two attempts, past AckWait, to be
+// handed to a second worker while the first is still on it.
 func (d *Deliverer) pullBatch() int {
-	return max(min(d.Workers, d.MaxAckPending), 1)
+	return max(min(d.Workers/2, d.MaxAckPending), 1)
 }
 
 // deliver makes one attempt of msg and settles it.
