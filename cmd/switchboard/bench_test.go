@@ -34,7 +34,11 @@ func TestBench_BadReceiversReportsRatio(t *testing.T) {
 		regexp.MustCompile(`median of 1: \d+\.\d%`),
 		regexp.MustCompile(`CPU per request: ceiling [1-9][\d.]* µs, end to end [1-9][\d.]* µs per delivery: ratio \d+\.\d%`),
 		regexp.MustCompile(`attempts at the bad receivers: 500 [1-9]\d* timeout [1-9]\d* reset [1-9]\d* slow [1-9]\d*`),
-		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="circuit_open"\} [1-9]`),
+		// Quick 500s and resets no longer open a breaker (issue 11), and
+		// this run ends before the timing-out receiver's 5 s timeouts do:
+		// the open-breaker count is reported, the cap's deferrals counted.
+		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="circuit_open"\} \d`),
+		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="webhook_busy"\} [1-9]`),
 	} {
 		if !want.MatchString(report) {
 			t.Errorf("report lacks %s:\n%s", want, report)
