@@ -276,6 +276,9 @@ func TestDeliverer_OpenBreakerKeepsTheSchedule(t *testing.T) {
 	// The schedule: 1 s and 2 s (+10 %), each rounded up to a whole second,
 	// three attempts of at most the 1 s timeout, a cool-down, and slack
 	// for a loaded machine.
+	testenv.WaitFor(t, 10*time.Second, "breaker open", func() bool {
+		return s.gauge("switchboard_circuit_breakers", "state", "open") == 1
+	})
 	limit := 3*time.Second + 2*time.Second + 3*time.Second + d.BreakerCooldown + 10*time.Second
 	testenv.WaitFor(t, limit, "every delivery dead-lettered", func() bool { return len(s.deadLetters()) == n })
 	took := time.Since(start)
