@@ -160,6 +160,38 @@ CREATE INDEX attempts_at ON attempts (at);
 	`
 DROP TABLE health_attempts;
 `,
+	// 7: portal links (portallinks.go): short-lived, scoped credentials for
+	// the tenant portal, stored hashed like API keys.
+	`
+CREATE TABLE portal_links (
+	id         TEXT PRIMARY KEY,
+	tenant_id  TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+	agent_id   TEXT, -- NULL: the whole tenant
+	read_only  INTEGER NOT NULL,
+	hash       TEXT NOT NULL UNIQUE, -- hex SHA-256 of the token
+	created_at TIMESTAMP NOT NULL,
+	created_by TEXT NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	revoked_at TIMESTAMP
+);
+CREATE INDEX portal_links_tenant ON portal_links (tenant_id, id);
+`,
+	// 8: the ledger (audit_ledger.go): the webhooks the matcher chose for
+	// each event, from its records on streams.MatchedSubject. One row per
+	// delivery owed; the event's SB_EVENTS sequence tells apart two events
+	// of a tenant with one id. Pruned with the attempt log.
+	`
+CREATE TABLE matched (
+	tenant_id  TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	event_seq  INTEGER NOT NULL,
+	webhook_id TEXT NOT NULL,
+	event_type TEXT NOT NULL,
+	matched_at INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (tenant_id, event_id, event_seq, webhook_id)
+);
+CREATE INDEX matched_at ON matched (matched_at);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one
