@@ -35,7 +35,7 @@ const (
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_deliveries_total",
-		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream), deferred (not attempted: breaker open or per-webhook cap reached).",
+		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream), deferred (not attempted: per-webhook cap reached; retries untouched).",
 	}, []string{"outcome"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_events_matched_total",
@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"result"})
 	deferred := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_deliveries_deferred_total",
-		Help: "Deliveries not attempted and stored again for later, without spending a retry, by reason: circuit_open (the webhook's breaker is open), webhook_busy (the webhook's attempts in flight are at their cap).",
+		Help: "Deliveries the webhook's gate kept from the receiver, by reason: circuit_open (its breaker is open; counted as a failed attempt, retried on schedule or dead-lettered), webhook_busy (its attempts in flight are at their cap; stored again for about a second later, without spending a retry).",
 	}, []string{"reason"})
 	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "switchboard_circuit_breakers",

@@ -223,7 +223,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.IntVar(&c.Workers, "workers", c.Workers, "deliveries in flight at once in this process")
 		fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "deliveries all workers together may hold unacknowledged")
 		fs.IntVar(&c.MaxInFlightPerWebhook, "max-in-flight-per-webhook", c.MaxInFlightPerWebhook, "deliveries in flight at once to one webhook in this process, so a slow receiver holds a bounded share of --workers; 0 means a quarter of --workers")
-		fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive failed attempts (no answer, 408, 429, 5xx) that open a webhook's circuit breaker; its deliveries are deferred, not attempted, while it is open")
+		fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive timeouts, slow (>= 1s) failures or refused connections that open a webhook's circuit breaker (quick 5xx/429 answers never do); while it is open, a delivery that comes due is not sent and counts as a failed attempt")
 		fs.DurationVar(&c.BreakerCooldown, "breaker-cooldown", c.BreakerCooldown, "how long an open circuit breaker waits before letting one probe delivery through")
 		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}
