@@ -73,6 +73,9 @@ type serveConfig struct {
 	// AttemptRetention is how long the registry keeps the attempt log; 0
 	// keeps it forever.
 	AttemptRetention time.Duration
+	// AdoptMirror lets the registry take over a KV bucket that another
+	// database mirrored into (registry.Mirror.Adopt).
+	AdoptMirror bool
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -196,6 +199,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
+		fs.BoolVar(&c.AdoptMirror, "adopt-mirror", c.AdoptMirror, "take over a KV bucket of webhooks that another registry database mirrored into, making it match this one (webhooks only the other has stop being delivered); without it the registry refuses to start on such a bucket")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")

@@ -21,7 +21,8 @@ import (
 //   - subject: EventSubject(tenant, type);
 //   - body: exactly the body receivers get, switchboard.Event.AppendPayload
 //     without properties;
-//   - Nats-Msg-Id: the event id (deduplication);
+//   - Nats-Msg-Id: EventMsgID, the tenant and the event id (deduplication
+//     within a tenant: two tenants may use the same id);
 //   - HeaderAcceptedAt: when the producer accepted it;
 //   - HeaderAgentID: the agent id, when the event has one that webhooks can
 //     be scoped to (switchboard.ValidAgentID). Other agent ids (free text,
@@ -45,13 +46,21 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	}
 	// Room for the expected-stream header a publish may add.
 	h := make(nats.Header, 4)
-	h[jetstream.MsgIDHeader] = []string{evt.ID}
+	h[jetstream.MsgIDHeader] = []string{EventMsgID(evt.TenantID, evt.ID)}
 	h[HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
 	if switchboard.ValidAgentID(evt.AgentID) {
 		h[HeaderAgentID] = []string{evt.AgentID}
 	}
 	return &nats.Msg{Subject: EventSubject(evt.TenantID, evt.Type), Data: body, Header: h}, nil
 }
+
+// EventMsgID is the Nats-Msg-Id of event id of tenant in SB_EVENTS:
+// "<tenant>.<event id>". JetStream deduplicates on it within the stream's
+// duplicates window, so a repeat is recognised within one tenant and the
+// same id from two tenants is two events. Neither tenant ids nor event ids
+// hold a dot, so the id is unambiguous; the event id alone (what events
+// stored before carry) is still read by EventID.
+func EventMsgID(tenant, id string) string { return tenant + "." + id }
 
 // SplitEventSubject returns the tenant and the event type of an event
 // subject (the tenant is one token, the type the rest); ok is false when
@@ -65,11 +74,16 @@ func SplitEventSubject(subject string) (tenant, typ string, ok bool) {
 	return tenant, typ, ok && tenant != "" && typ != ""
 }
 
-// EventID returns the id of a stored event: its Nats-Msg-Id, or, for a
-// message stored without one, the leading "id" field of its body (the form
-// EventMsg writes). It returns "" when neither holds a valid event id.
+// EventID returns the id of a stored event: from its Nats-Msg-Id (see
+// EventMsgID; an id without tenant, as stored by earlier versions, is the
+// event id), or, for a message stored without one, the leading "id" field
+// of its body (the form EventMsg writes). It returns "" when neither holds
+// a valid event id.
 func EventID(h nats.Header, data []byte) string {
 	if id := h.Get(jetstream.MsgIDHeader); id != "" {
+		if _, evtID, scoped := strings.Cut(id, "."); scoped {
+			id = evtID
+		}
 		if !switchboard.ValidEventID(id) {
 			return ""
 		}

@@ -34,8 +34,9 @@ func TestEventMsg_DecodeEvent(t *testing.T) {
 			if want, _ := evt.Payload(nil); string(msg.Data) != string(want) {
 				t.Errorf("body = %s, want the delivered payload %s", msg.Data, want)
 			}
-			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "msg_1" {
-				t.Errorf("msg id = %q", got)
+			// Scoped by tenant, so that two tenants' ids never collide.
+			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "tn_1.msg_1" {
+				t.Errorf("msg id = %q, want tn_1.msg_1", got)
 			}
 			if got := msg.Header.Get(streams.HeaderAgentID); got != tc.header {
 				t.Errorf("agent header = %q, want %q", got, tc.header)
@@ -50,6 +51,11 @@ func TestEventMsg_DecodeEvent(t *testing.T) {
 			if got.ID != evt.ID || got.TenantID != evt.TenantID || got.Type != evt.Type || got.AgentID != evt.AgentID ||
 				!got.OccurredAt.Equal(evt.OccurredAt) || string(got.Data) != string(evt.Data) {
 				t.Errorf("decoded %+v, want %+v", got, evt)
+			}
+			// An event stored by an earlier version has the bare id.
+			msg.Header.Set(jetstream.MsgIDHeader, "msg_1")
+			if got, err := streams.DecodeEvent(msg.Subject, msg.Header, msg.Data); err != nil || got.ID != "msg_1" {
+				t.Errorf("decode with a bare msg id: %+v, %v", got, err)
 			}
 			// Without Nats-Msg-Id, the id comes from the body.
 			delete(msg.Header, jetstream.MsgIDHeader)
