@@ -263,7 +263,7 @@ func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
 	}
 	h := msg.Headers()
 	data := msg.Data()
-	id := streams.EventID(h, data)
+	id := streams.EventID(msg.Subject(), h, data)
 	if id == "" {
 		return switchboard.Event{}, errors.New("no valid event id")
 	}

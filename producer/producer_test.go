@@ -104,7 +104,7 @@ func TestClient_Publish(t *testing.T) {
 		if want := "sb.events.tn_test.call.started"; msg.Subject != want {
 			t.Errorf("subject = %q, want %q", msg.Subject, want)
 		}
-		if got, want := msg.Header.Get(jetstream.MsgIDHeader), tenant+".msg_1"; got != want {
+		if got, want := msg.Header.Get(jetstream.MsgIDHeader), tenant+":msg_1"; got != want {
 			t.Errorf("%s = %q, want %s", jetstream.MsgIDHeader, got, want)
 		}
 		ns, err := strconv.ParseInt(msg.Header.Get(streams.HeaderAcceptedAt), 10, 64)

@@ -55,12 +55,14 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 }
 
 // EventMsgID is the Nats-Msg-Id of event id of tenant in SB_EVENTS:
-// "<tenant>.<event id>". JetStream deduplicates on it within the stream's
+// "<tenant>:<event id>". JetStream deduplicates on it within the stream's
 // duplicates window, so a repeat is recognised within one tenant and the
-// same id from two tenants is two events. Neither tenant ids nor event ids
-// hold a dot, so the id is unambiguous; the event id alone (what events
-// stored before carry) is still read by EventID.
-func EventMsgID(tenant, id string) string { return tenant + "." + id }
+// same id from two tenants is two events. Tenant ids hold no ':', so the
+// tenant is the part before the first one. The form is itself a valid event
+// id, so that a worker of an earlier version, which takes the Nats-Msg-Id
+// for the event id, still delivers the event (under that id) rather than
+// terminating it.
+func EventMsgID(tenant, id string) string { return tenant + ":" + id }
 
 // SplitEventSubject returns the tenant and the event type of an event
 // subject (the tenant is one token, the type the rest); ok is false when
@@ -74,15 +76,15 @@ func SplitEventSubject(subject string) (tenant, typ string, ok bool) {
 	return tenant, typ, ok && tenant != "" && typ != ""
 }
 
-// EventID returns the id of a stored event: from its Nats-Msg-Id (see
-// EventMsgID; an id without tenant, as stored by earlier versions, is the
-// event id), or, for a message stored without one, the leading "id" field
-// of its body (the form EventMsg writes). It returns "" when neither holds
-// a valid event id.
-func EventID(h nats.Header, data []byte) string {
+// EventID returns the id of an event stored on subject: from its
+// Nats-Msg-Id, without the subject's tenant (EventMsgID; events stored by
+// earlier versions carry the bare id), or, for a message stored without
+// one, the leading "id" field of its body (the form EventMsg writes). It
+// returns "" when neither holds a valid event id.
+func EventID(subject string, h nats.Header, data []byte) string {
 	if id := h.Get(jetstream.MsgIDHeader); id != "" {
-		if _, evtID, scoped := strings.Cut(id, "."); scoped {
-			id = evtID
+		if tenant, _, ok := SplitEventSubject(subject); ok {
+			id = strings.TrimPrefix(id, tenant+":")
 		}
 		if !switchboard.ValidEventID(id) {
 			return ""
@@ -122,7 +124,7 @@ func DecodeEvent(subject string, h nats.Header, data []byte) (switchboard.Event,
 	if err := json.Unmarshal(data, &p); err != nil {
 		return switchboard.Event{}, fmt.Errorf("decode event on %s: %w: %w", subject, ErrNotEvent, err)
 	}
-	if id := EventID(h, data); id == "" || p.ID != id || p.Type != typ {
+	if id := EventID(subject, h, data); id == "" || p.ID != id || p.Type != typ {
 		return switchboard.Event{}, fmt.Errorf("decode event on %s: body id %q, type %q: %w", subject, p.ID, p.Type, ErrNotEvent)
 	}
 	return switchboard.Event{
