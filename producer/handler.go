@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -36,6 +37,11 @@ const retryAfter = 5
 // none. Every 202 carries HeaderEventID too.
 type Handler struct {
 	Client *Client
+	// Before, when set, runs before each valid event is published; an
+	// error answers 503 (with the event's id) and publishes nothing. The
+	// registry's is registry.Mirror.Settle: an event is accepted only once
+	// the webhook changes answered before it are where workers read them.
+	Before func(ctx context.Context) error
 	// Logger receives the failures that are not the client's; nil logs
 	// nothing.
 	Logger *slog.Logger
@@ -105,7 +111,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, err := h.Client.Publish(r.Context(), evt)
+	evt.Normalize(time.Now()) // the id, for a 503 too
+	var res Result
+	err := evt.Validate()
+	if err != nil {
+		h.Client.metrics.rejectedInvalid.Inc()
+	} else if err = h.before(r.Context()); err != nil {
+		h.Client.metrics.rejectedUnavailable.Inc()
+	} else {
+		res, err = h.Client.Publish(r.Context(), evt)
+	}
 	if switchboard.ErrorCode(err) == switchboard.EINVALID {
 		httpjson.Error(w, r, h.Logger, err)
 		return
@@ -116,7 +131,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.Logger != nil {
 			h.Logger.ErrorContext(r.Context(), "publish event", "tenant", tenant, "event_id", evt.ID, "err", err)
 		}
-		// Publish generated the id, if the client sent none, before trying.
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 		w.Header().Set(HeaderEventID, evt.ID)
 		httpjson.Write(w, http.StatusServiceUnavailable, UnavailableResponse{
@@ -127,6 +141,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(HeaderEventID, res.ID)
 	httpjson.Write(w, http.StatusAccepted, EventResponse{ID: res.ID, Duplicate: res.Duplicate})
+}
+
+func (h *Handler) before(ctx context.Context) error {
+	if h.Before == nil {
+		return nil
+	}
+	return h.Before(ctx)
 }
 
 // withFieldErrors validates evt and adds its errors to fe, so that a client

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,29 +46,43 @@ type Mirror struct {
 	// bucket during Resync), so that neither an API request nor Run hangs on
 	// a NATS that is down.
 	Timeout time.Duration
+
+	// Changes Flush could not mirror count up deferred; settled is the
+	// count up to which FlushPending has mirrored them since (see Settle).
+	deferred, settled atomic.Uint64
 }
 
 // NewMirror returns a Mirror with the defaults: retry every second, give up
 // on a KV operation after 2 s, log nothing.
 func NewMirror(db *DB, kv jetstream.KeyValue) *Mirror {
-	return &Mirror{
+	m := &Mirror{
 		DB:       db,
 		KV:       kv,
 		Logger:   slog.New(slog.DiscardHandler),
 		Interval: time.Second,
 		Timeout:  2 * time.Second,
 	}
+	// The outbox may hold changes of an earlier process: the first Settle
+	// looks.
+	m.deferred.Store(1)
+	return m
 }
 
 // Flush mirrors webhook id now. On error (NATS unreachable, SQLite failing)
-// the change stays in the outbox for Run to retry.
+// the change stays in the outbox for Run to retry, and Settle flushes the
+// outbox before the next event is accepted.
 func (m *Mirror) Flush(ctx context.Context, id string) error {
-	return m.sync(ctx, id)
+	err := m.sync(ctx, id)
+	if err != nil {
+		m.deferred.Add(1)
+	}
+	return err
 }
 
 // FlushPending mirrors every webhook that has changes in the outbox, oldest
 // first, and stops at the first error.
 func (m *Mirror) FlushPending(ctx context.Context) error {
+	upTo := m.deferred.Load()
 	ids, err := m.DB.mirrorPending(ctx)
 	if err != nil {
 		return fmt.Errorf("mirror pending webhooks: %w", err)
@@ -76,6 +91,28 @@ func (m *Mirror) FlushPending(ctx context.Context) error {
 		if err := m.sync(ctx, id); err != nil {
 			return err
 		}
+	}
+	for {
+		old := m.settled.Load()
+		if old >= upTo || m.settled.CompareAndSwap(old, upTo) {
+			return nil
+		}
+	}
+}
+
+// Settle returns nil once every webhook change this Mirror answered is in
+// the bucket: at once when every Flush succeeded, else after flushing the
+// outbox. The ingest API calls it before accepting an event (as
+// producer.Handler.Before), so that a webhook whose create or update was
+// answered before the event reaches the workers before the event does,
+// even when its own Flush failed. The error is FlushPending's: the event
+// is then refused (503) rather than matched without the change.
+func (m *Mirror) Settle(ctx context.Context) error {
+	if m.settled.Load() >= m.deferred.Load() {
+		return nil
+	}
+	if err := m.FlushPending(ctx); err != nil {
+		return fmt.Errorf("webhook changes not mirrored yet: %w", err)
 	}
 	return nil
 }

@@ -77,8 +77,10 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	}
 	api := &registry.Server{
 		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
-		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
+		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger,
+			Before: mirror.Settle},
 		Guard:  guard,
+		Mirror: mirror,
 	}
 	mux.Handle("/v1/", api.Handler())
 	health := registry.NewHealth(s.db, producer.New(s.js))
