@@ -222,3 +222,48 @@ func openKV(t *testing.T, url string) jetstream.KeyValue {
 	}
 	return kv
 }
+
+// A webhook set active, or given a new event type, right before a burst
+// of events gets every one of them, with two workers.
+func TestSplit_WebhookActivatedJustBeforeBurst(t *testing.T) {
+	ext := startExternalNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	reg := mustStartSystem(t, testRoleConfig(t, roles{Registry: true}, ext.ClientURL()))
+	for range 2 {
+		mustStartSystem(t, testRoleConfig(t, roles{Worker: true}, ext.ClientURL()))
+	}
+	api := apiClient{url: reg.URL, key: testKey}
+	recv := testenv.StartReceiver(t, nil)
+	id, err := api.createWebhook(ctx, map[string]any{"name": "later", "url": recv.URL, "events": []string{"call.*"}, "status": "inactive"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(prefix, typ string) []string {
+		ids := make([]string, 100)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%s-%d", prefix, i)
+			if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{"id": ids[i], "type": typ, "data": map[string]any{}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ids
+	}
+	if err := api.do(ctx, http.MethodPatch, "/v1/webhooks/"+id, map[string]any{"status": "active"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := publish("activated", "call.started")
+	if err := api.do(ctx, http.MethodPatch, "/v1/webhooks/"+id, map[string]any{"events": []string{"call.*", "agent.*"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, publish("widened", "agent.logged_in")...)
+	testenv.WaitFor(t, 30*time.Second, "every event after the change delivered", func() bool {
+		got := recv.CountByID()
+		for _, id := range want {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
