@@ -214,7 +214,9 @@ func (m *Mirror) writeKeyCheck(ctx context.Context, have []byte) error {
 		}
 		return nil
 	}
-	if plain, err := key.Open(string(have), streams.KeyCheckKey); have != nil && err == nil && plain == streams.KeyCheckPlaintext {
+	// Under the current key alone: during a rotation the previous key opens
+	// an old check too, and workers that drop it later would refuse.
+	if plain, err := key.Current().Open(string(have), streams.KeyCheckKey); have != nil && err == nil && plain == streams.KeyCheckPlaintext {
 		return nil
 	}
 	if err := m.put(ctx, streams.KeyCheckKey, []byte(key.Seal(streams.KeyCheckPlaintext, streams.KeyCheckKey))); err != nil {

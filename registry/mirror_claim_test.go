@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
 )
@@ -118,6 +120,24 @@ func TestMirror_WritesKeyCheck(t *testing.T) {
 	if plain, err := key.Open(string(e.Value()), streams.KeyCheckKey); err != nil || plain != streams.KeyCheckPlaintext {
 		t.Errorf("key check opens to %q, %v", plain, err)
 	}
+
+	// A rotation: the check is sealed again under the new key, which
+	// workers keep once the previous one is dropped.
+	next, err := sealed.ParseKey(base64.StdEncoding.EncodeToString([]byte("next-next-next-next-next-next-32")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.DB.EncryptionKey = next.WithPrevious(key)
+	if err := registry.NewMirror(a.DB, a.KV).Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = a.KV.Get(ctx, streams.KeyCheckKey); err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := next.Open(string(e.Value()), streams.KeyCheckKey); err != nil || plain != streams.KeyCheckPlaintext {
+		t.Errorf("after the rotation the key check opens under the new key to %q, %v", plain, err)
+	}
+
 	a.DB.EncryptionKey = nil
 	if err := registry.NewMirror(a.DB, a.KV).Claim(ctx); err != nil {
 		t.Fatal(err)
