@@ -20,6 +20,8 @@ type Metrics struct {
 	breakers          map[string]prometheus.Gauge   // switchboard_circuit_breakers by state
 	// attemptsUnrecorded counts attempt records lost (see attempts.go).
 	attemptsUnrecorded prometheus.Counter
+	// unusableWebhooks is the Index's count of KV entries it cannot use.
+	unusableWebhooks prometheus.Gauge
 }
 
 // Results: the values of the result label of switchboard_events_matched_total.
@@ -81,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Deliveries the matcher stored in SB_DELIVERIES, one per matching webhook and event.",
 		}),
 	}
+	m.unusableWebhooks = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "switchboard_webhooks_unusable",
+		Help: "Webhooks in the KV bucket this worker cannot use (undecodable, or a secret it cannot open); their deliveries are dead-lettered as webhook_invalid, and the error log names each.",
+	})
 	m.attemptsUnrecorded = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_attempts_unrecorded_total",
 		Help: "Attempt records JetStream did not store (the deliveries themselves are unaffected): gaps in the attempt log.",
@@ -103,7 +109,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.deadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers, m.attemptsUnrecorded)
+		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers, m.attemptsUnrecorded,
+			m.unusableWebhooks)
 	}
 	return m
 }

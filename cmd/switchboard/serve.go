@@ -76,6 +76,9 @@ type serveConfig struct {
 	// AttemptRetention is how long the registry keeps the attempt log; 0
 	// keeps it forever.
 	AttemptRetention time.Duration
+	// AdoptMirror lets the registry take over a KV bucket that another
+	// database mirrored into (registry.Mirror.Adopt).
+	AdoptMirror bool
 	// AttemptBodyRetention is how long attempts keep their response body
 	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
 	// oldest first (registry.AttemptIngester); 0 disables either.
@@ -213,6 +216,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
+		fs.BoolVar(&c.AdoptMirror, "adopt-mirror", c.AdoptMirror, "take over a KV bucket of webhooks that another registry database mirrored into, making it match this one (webhooks only the other has stop being delivered); without it the registry refuses to start on such a bucket")
 		fs.DurationVar(&c.AttemptBodyRetention, "attempt-body-retention", c.AttemptBodyRetention, "how long an attempt keeps the excerpt of the receiver's response body, the largest part of it; then it is cleared, the rest kept; 0 keeps it as long as the attempt")
 		fs.Var(&c.AttemptLogMaxBytes, "attempt-log-max-bytes", "prune the oldest attempts hourly while registry.db's pages in use exceed this, e.g. 4GiB (keep it below the volume's size); 0 none")
 	}
