@@ -25,7 +25,7 @@ import (
 func TestRun_KeyAndTenantLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testServeConfig(dir)
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1" // a free port: 0 is NATS's 4222
 	sys := mustStartSystem(t, cfg)
 	t.Setenv("SWITCHBOARD_LOG_LEVEL", "error")
 	t.Setenv("SWITCHBOARD_DATA_DIR", dir)
@@ -188,7 +188,7 @@ func TestServe_DataDirIsPrivate(t *testing.T) {
 func TestRun_PublishTenantByName(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testServeConfig(dir)
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1" // a free port: 0 is NATS's 4222
 	sys := mustStartSystem(t, cfg)
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
