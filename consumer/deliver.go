@@ -124,7 +124,7 @@ func NewHTTPClient(conns int, guard *netguard.Guard) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
-			DialContext:            guard.Dialer().DialContext,
+			DialContext:            guard.DialContext,
 			ForceAttemptHTTP2:      true,
 			MaxIdleConns:           conns * 4,
 			MaxIdleConnsPerHost:    conns,

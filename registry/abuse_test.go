@@ -1,10 +1,15 @@
 package registry_test
 
 import (
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/registry"
 )
 
 // replayIDsBody is a replay request naming n ids: as many distinct ones as
@@ -51,5 +56,46 @@ func BenchmarkReplayTooManyIDs(b *testing.B) {
 		if status, resp := a.do(b, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusUnprocessableEntity {
 			b.Fatalf("%d %s", status, resp)
 		}
+	}
+}
+
+// A test send's error names the host the URL gave, never the addresses it
+// resolved to, refused by the guard or not; the operator's log has them.
+func TestTestSend_ErrorsHideResolvedAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close() // nothing listens there
+	for name, tc := range map[string]struct {
+		guard *netguard.Guard
+		want  string
+	}{
+		"refused by the guard": {nil, "refused: localhost is a loopback address"},
+		"connection refused":   {netguard.New(true), "connect: connection refused"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			a := startAPI(t, func(s *registry.Server) {
+				s.Guard = tc.guard
+				s.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			})
+			wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+				"name": "by name", "url": "http://localhost:" + port + "/h?token=s3cret", "events": []string{"*"},
+			}))
+			res := a.testSend(t, a.Key, wh.ID)
+			if res.Success || !strings.Contains(res.Error, tc.want) {
+				t.Errorf("answer %+v, want the error to say %q", res, tc.want)
+			}
+			for _, leak := range []string{"127.0.0.1", "::1", "s3cret"} {
+				if strings.Contains(res.Error, leak) {
+					t.Errorf("error %q shows %s", res.Error, leak)
+				}
+			}
+			if !strings.Contains(logs.String(), "127.0.0.1") && !strings.Contains(logs.String(), "::1") {
+				t.Errorf("the operator's log does not name the address: %s", logs)
+			}
+		})
 	}
 }
