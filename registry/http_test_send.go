@@ -72,6 +72,9 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, s.logger, err)
 		return
 	}
+	// The answer waits on the receiver for up to the webhook's timeout,
+	// which may be longer than the server's write timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wh.Timeout() + 10*time.Second))
 	now := time.Now().UTC()
 	evt := testEvent(&wh.Webhook, now)
 	res := testSendResult{EventID: evt.ID}
