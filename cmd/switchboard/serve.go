@@ -79,6 +79,8 @@ type serveConfig struct {
 	HTTP registry.HTTPLimits
 	// MetricsListen, when set, serves /metrics there and not on Listen.
 	MetricsListen string
+	// Quotas bound what each tenant may keep (registry).
+	Quotas registry.Quotas
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -103,6 +105,7 @@ func defaultServeConfig() serveConfig {
 
 		AttemptRetention: registry.DefaultAttemptRetention,
 		HTTP:             registry.DefaultHTTPLimits(),
+		Quotas:           registry.DefaultQuotas(),
 	}
 }
 
@@ -169,6 +172,11 @@ func (c serveConfig) validate() error {
 	if err := c.HTTP.Validate("--http-"); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Roles.Registry {
+		if err := c.Quotas.Validate("--max-"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if _, port, _ := net.SplitHostPort(c.Listen); c.MetricsListen != "" && c.MetricsListen == c.Listen && port != "0" {
 		errs = append(errs, errors.New("--metrics-listen must differ from --listen (leave it empty to serve /metrics on --listen)"))
 	}
@@ -229,6 +237,17 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
 	registerHTTPFlags(fs, &c.HTTP, &c.MetricsListen)
+	if r.Registry {
+		registerQuotaFlags(fs, &c.Quotas)
+	}
+}
+
+// registerQuotaFlags registers the per-tenant quotas of the registry.
+func registerQuotaFlags(fs *flag.FlagSet, q *registry.Quotas) {
+	fs.IntVar(&q.WebhooksPerTenant, "max-webhooks-per-tenant", q.WebhooksPerTenant, "webhooks one tenant may have; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.AgentsPerTenant, "max-agents-per-tenant", q.AgentsPerTenant, "agents one tenant may have; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.EventTypesPerTenant, "max-event-types-per-tenant", q.EventTypesPerTenant, "event types of its own one tenant may add to the catalogue; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", registry.MaxHeaders, registry.MaxHeaders))
 }
 
 // registerHTTPFlags registers the limits of the HTTP servers and the
