@@ -24,7 +24,7 @@ const (
 	MaxAuthUsernameLength = 255
 	MaxAuthSecretLength   = 4096 // password and token, in bytes
 	MaxAuthNameLength     = 128  // header or query parameter name
-	MaxHeaders            = 100 // the ceiling of Quotas.HeadersPerWebhook
+	MaxHeaders            = 100  // the ceiling of Quotas.HeadersPerWebhook
 	MaxHeaderNameLength   = 128
 	MaxHeaderValueLength  = 4096 // bytes
 	MaxHeadersSize        = 8 << 10
