@@ -21,7 +21,9 @@ import (
 //   - subject: EventSubject(tenant, type);
 //   - body: exactly the body receivers get, switchboard.Event.AppendPayload
 //     without properties;
-//   - Nats-Msg-Id: the event id (deduplication);
+//   - Nats-Msg-Id: EventMsgID, the tenant and the event id (deduplication
+//     within the tenant: another tenant's event of the same id is not a
+//     duplicate, nor a way to learn which ids are taken);
 //   - HeaderAcceptedAt: when the producer accepted it;
 //   - HeaderAgentID: the agent id, when the event has one that webhooks can
 //     be scoped to (switchboard.ValidAgentID). Other agent ids (free text,
@@ -45,7 +47,7 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	}
 	// Room for the expected-stream header a publish may add.
 	h := make(nats.Header, 4)
-	h[jetstream.MsgIDHeader] = []string{evt.ID}
+	h[jetstream.MsgIDHeader] = []string{EventMsgID(evt.TenantID, evt.ID)}
 	h[HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
 	if switchboard.ValidAgentID(evt.AgentID) {
 		h[HeaderAgentID] = []string{evt.AgentID}
@@ -65,11 +67,20 @@ func SplitEventSubject(subject string) (tenant, typ string, ok bool) {
 	return tenant, typ, ok && tenant != "" && typ != ""
 }
 
-// EventID returns the id of a stored event: its Nats-Msg-Id, or, for a
-// message stored without one, the leading "id" field of its body (the form
-// EventMsg writes). It returns "" when neither holds a valid event id.
+// EventMsgID is the Nats-Msg-Id of event id of tenant: "<tenant>.<id>".
+// Neither a tenant id nor an event id holds a ".", so the two parts are
+// told apart, and an id stored bare (before ids were scoped) still reads.
+func EventMsgID(tenant, id string) string { return tenant + "." + id }
+
+// EventID returns the id of a stored event: from its Nats-Msg-Id (see
+// EventMsgID), or, for a message stored without one, the leading "id"
+// field of its body (the form EventMsg writes). It returns "" when neither
+// holds a valid event id.
 func EventID(h nats.Header, data []byte) string {
 	if id := h.Get(jetstream.MsgIDHeader); id != "" {
+		if _, rest, scoped := strings.Cut(id, "."); scoped {
+			id = rest
+		}
 		if !switchboard.ValidEventID(id) {
 			return ""
 		}

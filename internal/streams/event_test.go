@@ -34,8 +34,8 @@ func TestEventMsg_DecodeEvent(t *testing.T) {
 			if want, _ := evt.Payload(nil); string(msg.Data) != string(want) {
 				t.Errorf("body = %s, want the delivered payload %s", msg.Data, want)
 			}
-			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "msg_1" {
-				t.Errorf("msg id = %q", got)
+			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "tn_1.msg_1" {
+				t.Errorf("msg id = %q, want the tenant's msg_1", got)
 			}
 			if got := msg.Header.Get(streams.HeaderAgentID); got != tc.header {
 				t.Errorf("agent header = %q, want %q", got, tc.header)
