@@ -42,10 +42,10 @@ type isolationIDs struct {
 // operatorRoutes): TestTenantIsolation_Matrix fails for a route without
 // one, so that a new route cannot escape the matrix.
 var isolationCases = map[string]isolationCase{
-	"GET /v1/agents":                  func(isolationIDs) (string, string) { return "/v1/agents", "" },
-	"GET /v1/agents/{agent_id}":       func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, "" },
-	"DELETE /v1/agents/{agent_id}":    func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, "" },
-	"PUT /v1/agents/{agent_id}":       func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, `{"name": "B's"}` },
+	"GET /v1/agents":               func(isolationIDs) (string, string) { return "/v1/agents", "" },
+	"GET /v1/agents/{agent_id}":    func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, "" },
+	"DELETE /v1/agents/{agent_id}": func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, "" },
+	"PUT /v1/agents/{agent_id}":    func(i isolationIDs) (string, string) { return "/v1/agents/" + i.Agent, `{"name": "B's"}` },
 	"POST /v1/agents/{agent_id}/webhooks": func(i isolationIDs) (string, string) {
 		return "/v1/agents/" + i.Agent + "/webhooks", `{"name": "b ` + i.Agent + `", "url": "https://b.example.com/h", "events": ["*"]}`
 	},
