@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -149,5 +150,24 @@ func TestServe_MetricsListen(t *testing.T) {
 	}
 	if status, _ := get(sys.MetricsURL + "/v1/webhooks"); status != http.StatusNotFound {
 		t.Errorf("the API is served on the metrics address: %d", status)
+	}
+}
+
+// The limits of the HTTP server and the quotas are flags with their
+// SWITCHBOARD_ variables; unusable values are refused, each named.
+func TestRun_ServeRefusesBadEdgeSettingsNamingEach(t *testing.T) {
+	t.Setenv("SWITCHBOARD_HTTP_IDLE_TIMEOUT", "-1s")
+	t.Setenv("SWITCHBOARD_MAX_AGENTS_PER_TENANT", "-2")
+	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:8089",
+		"--metrics-listen", "127.0.0.1:8089", "--http-read-timeout", "0s", "--http-max-conns", "-1",
+		"--max-headers-per-webhook", "101", "--max-webhooks-per-tenant", "-1"}, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("serve started with unusable settings")
+	}
+	for _, flag := range []string{"--metrics-listen", "--http-read-timeout", "--http-idle-timeout", "--http-max-conns",
+		"--max-headers-per-webhook", "--max-webhooks-per-tenant", "--max-agents-per-tenant"} {
+		if !strings.Contains(err.Error(), flag) {
+			t.Errorf("error does not name %s: %v", flag, err)
+		}
 	}
 }
