@@ -42,10 +42,10 @@ run: build
 	./$(BIN) serve
 
 ## test: every test, under the race detector, against an embedded JetStream,
-## SQLite files, loopback HTTP, a real Prometheus, promtool, node and
-## python3, (internal/chaos) real nats-server and switchboard processes
-## killed mid-flight, then the deploy/grafana module (a few minutes warm on
-## 2 cores; cold, add the builds)
+## SQLite files, loopback HTTP, a real Prometheus, promtool, node,
+## python3 and chromium (the portal), (internal/chaos) real nats-server
+## and switchboard processes killed mid-flight, then the deploy/grafana
+## module (a few minutes warm on 2 cores; cold, add the builds)
 test: test-go test-deploy
 
 test-go: cgo nats-server tools docs/examples/receiver-node/node_modules/standardwebhooks/package.json
@@ -57,9 +57,10 @@ test-deploy:
 	cd deploy/grafana && $(GO) test -count=1 ./...
 
 ## tools: what the tests run besides Go: prometheus and promtool, sqlite3,
-## node and npm. Missing ones come from Debian's packages (apt-get, as
-## root); without apt, prometheus and promtool are built from the Go module
-## proxy into ./bin. Present ones are skipped. Debian's prometheus service
+## node and npm, chromium and its fonts (the portal's browser test).
+## Missing ones come from Debian's packages (apt-get, as root); without
+## apt, prometheus and promtool are built from the Go module proxy into
+## ./bin. Present ones are skipped. Debian's prometheus service
 ## is not started: policy-rc.d refuses it for the length of the install.
 tools:
 	@pkgs=""; \
@@ -67,6 +68,7 @@ tools:
 	command -v sqlite3 >/dev/null 2>&1 || pkgs="$$pkgs sqlite3"; \
 	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs"; \
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
+	command -v chromium >/dev/null 2>&1 || pkgs="$$pkgs chromium fonts-liberation"; \
 	[ -z "$$pkgs" ] && exit 0; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "make tools: installing Debian's$$pkgs"; \

@@ -35,7 +35,7 @@ type isolationCase func(ids isolationIDs) (path, body string)
 // isolationIDs are the ids a case names: another tenant's objects, or the
 // same kinds of ids that exist nowhere.
 type isolationIDs struct {
-	Agent, Webhook, Event, DeadLetter, EventType string
+	Agent, Webhook, Event, DeadLetter, EventType, PortalLink string
 }
 
 // isolationCases has a case for every route the Server serves (but
@@ -80,6 +80,11 @@ var isolationCases = map[string]isolationCase{
 	"POST /v1/dead-letters/replay": func(i isolationIDs) (string, string) {
 		return "/v1/dead-letters/replay", `{"ids": ["` + i.DeadLetter + `"]}`
 	},
+	"POST /v1/portal-links": func(i isolationIDs) (string, string) {
+		return "/v1/portal-links", `{"agent_id": "` + i.Agent + `"}`
+	},
+	"GET /v1/portal-links/current": func(isolationIDs) (string, string) { return "/v1/portal-links/current", "" },
+	"DELETE /v1/portal-links/{id}": func(i isolationIDs) (string, string) { return "/v1/portal-links/" + i.PortalLink, "" },
 }
 
 // TestTenantIsolation_Matrix sends, with tenant B's key, every route's
@@ -174,9 +179,11 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs := isolationIDs{Agent: "agent-secret-a", Webhook: whID, Event: "msg_secret_a", DeadLetter: DeadLetterID(ack.Sequence), EventType: "secret.type"}
+	link := must(http.MethodPost, "/v1/portal-links", `{"agent_id": "agent-secret-a"}`, http.StatusCreated)
+	theirs := isolationIDs{Agent: "agent-secret-a", Webhook: whID, Event: "msg_secret_a", DeadLetter: DeadLetterID(ack.Sequence),
+		EventType: "secret.type", PortalLink: link["id"].(string)}
 	nowhere := isolationIDs{Agent: "agent-nowhere-b", Webhook: "wh_0000000000000000000000000000000a", Event: "msg_nowhere_b",
-		DeadLetter: DeadLetterID(ack.Sequence + 1000), EventType: "nowhere.type"}
+		DeadLetter: DeadLetterID(ack.Sequence + 1000), EventType: "nowhere.type", PortalLink: "pl_0000000000000000000000000000000a"}
 	secrets := []string{"SecretAgentName", "SecretHookName", "secret-a.example.com", "SecretHeaderValue", "SecretData", "SecretError", tenantA.ID}
 
 	// Every route; last those that create B's own agent or event type of
@@ -240,12 +247,17 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 	if got := must(http.MethodGet, "/v1/dead-letters", "", http.StatusOK); len(got["data"].([]any)) != 1 {
 		t.Errorf("A's dead letters now %v", got)
 	}
+	if _, token, _ := strings.Cut(link["url"].(string), "#token="); token == "" {
+		t.Errorf("A's portal link has no token: %v", link)
+	} else if _, err := db.AuthenticatePortalLink(ctx, token); err != nil {
+		t.Errorf("A's portal link no longer works: %v", err)
+	}
 }
 
 // normalise replaces the ids a case named by placeholders.
 func normalise(body string, ids isolationIDs) string {
 	return strings.NewReplacer(ids.Agent, "{agent}", ids.Webhook, "{webhook}", ids.Event, "{event}",
-		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}").Replace(body)
+		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}", ids.PortalLink, "{portal_link}").Replace(body)
 }
 
 // shapeOf is the shape of a JSON body: its keys and the kinds of their

@@ -160,6 +160,22 @@ CREATE INDEX attempts_at ON attempts (at);
 	`
 DROP TABLE health_attempts;
 `,
+	// 7: portal links (portallinks.go): short-lived, scoped credentials for
+	// the tenant portal, stored hashed like API keys.
+	`
+CREATE TABLE portal_links (
+	id         TEXT PRIMARY KEY,
+	tenant_id  TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+	agent_id   TEXT, -- NULL: the whole tenant
+	read_only  INTEGER NOT NULL,
+	hash       TEXT NOT NULL UNIQUE, -- hex SHA-256 of the token
+	created_at TIMESTAMP NOT NULL,
+	created_by TEXT NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	revoked_at TIMESTAMP
+);
+CREATE INDEX portal_links_tenant ON portal_links (tenant_id, id);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

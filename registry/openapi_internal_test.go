@@ -86,6 +86,7 @@ func TestOpenAPI(t *testing.T) {
 	})
 	t.Run("attempts", func(t *testing.T) { e.runAll(t, attemptCases()) })
 	t.Run("dead-letters", func(t *testing.T) { e.runAll(t, deadLetterCases()) })
+	t.Run("portal-links", func(t *testing.T) { e.runAll(t, portalLinkCases()) })
 	t.Run("coverage", func(t *testing.T) {
 		for _, m := range e.tr.Unexercised(http.StatusTooManyRequests) {
 			t.Errorf("never exercised: %s", m)

@@ -63,7 +63,7 @@ type keyAuthenticator interface {
 var _ keyAuthenticator = (*DB)(nil)
 
 // Handler returns the API. Every route requires `Authorization: Bearer
-// <key>`; errors are JSON ({"message", "errors"}), unknown routes and
+// <key>` (or a portal link's token, within its scope); errors are JSON ({"message", "errors"}), unknown routes and
 // methods included; a panic is logged and answered with a 500. Handler
 // panics when DB or KV is nil.
 func (s *Server) Handler() http.Handler {
@@ -73,10 +73,12 @@ func (s *Server) Handler() http.Handler {
 	h := &handler{
 		mux: http.NewServeMux(), routes: map[string]string{}, keys: s.DB, logger: s.Logger, metrics: s.Metrics,
 		limiter: newRateLimiter(s.APIRateLimit),
+		portal:  newPortalLinkAPI(s.DB, s.JS, s.Logger),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	h.portal.logger = h.logger
 	if h.metrics == nil {
 		h.metrics = NewMetrics(nil)
 	}
@@ -115,6 +117,9 @@ func (s *Server) Handler() http.Handler {
 	if s.Ingest != nil {
 		h.handle("POST /v1/events", s.Ingest)
 	}
+	h.handle("POST /v1/portal-links", http.HandlerFunc(h.portal.create))
+	h.handle("GET /v1/portal-links/current", http.HandlerFunc(h.portal.current))
+	h.handle("DELETE /v1/portal-links/{id}", http.HandlerFunc(h.portal.revoke))
 	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
 	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
 	if s.JS != nil {
@@ -178,6 +183,7 @@ type handler struct {
 	routes  map[string]string // pattern -> route label (the pattern's path)
 	keys    keyAuthenticator
 	limiter *rateLimiter // nil: unlimited
+	portal  *portalLinkAPI
 	logger  *slog.Logger
 	metrics *Metrics
 }
@@ -185,12 +191,14 @@ type handler struct {
 // unmatchedRoute labels requests that match no route.
 const unmatchedRoute = "unmatched"
 
-// handle routes pattern to next, behind authentication and then the rate
-// limit of the key.
+// handle routes pattern to next, behind authentication (an API key, or a
+// portal link's token held to the link's scope: http_portallinks.go) and
+// then the rate limit of the key.
 func (h *handler) handle(pattern string, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
-	h.mux.Handle(pattern, authenticate(h.keys, h.logger, h.limiter.wrap(h.logger, next)))
+	limited := h.limiter.wrap(h.logger, next)
+	h.mux.Handle(pattern, h.portal.authenticate(pattern, limited, authenticate(h.keys, h.logger, limited)))
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

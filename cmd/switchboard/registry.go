@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-hq/switchboard/internal/portal"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
 )
@@ -76,6 +77,8 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 		Guard:  guard,
 	}
 	mux.Handle("/v1/", api.Handler())
+	mux.Handle("GET "+portal.Prefix, portal.Handler())
+	mux.Handle("GET /portal", http.RedirectHandler(portal.Prefix, http.StatusMovedPermanently))
 	health := registry.NewHealth(s.db, producer.New(s.js))
 	health.Logger = s.logger
 	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
