@@ -35,12 +35,15 @@ func DefaultQuotas() Quotas {
 // prefix (e.g. "--max-").
 func (q Quotas) Validate(prefix string) error {
 	var errs []error
-	for name, n := range map[string]int{
-		"webhooks-per-tenant": q.WebhooksPerTenant, "agents-per-tenant": q.AgentsPerTenant,
-		"event-types-per-tenant": q.EventTypesPerTenant,
+	for _, c := range []struct {
+		name string
+		n    int
+	}{
+		{"webhooks-per-tenant", q.WebhooksPerTenant}, {"agents-per-tenant", q.AgentsPerTenant},
+		{"event-types-per-tenant", q.EventTypesPerTenant},
 	} {
-		if n < 0 {
-			errs = append(errs, fmt.Errorf("%s%s must be 0 (no bound) or positive, got %d", prefix, name, n))
+		if c.n < 0 {
+			errs = append(errs, fmt.Errorf("%s%s must be 0 (no bound) or positive, got %d", prefix, c.name, c.n))
 		}
 	}
 	if q.HeadersPerWebhook < 0 || q.HeadersPerWebhook > MaxHeaders {

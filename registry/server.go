@@ -318,12 +318,15 @@ func DefaultHTTPLimits() HTTPLimits {
 // with prefix (e.g. "--http-").
 func (l HTTPLimits) Validate(prefix string) error {
 	var errs []error
-	for name, d := range map[string]time.Duration{
-		"read-header-timeout": l.ReadHeaderTimeout, "read-timeout": l.ReadTimeout,
-		"write-timeout": l.WriteTimeout, "idle-timeout": l.IdleTimeout,
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read-header-timeout", l.ReadHeaderTimeout}, {"read-timeout", l.ReadTimeout},
+		{"write-timeout", l.WriteTimeout}, {"idle-timeout", l.IdleTimeout},
 	} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s%s must be positive, got %v", prefix, name, d))
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s%s must be positive, got %v", prefix, t.name, t.d))
 		}
 	}
 	if l.MaxConns < 0 {
