@@ -301,6 +301,11 @@ type HTTPLimits struct {
 	// MaxConns is how many connections are open at once; more wait to be
 	// accepted. 0: no bound.
 	MaxConns int
+	// MaxConnsPerClient is how many of them one client (remote IP address)
+	// may hold; one more is closed as soon as it is accepted, so that one
+	// client cannot take every slot. 0: no bound (behind a proxy, every
+	// client is the proxy).
+	MaxConnsPerClient int
 }
 
 // DefaultHTTPLimits are the limits of the API's server and of /metrics.
@@ -332,6 +337,9 @@ func (l HTTPLimits) Validate(prefix string) error {
 	if l.MaxConns < 0 {
 		errs = append(errs, fmt.Errorf("%smax-conns must be 0 (no bound) or positive, got %d", prefix, l.MaxConns))
 	}
+	if l.MaxConnsPerClient < 0 {
+		errs = append(errs, fmt.Errorf("%smax-conns-per-client must be 0 (no bound) or positive, got %d", prefix, l.MaxConnsPerClient))
+	}
 	return errors.Join(errs...)
 }
 
@@ -349,35 +357,77 @@ func (l HTTPLimits) Server(h http.Handler, errorLog *log.Logger) *http.Server {
 	}
 }
 
-// Listener returns ln with at most l.MaxConns connections open at once:
-// Accept waits while that many are. (golang.org/x/net/netutil has the same,
-// but x/net is not otherwise needed.)
+// Listener returns ln with at most l.MaxConns connections open at once,
+// Accept waiting while that many are, and at most l.MaxConnsPerClient of
+// them from one remote IP address. (golang.org/x/net/netutil has the
+// first, but x/net is not otherwise needed.)
 func (l HTTPLimits) Listener(ln net.Listener) net.Listener {
-	if l.MaxConns <= 0 {
+	if l.MaxConns <= 0 && l.MaxConnsPerClient <= 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, sem: make(chan struct{}, l.MaxConns), done: make(chan struct{})}
+	ll := &limitListener{Listener: ln, perClient: l.MaxConnsPerClient, clients: map[string]int{}, done: make(chan struct{})}
+	if l.MaxConns > 0 {
+		ll.sem = make(chan struct{}, l.MaxConns)
+	}
+	return ll
 }
 
 type limitListener struct {
 	net.Listener
-	sem       chan struct{} // one token per open connection
-	done      chan struct{} // closed by Close
+	sem       chan struct{} // one token per open connection; nil: no bound
+	perClient int           // 0: no bound
+	mu        sync.Mutex
+	clients   map[string]int // open connections per remote IP address
+	done      chan struct{}  // closed by Close
 	closeOnce sync.Once
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	for {
+		if l.sem != nil {
+			select {
+			case l.sem <- struct{}{}:
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			l.release("")
+			return nil, err
+		}
+		ip := ""
+		if l.perClient > 0 {
+			ip, _, _ = net.SplitHostPort(c.RemoteAddr().String())
+			l.mu.Lock()
+			full := l.clients[ip] >= l.perClient
+			if !full {
+				l.clients[ip]++
+			}
+			l.mu.Unlock()
+			if full {
+				c.Close()
+				l.release("")
+				continue
+			}
+		}
+		return &limitConn{Conn: c, release: func() { l.release(ip) }}, nil
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
+}
+
+// release gives back the slot of a connection, and its client's when ip
+// is set.
+func (l *limitListener) release(ip string) {
+	if ip != "" {
+		l.mu.Lock()
+		if l.clients[ip]--; l.clients[ip] <= 0 {
+			delete(l.clients, ip)
+		}
+		l.mu.Unlock()
+	}
+	if l.sem != nil {
 		<-l.sem
-		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
 }
 
 func (l *limitListener) Close() error {

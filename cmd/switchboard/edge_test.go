@@ -171,3 +171,54 @@ func TestRun_ServeRefusesBadEdgeSettingsNamingEach(t *testing.T) {
 		}
 	}
 }
+
+// One client holding slow connections gets --http-max-conns-per-client of
+// the slots, the others being closed at once: another client is served at
+// once, though no timeout has freed a slot.
+func TestServe_OneClientCannotTakeEverySlot(t *testing.T) {
+	cfg := testServeConfig(t.TempDir())
+	cfg.HTTP.ReadHeaderTimeout = time.Hour // nothing is freed by a timeout here
+	cfg.HTTP.ReadTimeout = time.Hour
+	cfg.HTTP.IdleTimeout = time.Hour
+	cfg.HTTP.MaxConns = 8
+	cfg.HTTP.MaxConnsPerClient = 4
+	sys := mustStartSystem(t, cfg)
+	addr := strings.TrimPrefix(sys.URL, "http://")
+
+	var refused atomic.Int64
+	for range 12 {
+		c, err := net.Dial("tcp", addr) // from 127.0.0.1
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /v1/webhooks HTTP/1.1\r\nHost: "+addr+"\r\nX-Slow: "); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			refused.Add(1)
+		}()
+	}
+	testenv.WaitFor(t, 20*time.Second, "the connections past 4 closed", func() bool { return refused.Load() == 8 })
+
+	other := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+	}}
+	req, err := http.NewRequest(http.MethodGet, sys.URL+"/v1/webhooks", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := other.Do(req)
+	if err != nil {
+		t.Fatalf("another client was not served: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v1/webhooks from another client: %d", resp.StatusCode)
+	}
+	if n := refused.Load(); n != 8 {
+		t.Errorf("%d of the first client's connections closed, want 8", n)
+	}
+}

@@ -259,6 +259,7 @@ func registerHTTPFlags(fs *flag.FlagSet, l *registry.HTTPLimits, metricsListen *
 	fs.DurationVar(&l.WriteTimeout, "http-write-timeout", l.WriteTimeout, "how long a request may take from the end of its header to the end of its answer (a test send waits for its webhook's timeout instead)")
 	fs.DurationVar(&l.IdleTimeout, "http-idle-timeout", l.IdleTimeout, "how long an idle keep-alive connection is kept open")
 	fs.IntVar(&l.MaxConns, "http-max-conns", l.MaxConns, "connections the HTTP server keeps open at once; more wait to be accepted; 0 = no bound")
+	fs.IntVar(&l.MaxConnsPerClient, "http-max-conns-per-client", l.MaxConnsPerClient, "connections one client (remote IP address) may hold open; more are closed at once; 0 = no bound (the default: behind a proxy every client is the proxy)")
 }
 
 // encryptionKey returns the parsed --encryption-key, nil when none is set.
