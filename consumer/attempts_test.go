@@ -17,13 +17,17 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
-// attemptBatches returns the batches of records in SB_ATTEMPTS, in stream
-// order, checking that each is on the batch subject with its first
-// record's id as Nats-Msg-Id.
+// attemptBatches returns the batches of attempt records in SB_ATTEMPTS
+// (leaving out the matcher's matched records), in stream order, checking
+// that each is on the batch subject with its first record's id as
+// Nats-Msg-Id.
 func (s *system) attemptBatches() [][]switchboard.Attempt {
 	s.t.Helper()
 	var out [][]switchboard.Attempt
 	for _, m := range s.allMsgs(streams.Attempts) {
+		if m.Subject == streams.MatchedSubject { // the matcher's, not the deliverer's
+			continue
+		}
 		var batch []switchboard.Attempt
 		if err := json.Unmarshal(m.Data, &batch); err != nil {
 			s.t.Fatalf("attempt batch %s: %v", m.Data, err)

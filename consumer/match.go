@@ -21,10 +21,11 @@ import (
 // webhook in SB_DELIVERIES, then acks the event. It never calls a receiver.
 //
 // Publishes are asynchronous and pipelined across events; an event is acked
-// only once JetStream has acknowledged every one of its deliveries. A
-// publish that fails is retried with the same Nats-Msg-Id (so a repeat is
-// deduplicated), and an event whose deliveries still cannot be stored is
-// handed back for redelivery, never acked. Each delivery's Nats-Msg-Id is
+// only once JetStream has acknowledged every one of its deliveries, and the
+// record of the webhooks it chose (matched.go). A publish that fails is
+// retried with the same Nats-Msg-Id (so a repeat is deduplicated), and an
+// event whose deliveries still cannot be stored is handed back for
+// redelivery, never acked. Each delivery's Nats-Msg-Id is
 // streams.DeliveryMsgID, so an event matched twice (after a crash, or
 // published twice) yields one delivery per webhook within the duplicates
 // window.
@@ -56,6 +57,9 @@ type pendingEvent struct {
 	msg  jetstream.Msg
 	id   string
 	pubs []pendingPub
+	// matched holds the JSON of its record of the webhooks chosen
+	// (streams.Matched), one object per chunk of them: see matched.go.
+	matched [][]byte
 }
 
 type pendingPub struct {
@@ -90,8 +94,16 @@ func (m *Matcher) Run(ctx context.Context) error {
 		defer close(ackerDone)
 		timer := time.NewTimer(pubAckWait)
 		defer timer.Stop()
+		var ready []*pendingEvent // deliveries stored, matched records not yet
 		for pe := range pending {
-			m.settle(settleCtx, pe, timer, log)
+			if m.settle(settleCtx, pe, timer, log) {
+				ready = append(ready, pe)
+			}
+			// Records go out with whatever else is ready: alone when the
+			// matcher is idle, many to a message under load.
+			if len(ready) > 0 && (len(pending) == 0 || len(ready) >= matchedBatch) {
+				ready = m.ackMatched(settleCtx, ready, log)
+			}
 		}
 	}()
 
@@ -169,7 +181,7 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 	tenant := []string{evt.TenantID}
 	accepted := []string{acceptedAt(msg)}
 
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches))}
+	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(msg, &evt, matches)}
 	for i, h := range matches {
 		dm := &nats.Msg{
 			Subject: streams.DeliverySubject(h.id),
@@ -190,10 +202,11 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 }
 
 // settle waits for every publish ack of pe, publishing again (same msg id)
-// what failed, then acks the event; if a delivery still cannot be stored it
-// Naks the event with a delay so that it is matched again later. timer is
-// the acker's, reused across events.
-func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer, log *slog.Logger) {
+// what failed, and reports true once all are stored: the event is then
+// acked with its matched record (ackMatched). If a delivery still cannot be
+// stored it Naks the event with a delay so that it is matched again later,
+// and reports false. timer is the acker's, reused across events.
+func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Timer, log *slog.Logger) bool {
 	timer.Reset(pubAckWait)
 	for i := range pe.pubs {
 		p := &pe.pubs[i]
@@ -212,16 +225,10 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
 				log.Warn("nak event", "event_id", pe.id, "err", err)
 			}
-			return
+			return false
 		}
 	}
-	if err := pe.msg.Ack(); err != nil {
-		// The deliveries are stored: if the event comes back, their msg ids
-		// deduplicate them.
-		log.Warn("ack event", "event_id", pe.id, "err", err)
-	}
-	m.Metrics.events[resultMatched].Inc()
-	m.Metrics.deliveriesCreated.Add(float64(len(pe.pubs)))
+	return true
 }
 
 // republish publishes dm synchronously, a few times if need be. dm keeps

@@ -83,8 +83,17 @@ func (r *attemptRow) attempt() switchboard.Attempt {
 //
 // Errors: those of SQLite, wrapped with the attempt id.
 func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt, disableAfter int) ([]AttemptEffect, error) {
+	return db.recordLog(ctx, attempts, nil, disableAfter)
+}
+
+// recordLog is RecordAttempts storing, in the same transaction, the
+// matcher's records of matched (the ledger, see recordMatched).
+func (db *DB) recordLog(ctx context.Context, attempts []switchboard.Attempt, matched []streams.Matched, disableAfter int) ([]AttemptEffect, error) {
 	effs := make([]AttemptEffect, len(attempts))
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if err := recordMatched(ctx, tx, matched); err != nil {
+			return err
+		}
 		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attempts (`+attemptColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
@@ -112,7 +121,7 @@ func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("record %d attempts: %w", len(attempts), err)
+		return nil, fmt.Errorf("record %d attempts, %d matched records: %w", len(attempts), len(matched), err)
 	}
 	return effs, nil
 }
@@ -385,11 +394,16 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	return nil
 }
 
-// attemptRecord is a record of SB_ATTEMPTS and the usable attempts in it.
+// attemptRecord is a record of SB_ATTEMPTS and the usable attempts, or the
+// matcher's matched records (streams.MatchedSubject), in it.
 type attemptRecord struct {
 	msg      jetstream.Msg
 	attempts []switchboard.Attempt
+	matched  []streams.Matched
 }
+
+// size is what r weighs towards a transaction's batch.
+func (r *attemptRecord) size() int { return len(r.attempts) + len(r.matched) }
 
 // ingest pulls up to n records (and maxBytes) and records their attempts as
 // they arrive: those that arrive within ingestLinger of one go with it into
@@ -405,7 +419,7 @@ func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, 
 		group, count := next, 0
 		next = nil
 		for _, r := range group {
-			count += len(r.attempts)
+			count += r.size()
 		}
 		var linger *time.Timer
 		for count < n {
@@ -429,12 +443,12 @@ func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, 
 			if !usable {
 				continue
 			}
-			if len(group) > 0 && count+len(r.attempts) > n {
+			if len(group) > 0 && count+r.size() > n {
 				next = append(next, r)
 				break
 			}
 			group = append(group, r)
-			count += len(r.attempts)
+			count += r.size()
 		}
 		if linger != nil {
 			linger.Stop()
@@ -463,6 +477,17 @@ func (in *AttemptIngester) ingest(ctx context.Context, cons jetstream.Consumer, 
 // decode returns the usable attempts of msg, or terminates msg and reports
 // false when it holds none: it never will.
 func (in *AttemptIngester) decode(msg jetstream.Msg, log *slog.Logger) (attemptRecord, bool) {
+	if msg.Subject() == streams.MatchedSubject {
+		matched, err := decodeMatched(msg.Data())
+		if err != nil {
+			log.Error("attempt log: undecodable matched record; terminating it", "err", err)
+			if err := msg.TermWithReason("undecodable matched record"); err != nil {
+				log.Warn("attempt log: terminate", "err", err)
+			}
+			return attemptRecord{}, false
+		}
+		return attemptRecord{msg: msg, matched: matched}, true
+	}
 	attempts, bad, err := decodeAttempts(msg.Data())
 	for _, err := range bad {
 		log.Error("attempt log: unusable attempt in a record; dropped", "subject", msg.Subject(), "err", err)
@@ -549,14 +574,15 @@ func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, 
 	// A pulled batch is finished, not abandoned, when ctx ends: it takes
 	// milliseconds, and its records would come again.
 	dbctx := context.WithoutCancel(ctx)
-	all := records[0].attempts
+	all, matched := records[0].attempts, records[0].matched
 	if len(records) > 1 {
-		all = nil
+		all, matched = nil, nil
 		for _, r := range records {
 			all = append(all, r.attempts...)
+			matched = append(matched, r.matched...)
 		}
 	}
-	effs, err := in.DB.RecordAttempts(dbctx, all, in.DisableAfter)
+	effs, err := in.DB.recordLog(dbctx, all, matched, in.DisableAfter)
 	if err == nil {
 		for _, r := range records {
 			in.ack(r.msg, log)
@@ -572,14 +598,24 @@ func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, 
 		}
 		return err
 	}
-	if len(all) > 1 {
-		log.Warn("attempt log: attempts not recorded together; recording them one by one", "attempts", len(all), "err", err)
+	together := len(all)+len(matched) > 1
+	if together {
+		log.Warn("attempt log: attempts not recorded together; recording them one by one", "attempts", len(all), "matched", len(matched), "err", err)
 	}
 	for _, r := range records {
 		failed := false
+		if len(r.matched) > 0 {
+			if together {
+				_, err = in.DB.recordLog(dbctx, nil, r.matched, 0)
+			}
+			if err != nil {
+				failed = true
+				log.Error("attempt log: matched records not recorded; trying again", "events", len(r.matched), "err", err)
+			}
+		}
 		for i := range r.attempts {
 			a := &r.attempts[i]
-			if len(all) > 1 {
+			if together {
 				var effs []AttemptEffect
 				if effs, err = in.DB.RecordAttempts(dbctx, r.attempts[i:i+1], in.DisableAfter); err == nil {
 					in.applied(ctx, a, effs[0], log)
@@ -659,12 +695,19 @@ func (in *AttemptIngester) prune(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		n, err := in.DB.PruneAttempts(ctx, time.Now().Add(-in.Retention))
+		cutoff := time.Now().Add(-in.Retention)
+		n, err := in.DB.PruneAttempts(ctx, cutoff)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("attempt log: prune", "err", err)
 		case n > 0:
 			log.Info("attempt log: pruned", "attempts", n, "retention", in.Retention)
+		}
+		// The ledger goes with the attempts it is set against.
+		if n, err := in.DB.PruneMatched(ctx, cutoff); err != nil && ctx.Err() == nil {
+			log.Warn("attempt log: prune matched records", "err", err)
+		} else if n > 0 {
+			log.Info("attempt log: pruned matched records", "rows", n, "retention", in.Retention)
 		}
 		select {
 		case <-ctx.Done():

@@ -39,11 +39,14 @@ const (
 	scanBatchBytes = 4 << 20
 )
 
-// eventScan reads SB_EVENTS on filter from start (zero: the beginning).
+// eventScan reads SB_EVENTS (or stream) on filter from start (zero: the
+// beginning).
 type eventScan struct {
 	filter      string
 	start       time.Time
 	headersOnly bool
+	stream      string // "": SB_EVENTS; never a work queue, which takes no second consumer
+	limit       int    // messages read at most; 0: maxEventScan
 }
 
 // errScanLimit says a scan read maxEventScan messages without finishing.
@@ -51,9 +54,16 @@ var errScanLimit = errors.New("scan limit reached")
 
 // run calls fn with each message in stream order until fn returns false,
 // the end of the stream (as it was when the scan began) is reached, or
-// maxEventScan messages were read (errScanLimit). It reads through an
+// the limit of messages were read (errScanLimit). It reads through an
 // ephemeral consumer that it deletes before returning.
 func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jetstream.Msg) bool) error {
+	name, limit := s.stream, s.limit
+	if name == "" {
+		name = streams.Events
+	}
+	if limit <= 0 {
+		limit = maxEventScan
+	}
 	cfg := jetstream.ConsumerConfig{
 		FilterSubject:     s.filter,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -66,19 +76,19 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &s.start
 	}
-	stream, err := js.Stream(ctx, streams.Events)
+	stream, err := js.Stream(ctx, name)
 	if err != nil {
-		return fmt.Errorf("scan %s: %w", streams.Events, err)
+		return fmt.Errorf("scan %s: %w", name, err)
 	}
 	last := stream.CachedInfo().State.LastSeq // events stored later are not read
 	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("scan %s: %w", streams.Events, err)
+		return fmt.Errorf("scan %s: %w", name, err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = js.DeleteConsumer(dctx, streams.Events, cons.CachedInfo().Name)
+		_ = js.DeleteConsumer(dctx, name, cons.CachedInfo().Name)
 	}()
 	if cons.CachedInfo().NumPending == 0 {
 		return nil
@@ -92,7 +102,7 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 	for read := 0; ; {
 		batch, err := cons.Fetch(scanBatch, opts...)
 		if err != nil {
-			return fmt.Errorf("scan %s: %w", streams.Events, err)
+			return fmt.Errorf("scan %s: %w", name, err)
 		}
 		n := 0
 		for msg := range batch.Messages() {
@@ -104,12 +114,12 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 			if md, err := msg.Metadata(); err == nil && (md.NumPending == 0 || md.Sequence.Stream >= last) {
 				return nil
 			}
-			if read >= maxEventScan {
+			if read >= limit {
 				return errScanLimit
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("scan %s: %w", streams.Events, err)
+			return fmt.Errorf("scan %s: %w", name, err)
 		}
 		if n == 0 {
 			return nil

@@ -20,9 +20,9 @@ import (
 type attemptStore interface {
 	FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]switchboard.Attempt, bool, error)
 	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
-	FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bool, error)
 	findEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error)
 	deliveredEvents(ctx context.Context, tenant, webhook string, events []string) (map[string]bool, error)
+	matchedWebhooks(ctx context.Context, tenant, id string, seq uint64) ([]string, error)
 }
 
 var _ attemptStore = (*DB)(nil)
@@ -143,9 +143,11 @@ type deliveryBody struct {
 // event serves GET /v1/events/{id}: the event as stored in SB_EVENTS and,
 // per webhook, its attempts and its state. Webhooks with attempts are
 // listed first, in the order of their first attempt; then, as pending,
-// the tenant's active webhooks that match the event, existed when it was
-// accepted and have no attempt recorded (matched but not attempted yet, or
-// their records not ingested yet).
+// the webhooks the matcher chose for the event (the ledger, see
+// audit_ledger.go) that have no attempt recorded (not attempted yet, or
+// their records not ingested yet). A webhook that did not match the event
+// when it was matched is never listed, whatever it matches now; an event
+// matched to none lists none.
 func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -203,37 +205,17 @@ func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 		d.Attempts = append(d.Attempts, newAttemptBody(at))
 		d.State = string(at.Outcome) // attempts come in the order they were made
 	}
-	pending, err := a.pendingWebhooks(ctx, &evt, body.AcceptedAt, index)
+	matched, err := a.store.matchedWebhooks(ctx, tenant, id, msg.Sequence)
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	for _, wid := range pending {
-		body.Deliveries = append(body.Deliveries, deliveryBody{WebhookID: wid, State: deliveryPending, Attempts: []attemptBody{}})
+	for _, wid := range matched {
+		if _, ok := index[wid]; !ok {
+			body.Deliveries = append(body.Deliveries, deliveryBody{WebhookID: wid, State: deliveryPending, Attempts: []attemptBody{}})
+		}
 	}
 	httpjson.Write(w, http.StatusOK, body)
-}
-
-// pendingWebhooks returns the tenant's active webhooks that match evt,
-// were created by accepted, and are not in attempted.
-func (a *attemptAPI) pendingWebhooks(ctx context.Context, evt *switchboard.Event, accepted time.Time, attempted map[string]int) ([]string, error) {
-	var out []string
-	f := WebhookFilter{Status: switchboard.StatusActive, EventType: evt.Type, Limit: MaxPageSize}
-	for {
-		page, more, err := a.store.FindWebhooks(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		for _, wh := range page {
-			if _, ok := attempted[wh.ID]; !ok && wh.Matches(evt) && !wh.CreatedAt.After(accepted) {
-				out = append(out, wh.ID)
-			}
-		}
-		if !more {
-			return out, nil
-		}
-		f.After = page[len(page)-1].ID
-	}
 }
 
 // acceptedTime is when a stored event was accepted: its HeaderAcceptedAt,

@@ -176,6 +176,22 @@ CREATE TABLE portal_links (
 );
 CREATE INDEX portal_links_tenant ON portal_links (tenant_id, id);
 `,
+	// 8: the ledger (audit_ledger.go): the webhooks the matcher chose for
+	// each event, from its records on streams.MatchedSubject. One row per
+	// delivery owed; the event's SB_EVENTS sequence tells apart two events
+	// of a tenant with one id. Pruned with the attempt log.
+	`
+CREATE TABLE matched (
+	tenant_id  TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	event_seq  INTEGER NOT NULL,
+	webhook_id TEXT NOT NULL,
+	event_type TEXT NOT NULL,
+	matched_at INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (tenant_id, event_id, event_seq, webhook_id)
+);
+CREATE INDEX matched_at ON matched (matched_at);
+`,
 }
 
 // migrate applies the migrations this database lacks, all in one

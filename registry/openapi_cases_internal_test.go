@@ -562,6 +562,24 @@ func attemptCases() []specCase {
 		{name: "setup/event", method: post, path: "/v1/events", want: 202,
 			body: `{"id": "evt-att", "type": "call.started", "agent_id": "agent-1", "data": {"call": 2}}`},
 
+		// The matcher's record of the webhooks it chose for evt-att, as the
+		// attempt ingester stores it.
+		{name: "setup/matched", method: get, path: "/v1/webhooks/{att_wh}", want: 200, check: func(t *testing.T, e *specEnv, _ map[string]any) {
+			ctx := context.Background()
+			stream, err := e.js.JS.Stream(ctx, streams.Events)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := stream.GetLastMsgForSubject(ctx, streams.EventSubject(e.vars["tenant_id"], "call.started"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.db.RecordMatched(ctx, []streams.Matched{{TenantID: e.vars["tenant_id"], EventID: "evt-att", EventType: "call.started",
+				EventSeq: msg.Sequence, At: time.Now(), WebhookIDs: []string{e.vars["att_wh"]}}}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+
 		// GET /v1/events/{id}, before any attempt: pending
 		{name: "event/200/pending", method: get, path: "/v1/events/evt-att", want: 200,
 			check: expect(map[string]any{"id": "evt-att", "type": "call.started", "agent_id": "agent-1", "data": map[string]any{"call": 2}},
@@ -608,6 +626,21 @@ func attemptCases() []specCase {
 		{name: "event/404", method: get, path: "/v1/events/evt-nosuch", want: 404},
 		{name: "event/404/invalid-id", method: get, path: "/v1/events/a%20b", want: 404},
 		{name: "event/404/another-tenants", method: get, path: "/v1/events/evt-att", key: keyOther, want: 404},
+
+		// GET /v1/audit: the one delivery owed is dead-lettered
+		{name: "audit/200", method: get, path: "/v1/audit?since=1h&grace=1m&limit=1000", want: 200,
+			check: func(t *testing.T, _ *specEnv, v map[string]any) {
+				total, _ := v["total"].(map[string]any)
+				if total["deliveries_expected"] != 1.0 || total["dead_lettered"] != 1.0 || total["unaccounted"] != 0.0 {
+					t.Errorf("total = %v, want one delivery expected, dead-lettered, none unaccounted", total)
+				}
+			}},
+		{name: "audit/200/default-window", method: get, path: "/v1/audit", want: 200, check: expect(map[string]any{"truncated": false})},
+		{name: "audit/401", method: get, path: "/v1/audit", key: keyNone, invalid: true, want: 401},
+		{name: "audit/403", method: get, path: "/v1/audit", key: keyUser, want: 403},
+		{name: "audit/422", method: get, path: "/v1/audit?since=yesterday&grace=0s&limit=0", invalid: true, want: 422,
+			check: errorsOn("since", "grace", "limit")},
+		{name: "audit/422/too-far-back", method: get, path: "/v1/audit?since=2000-01-01T00:00:00Z", want: 422, check: errorsOn("since")},
 
 		// POST /v1/webhooks/{id}/recover
 		{name: "recover/202", method: post, path: "/v1/webhooks/{att_wh}/recover?since=2000-01-01T00:00:00Z", want: 202,

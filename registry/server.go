@@ -44,8 +44,8 @@ type Server struct {
 
 	// JS, when set, serves the routes that read the streams: the dead
 	// letters (GET /v1/dead-letters, POST /v1/dead-letters/replay), GET
-	// /v1/events/{id} and POST /v1/webhooks/{id}/recover; the replays and
-	// recoveries queue deliveries. Nil leaves them out.
+	// /v1/events/{id}, POST /v1/webhooks/{id}/recover and GET /v1/audit;
+	// the replays and recoveries queue deliveries. Nil leaves them out.
 	JS jetstream.JetStream
 }
 
@@ -125,6 +125,8 @@ func (s *Server) Handler() http.Handler {
 	if s.JS != nil {
 		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
 		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
+		audit := &auditAPI{db: s.DB, js: s.JS, logger: h.logger}
+		h.handle("GET /v1/audit", requireAdmin(h.logger, http.HandlerFunc(audit.audit)))
 	}
 	return h
 }

@@ -45,8 +45,9 @@ API key, printed once.`,
 // startRegistry opens the registry's SQLite file, makes sure the default
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
 // It returns what must run in the background: the KV mirror, the attempt
-// log's ingestion with auto-disable (registry.AttemptIngester), and the
-// alerts' publishing (registry.Health).
+// log's ingestion with auto-disable (registry.AttemptIngester), the
+// alerts' publishing (registry.Health) and the periodic audit
+// (registry.Auditor).
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
 	encryptionKey, err := s.cfg.encryptionKey()
 	if err != nil {
@@ -83,5 +84,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	health.Logger = s.logger
 	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
-	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run}, nil
+	auditor := registry.NewAuditor(s.db, s.js, reg)
+	auditor.Logger = s.logger
+	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run, auditor.Run}, nil
 }

@@ -65,6 +65,7 @@ func TestKillWorker_MidFlightLosesNothing(t *testing.T) {
 	if c.Duplicates > held {
 		t.Errorf("%d duplicates, but the dead worker held only %d deliveries unacked", c.Duplicates, held)
 	}
+	mustAuditClean(ctx, t, reg, n)
 }
 
 // Two workers started on one backlog share it: each delivers part and
@@ -137,6 +138,7 @@ func testTwoWorkers(t *testing.T, kill bool) {
 	case kill && c.Duplicates > held:
 		t.Errorf("%d duplicates, but only %d deliveries were held unacked at the kill", c.Duplicates, held)
 	}
+	mustAuditClean(ctx, t, reg, n)
 }
 
 // nats-server (a process with a store folder) killed and started again on
@@ -175,6 +177,7 @@ func TestRestartNATSServer_MidFlightLosesNothing(t *testing.T) {
 	if c.Lost != 0 {
 		t.Errorf("%d of %d accepted events lost", c.Lost, c.N)
 	}
+	mustAuditClean(ctx, t, reg, len(ids))
 }
 
 // A three-node cluster with R3 streams: kill -9 of the node leading the
