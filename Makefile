@@ -5,7 +5,8 @@
 GO          ?= go
 BIN         := bin/switchboard
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -X main.version=$(VERSION)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Built from the Go module proxy when Debian's package cannot be installed
@@ -25,7 +26,7 @@ BENCH_FLAGS ?=
 # go.mod pins, installed into bin/ through the Go module proxy.
 NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 
-.PHONY: all build run test test-go test-deploy tools nats-server bench gobench fuzz lint fmt clean cgo
+.PHONY: all build run test test-go test-deploy tools nats-server bench gobench fuzz lint fmt clean cgo attempt-size
 
 all: lint test
 
@@ -117,6 +118,10 @@ fuzz: cgo
 			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 		done; \
 	done
+
+## attempt-size: bytes one attempt takes in registry.db (docs/operations.md, Sizing)
+attempt-size: cgo
+	$(GO) test -run '^$$' -bench BenchmarkAttemptLogSize -benchtime 50000x ./registry/
 
 ## gobench: the packages' Go micro-benchmarks
 gobench:

@@ -1,8 +1,10 @@
 package producer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -27,12 +29,22 @@ const retryAfter = 5
 // same event (with its id) again.
 type Handler struct {
 	Client *Client
+	// Catalogue, when set, refuses with 422 on type an event whose type
+	// the tenant's catalogue lacks: no webhook can subscribe to it, so it
+	// would be accepted and never delivered.
+	Catalogue Catalogue
 	// Logger receives the failures that are not the client's; nil logs
 	// nothing.
 	Logger *slog.Logger
 }
 
 var _ http.Handler = (*Handler)(nil)
+
+// Catalogue says whether an event type is in the catalogue of the tenant in
+// ctx (the registry's GET /v1/event-types).
+type Catalogue interface {
+	HasEventType(ctx context.Context, typ string) (bool, error)
+}
 
 // eventRequest is the body of POST /v1/events.
 type eventRequest struct {
@@ -82,6 +94,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Alert hooks trust these to come from Switchboard itself.
 	if switchboard.IsOperationalEvent(evt.Type) {
 		fe.Add("type", "is reserved for Switchboard's own alerts to alert hooks")
+	}
+	if h.Catalogue != nil && switchboard.ValidEventType(evt.Type) {
+		known, err := h.Catalogue.HasEventType(r.Context(), evt.Type)
+		if err != nil {
+			httpjson.Error(w, r, h.Logger, fmt.Errorf("check event type: %w", err))
+			return
+		}
+		if !known {
+			fe.Add("type", "is not in the tenant's catalogue (GET /v1/event-types); add it with POST /v1/event-types first")
+		}
 	}
 	if len(fe) > 0 {
 		h.Client.metrics.rejectedInvalid.Inc()

@@ -18,12 +18,15 @@ type tenantJSON struct {
 }
 
 type keyJSON struct {
-	ID        string    `json:"id"`
-	TenantID  string    `json:"tenant_id"`
-	Name      string    `json:"name"`
-	Admin     bool      `json:"admin"`
-	Key       string    `json:"key"`
-	CreatedAt time.Time `json:"created_at"`
+	ID         string     `json:"id"`
+	TenantID   string     `json:"tenant_id"`
+	Name       string     `json:"name"`
+	Scope      string     `json:"scope"`
+	Admin      bool       `json:"admin"`
+	Key        string     `json:"key"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
 func TestAdmin_TenantsAndKeys(t *testing.T) {

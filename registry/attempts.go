@@ -59,6 +59,12 @@ type attemptRow struct {
 const attemptColumns = `id, tenant_id, webhook_id, event_id, event_type, attempt, at, outcome, reason, ` +
 	`status_code, latency_ms, error_class, error, response_body`
 
+// attemptsWithBodies selects attemptColumns, each attempt with its body
+// from attempt_bodies (migration 10); WHERE clauses follow it unqualified.
+const attemptsWithBodies = `SELECT id, tenant_id, webhook_id, event_id, event_type, attempt, at, outcome, reason, ` +
+	`status_code, latency_ms, error_class, error, coalesce(b.body, a.response_body) AS response_body ` +
+	`FROM attempts a LEFT JOIN attempt_bodies b ON b.attempt_id = a.id`
+
 func (r *attemptRow) attempt() switchboard.Attempt {
 	return switchboard.Attempt{
 		ID: r.ID, TenantID: r.TenantID, WebhookID: r.WebhookID, EventID: r.EventID, EventType: r.EventType,
@@ -94,17 +100,22 @@ func (db *DB) recordLog(ctx context.Context, attempts []switchboard.Attempt, mat
 		if err := recordMatched(ctx, tx, matched); err != nil {
 			return err
 		}
-		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attempts (`+attemptColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		insert, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attempts (`+attemptColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')`)
 		if err != nil {
 			return err
 		}
 		defer insert.Close()
+		insertBody, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attempt_bodies (attempt_id, body) VALUES (?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insertBody.Close()
 		health := healthTx{db: db, tx: tx, disableAfter: disableAfter, reset: map[webhookKey]bool{}}
 		defer health.close()
 		for i := range attempts {
 			a := &attempts[i]
 			res, err := insert.ExecContext(ctx, a.ID, a.TenantID, a.WebhookID, a.EventID, a.EventType, a.Number, a.At.UnixNano(),
-				string(a.Outcome), a.Reason, a.StatusCode, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody)
+				string(a.Outcome), a.Reason, a.StatusCode, a.LatencyMS, a.ErrorClass, a.Error)
 			if err != nil {
 				return fmt.Errorf("store attempt %s: %w", a.ID, err)
 			}
@@ -113,6 +124,11 @@ func (db *DB) recordLog(ctx context.Context, attempts []switchboard.Attempt, mat
 			} else if n == 0 {
 				effs[i].Duplicate = true
 				continue
+			}
+			if a.ResponseBody != "" {
+				if _, err := insertBody.ExecContext(ctx, a.ID, a.ResponseBody); err != nil {
+					return fmt.Errorf("store body of attempt %s: %w", a.ID, err)
+				}
 			}
 			if effs[i], err = health.count(ctx, a); err != nil {
 				return fmt.Errorf("count attempt %s of webhook %s: %w", a.ID, a.WebhookID, err)
@@ -169,7 +185,7 @@ func (db *DB) FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]s
 	}
 	args = append(args, limit+1)
 	var rows []attemptRow
-	err = db.db.SelectContext(ctx, &rows, `SELECT `+attemptColumns+` FROM attempts WHERE `+
+	err = db.db.SelectContext(ctx, &rows, attemptsWithBodies+` WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("find attempts of webhook %s: %w", id, err)
@@ -201,7 +217,7 @@ func (db *DB) findEventAttempts(ctx context.Context, tenant, id string) ([]switc
 	var rows []attemptRow
 	// Bounded: replays and recoveries add attempts without end, and each
 	// carries a response excerpt. Each webhook's attempt log has them all.
-	err := db.db.SelectContext(ctx, &rows, `SELECT `+attemptColumns+` FROM attempts WHERE tenant_id = ? AND event_id = ? ORDER BY at, id LIMIT ?`,
+	err := db.db.SelectContext(ctx, &rows, attemptsWithBodies+` WHERE tenant_id = ? AND event_id = ? ORDER BY at, id LIMIT ?`,
 		tenant, id, MaxEventAttempts)
 	if err != nil {
 		return nil, fmt.Errorf("find attempts of event %s: %w", id, err)
@@ -239,6 +255,9 @@ func (db *DB) deliveredEvents(ctx context.Context, tenant, webhook string, event
 // transactions so that ingestion and the API are never held up long, and
 // returns how many it deleted.
 func (db *DB) PruneAttempts(ctx context.Context, cutoff time.Time) (int64, error) {
+	if _, err := db.ClearAttemptBodies(ctx, cutoff); err != nil {
+		return 0, err
+	}
 	var total int64
 	for {
 		res, err := db.db.ExecContext(ctx, `DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts WHERE at < ? LIMIT 5000)`, cutoff.UnixNano())
@@ -294,6 +313,12 @@ type AttemptIngester struct {
 	Alerts alertWaker
 	// Retention is how long attempts are kept; 0 keeps them forever.
 	Retention time.Duration
+	// BodyRetention is how long attempts keep their response body excerpt
+	// (ClearAttemptBodies); 0 as long as the attempt.
+	BodyRetention time.Duration
+	// MaxBytes caps the database's size in use by pruning the oldest
+	// attempts (PruneAttemptsToSize); 0 is no cap.
+	MaxBytes int64
 	// PruneInterval is how often old attempts are pruned; 0 means an hour.
 	PruneInterval time.Duration
 	// Batch is how many attempts one transaction takes at most (a record
@@ -682,10 +707,10 @@ func (in *AttemptIngester) applied(ctx context.Context, a *switchboard.Attempt, 
 	}
 }
 
-// prune deletes attempts past Retention every PruneInterval until ctx is
-// done.
+// prune applies Retention, BodyRetention and MaxBytes every PruneInterval
+// until ctx is done.
 func (in *AttemptIngester) prune(ctx context.Context, log *slog.Logger) {
-	if in.Retention <= 0 {
+	if in.Retention <= 0 && in.BodyRetention <= 0 && in.MaxBytes <= 0 {
 		return
 	}
 	every := in.PruneInterval
@@ -695,20 +720,7 @@ func (in *AttemptIngester) prune(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		cutoff := time.Now().Add(-in.Retention)
-		n, err := in.DB.PruneAttempts(ctx, cutoff)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("attempt log: prune", "err", err)
-		case n > 0:
-			log.Info("attempt log: pruned", "attempts", n, "retention", in.Retention)
-		}
-		// The ledger goes with the attempts it is set against.
-		if n, err := in.DB.PruneMatched(ctx, cutoff); err != nil && ctx.Err() == nil {
-			log.Warn("attempt log: prune matched records", "err", err)
-		} else if n > 0 {
-			log.Info("attempt log: pruned matched records", "rows", n, "retention", in.Retention)
-		}
+		in.pruneOnce(ctx, log)
 		select {
 		case <-ctx.Done():
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/mattn/go-sqlite3"
@@ -40,6 +41,9 @@ func Open(path string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open registry: empty path")
 	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open registry %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
@@ -57,6 +61,21 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// createPrivate creates path 0600 when it does not exist, so that SQLite,
+// which would create it per the umask (0644 usually), opens it instead: the
+// file holds key hashes and webhook secrets. SQLite gives its -wal and -shm
+// files the database file's mode. An existing file is left as it is.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // Close closes the database.

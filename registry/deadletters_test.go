@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
 )
@@ -46,12 +47,14 @@ type replayJSON struct {
 }
 
 // startDeadLetterAPI starts an api whose Server reads the dead letters in
-// its JetStream.
+// its JetStream, and takes webhooks to the tests' receivers on 127.0.0.1
+// (its guard lets every address through, as --allow-private-targets does).
 func startDeadLetterAPI(tb testing.TB) *api {
 	tb.Helper()
 	a := startAPI(tb, nil)
 	srv := registry.NewServer(a.DB, a.KV)
 	srv.JS = a.JS.JS
+	srv.Guard = netguard.New(true)
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
 	a.URL = ts.URL

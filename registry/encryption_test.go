@@ -67,7 +67,7 @@ func filesContaining(t *testing.T, dir string, needles ...string) []string {
 // workers, given the same key, still sign deliveries with the secret.
 func TestEncryption_AtRestAndDelivered(t *testing.T) {
 	key := testEncryptionKey(t)
-	a := startAPI(t, func(s *registry.Server) { s.DB.EncryptionKey = key })
+	a := startAPI(t, func(s *registry.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
 

@@ -95,3 +95,22 @@ func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (Eve
 	}
 	return EventType{EventType: t, Custom: true}, nil
 }
+
+// HasEventType reports whether typ is in the catalogue of the tenant in ctx:
+// a default type, or one of the tenant's own. Ingest refuses the others
+// (producer.Handler.Catalogue), as webhooks cannot subscribe to them. It
+// returns EUNAUTHORIZED when ctx carries no tenant.
+func (db *DB) HasEventType(ctx context.Context, typ string) (bool, error) {
+	if slices.ContainsFunc(switchboard.DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == typ }) {
+		return true, nil
+	}
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return false, fmt.Errorf("has event type %q: %w", typ, err)
+	}
+	var n int
+	if err := db.db.GetContext(ctx, &n, `SELECT count(*) FROM event_types WHERE tenant_id = ? AND name = ?`, tenant, typ); err != nil {
+		return false, fmt.Errorf("has event type %q: %w", typ, err)
+	}
+	return n > 0, nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry"
@@ -200,4 +201,18 @@ func jsonBody(tb testing.TB, v any) string {
 		tb.Fatal(err)
 	}
 	return string(b)
+}
+
+// createAllowingLoopback creates a webhook through a Server on a's database
+// whose guard lets any address through, as --allow-private-targets does,
+// for the tests whose receivers run on 127.0.0.1 behind a guarded a.
+func (a *api) createAllowingLoopback(tb testing.TB, body string) webhookJSON {
+	tb.Helper()
+	srv := registry.NewServer(a.DB, a.KV)
+	srv.Guard = netguard.New(true)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	open := *a
+	open.URL = ts.URL
+	return open.create(tb, a.Key, "/v1/webhooks", body)
 }

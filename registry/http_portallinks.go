@@ -150,7 +150,7 @@ func (p *portalLinkAPI) authenticate(pattern string, scoped, byKey http.Handler)
 		}
 		ctx := switchboard.NewContextWithTenant(r.Context(), l.TenantID)
 		ctx = switchboard.NewContextWithActor(ctx, "portal:"+l.ID)
-		ctx = context.WithValue(ctx, keyContextKey{}, Key{ID: l.ID, TenantID: l.TenantID, Name: "portal:" + l.ID})
+		ctx = context.WithValue(ctx, keyContextKey{}, Key{ID: l.ID, TenantID: l.TenantID, Name: "portal:" + l.ID, Scope: ScopePortal})
 		ctx = context.WithValue(ctx, portalLinkContextKey{}, l)
 		r = r.WithContext(ctx)
 		if pattern == "GET /v1/events/{id}" && l.AgentID != "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -41,6 +42,9 @@ type webhookAPI struct {
 	mirror    webhookMirror
 	logger    *slog.Logger
 	catalogue eventTypeFinder
+	// guard refuses URLs that name a host it refuses by IP address (see
+	// checkTarget); nil is the default policy.
+	guard *netguard.Guard
 }
 
 // webhookBody is a webhook as the API shows it: never its auth password or
@@ -166,6 +170,7 @@ func (a *webhookAPI) createIn(w http.ResponseWriter, r *http.Request, agentID st
 	wh := &Webhook{Webhook: newWebhook()}
 	wh.AgentID = agentID
 	in.apply(&wh.Webhook, catalogue, fe)
+	checkTarget(a.guard, fe, wh.URL)
 	if err := fe.Err(); err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
@@ -207,6 +212,9 @@ func (a *webhookAPI) update(w http.ResponseWriter, r *http.Request) {
 		fe := switchboard.FieldErrors{}
 		current := wh.Secret
 		in.apply(&wh.Webhook, catalogue, fe)
+		if in.URL != nil {
+			checkTarget(a.guard, fe, wh.URL)
+		}
 		if next := wh.Secret; next != current {
 			wh.Secret = current
 			rotateSecret(&wh.Webhook, next, DefaultGracePeriod, now(), fe, "secret")

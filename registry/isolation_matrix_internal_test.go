@@ -26,7 +26,11 @@ import (
 // operatorRoutes are the routes an admin key uses across tenants by
 // design; the matrix leaves them out (their own tests cover who may call
 // them).
-var operatorRoutes = []string{"POST /v1/tenants", "POST /v1/tenants/{tenant_id}/keys", "GET /v1/audit"}
+var operatorRoutes = []string{
+	"POST /v1/tenants", "GET /v1/tenants", "GET /v1/tenants/{tenant_id}", "DELETE /v1/tenants/{tenant_id}",
+	"GET /v1/tenants/{tenant_id}/keys", "POST /v1/tenants/{tenant_id}/keys", "DELETE /v1/tenants/{tenant_id}/keys/{key_id}",
+	"GET /v1/audit",
+}
 
 // isolationCase builds, for one route, the request a tenant sends naming an
 // object: id is either another tenant's object or one that exists nowhere.
@@ -35,7 +39,7 @@ type isolationCase func(ids isolationIDs) (path, body string)
 // isolationIDs are the ids a case names: another tenant's objects, or the
 // same kinds of ids that exist nowhere.
 type isolationIDs struct {
-	Agent, Webhook, Event, DeadLetter, EventType, PortalLink string
+	Agent, Webhook, Event, DeadLetter, EventType, PortalLink, Key string
 }
 
 // isolationCases has a case for every route the Server serves (but
@@ -85,6 +89,9 @@ var isolationCases = map[string]isolationCase{
 	},
 	"GET /v1/portal-links/current": func(isolationIDs) (string, string) { return "/v1/portal-links/current", "" },
 	"DELETE /v1/portal-links/{id}": func(i isolationIDs) (string, string) { return "/v1/portal-links/" + i.PortalLink, "" },
+	"GET /v1/keys":                 func(isolationIDs) (string, string) { return "/v1/keys", "" },
+	"POST /v1/keys":                func(i isolationIDs) (string, string) { return "/v1/keys", `{"name": "b ` + i.Agent + `"}` },
+	"DELETE /v1/keys/{key_id}":     func(i isolationIDs) (string, string) { return "/v1/keys/" + i.Key, "" },
 }
 
 // TestTenantIsolation_Matrix sends, with tenant B's key, every route's
@@ -180,10 +187,15 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	link := must(http.MethodPost, "/v1/portal-links", `{"agent_id": "agent-secret-a"}`, http.StatusCreated)
+	keyOfA, err := db.Authenticate(ctx, keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
 	theirs := isolationIDs{Agent: "agent-secret-a", Webhook: whID, Event: "msg_secret_a", DeadLetter: DeadLetterID(ack.Sequence),
-		EventType: "secret.type", PortalLink: link["id"].(string)}
+		EventType: "secret.type", PortalLink: link["id"].(string), Key: keyOfA.ID}
 	nowhere := isolationIDs{Agent: "agent-nowhere-b", Webhook: "wh_0000000000000000000000000000000a", Event: "msg_nowhere_b",
-		DeadLetter: DeadLetterID(ack.Sequence + 1000), EventType: "nowhere.type", PortalLink: "pl_0000000000000000000000000000000a"}
+		DeadLetter: DeadLetterID(ack.Sequence + 1000), EventType: "nowhere.type", PortalLink: "pl_0000000000000000000000000000000a",
+		Key: "key_0000000000000000000000000000000a"}
 	secrets := []string{"SecretAgentName", "SecretHookName", "secret-a.example.com", "SecretHeaderValue", "SecretData", "SecretError", tenantA.ID}
 
 	// Every route; last those that create B's own agent or event type of
@@ -247,6 +259,9 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 	if got := must(http.MethodGet, "/v1/dead-letters", "", http.StatusOK); len(got["data"].([]any)) != 1 {
 		t.Errorf("A's dead letters now %v", got)
 	}
+	if _, err := db.Authenticate(ctx, keyA); err != nil {
+		t.Errorf("A's key no longer works: %v", err)
+	}
 	if _, token, _ := strings.Cut(link["url"].(string), "#token="); token == "" {
 		t.Errorf("A's portal link has no token: %v", link)
 	} else if _, err := db.AuthenticatePortalLink(ctx, token); err != nil {
@@ -257,7 +272,7 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 // normalise replaces the ids a case named by placeholders.
 func normalise(body string, ids isolationIDs) string {
 	return strings.NewReplacer(ids.Agent, "{agent}", ids.Webhook, "{webhook}", ids.Event, "{event}",
-		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}", ids.PortalLink, "{portal_link}").Replace(body)
+		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}", ids.PortalLink, "{portal_link}", ids.Key, "{key}").Replace(body)
 }
 
 // shapeOf is the shape of a JSON body: its keys and the kinds of their

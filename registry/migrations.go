@@ -192,7 +192,30 @@ CREATE TABLE matched (
 );
 CREATE INDEX matched_at ON matched (matched_at);
 `,
+	// 9: key scopes and expiry (keys.go). The admin column stays, kept
+	// true exactly when scope is 'admin'.
+	`
+ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'manage';
+UPDATE api_keys SET scope = 'admin' WHERE admin = 1;
+ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMP; -- NULL: never
+`,
+	// 10: response body excerpts apart from the attempts (attempts_retention.go),
+	// so that --attempt-body-retention frees whole pages: an UPDATE that
+	// empties a column leaves its page as full as before, deleting rows
+	// stored in time order empties pages, which later writes reuse.
+	`
+CREATE TABLE attempt_bodies (
+	attempt_id TEXT PRIMARY KEY, -- attempts.id
+	body       TEXT NOT NULL
+);
+INSERT INTO attempt_bodies (attempt_id, body) SELECT id, response_body FROM attempts WHERE response_body != '' ORDER BY at;
+UPDATE attempts SET response_body = '' WHERE response_body != '';
+`,
 }
+
+// SchemaVersion is the schema version this binary migrates a registry to
+// (PRAGMA user_version). It refuses to open a registry of a newer one.
+func SchemaVersion() int { return len(migrations) }
 
 // migrate applies the migrations this database lacks, all in one
 // transaction, so that two processes starting at once migrate it once.

@@ -79,10 +79,17 @@ func TestOpenAPI(t *testing.T) {
 	t.Run("core", func(t *testing.T) { e.runAll(t, coreCases()) })
 	t.Run("webhook-fields", func(t *testing.T) { e.runAll(t, webhookFieldCases()) })
 	t.Run("agents", func(t *testing.T) { e.runAll(t, agentCases()) })
-	t.Run("event-types", func(t *testing.T) { e.runAll(t, eventTypeCases()) })
+	t.Run("event-types", func(t *testing.T) {
+		e.runAll(t, eventTypeCases())
+		e.runAll(t, catalogueCases())
+	})
 	t.Run("tenancy", func(t *testing.T) {
 		e.runAll(t, adminCases())
 		t.Run("429/rate-limit", func(t *testing.T) { e.exerciseRateLimit(t) })
+	})
+	t.Run("keys", func(t *testing.T) {
+		e.runAll(t, keyCases())
+		t.Run("scopes", func(t *testing.T) { e.exerciseScopes(t, spec) })
 	})
 	t.Run("attempts", func(t *testing.T) { e.runAll(t, attemptCases()) })
 	t.Run("dead-letters", func(t *testing.T) { e.runAll(t, deadLetterCases()) })
@@ -184,7 +191,7 @@ func (e *specEnv) newServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	s := NewServer(e.db, kv)
-	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS)}
+	s.Ingest = &producer.Handler{Client: producer.New(e.js.JS), Catalogue: e.db}
 	s.JS = e.js.JS
 	if allowPrivateTargets != nil {
 		allowPrivateTargets(s)

@@ -39,7 +39,8 @@ type Server struct {
 
 	// Guard is the SSRF guard of test sends (POST /v1/webhooks/{id}/test),
 	// as it is the deliverer's; nil refuses every address that is not
-	// public.
+	// public. Webhooks whose URL names a refused address by IP are refused
+	// at create and PATCH (422 on url).
 	Guard *netguard.Guard
 
 	// JS, when set, serves the routes that read the streams: the dead
@@ -87,10 +88,12 @@ func (s *Server) Handler() http.Handler {
 		mirror:    NewMirror(s.DB, s.KV),
 		logger:    h.logger,
 		catalogue: s.DB,
+		guard:     s.Guard,
 	}
 	agents := &agentAPI{store: s.DB, mirror: webhooks.mirror, logger: h.logger}
 	eventTypes := &eventTypeAPI{store: s.DB, logger: h.logger}
-	admin := &adminAPI{store: s.DB, logger: h.logger}
+	admin := &adminAPI{store: s.DB, mirror: webhooks.mirror, js: s.JS, logger: h.logger}
+	keys := &keyAPI{store: s.DB, logger: h.logger}
 	h.handle("POST /v1/webhooks", http.HandlerFunc(webhooks.create))
 	h.handle("POST /v1/agents/{agent_id}/webhooks", http.HandlerFunc(webhooks.createForAgent))
 	h.handle("GET /v1/webhooks", http.HandlerFunc(webhooks.list))
@@ -104,8 +107,16 @@ func (s *Server) Handler() http.Handler {
 	h.handle("DELETE /v1/agents/{agent_id}", http.HandlerFunc(agents.delete))
 	h.handle("GET /v1/event-types", http.HandlerFunc(eventTypes.list))
 	h.handle("POST /v1/event-types", http.HandlerFunc(eventTypes.create))
-	h.handle("POST /v1/tenants", requireAdmin(h.logger, http.HandlerFunc(admin.createTenant)))
-	h.handle("POST /v1/tenants/{tenant_id}/keys", requireAdmin(h.logger, http.HandlerFunc(admin.createKey)))
+	h.handleScoped("POST /v1/tenants", ScopeAdmin, http.HandlerFunc(admin.createTenant))
+	h.handleScoped("GET /v1/tenants", ScopeAdmin, http.HandlerFunc(admin.listTenants))
+	h.handleScoped("GET /v1/tenants/{tenant_id}", ScopeAdmin, http.HandlerFunc(admin.getTenant))
+	h.handleScoped("DELETE /v1/tenants/{tenant_id}", ScopeAdmin, http.HandlerFunc(admin.deleteTenant))
+	h.handleScoped("GET /v1/tenants/{tenant_id}/keys", ScopeAdmin, http.HandlerFunc(admin.listTenantKeys))
+	h.handleScoped("POST /v1/tenants/{tenant_id}/keys", ScopeAdmin, http.HandlerFunc(admin.createTenantKey))
+	h.handleScoped("DELETE /v1/tenants/{tenant_id}/keys/{key_id}", ScopeAdmin, http.HandlerFunc(admin.revokeTenantKey))
+	h.handleScoped("GET /v1/keys", scopeCredentials, http.HandlerFunc(keys.list))
+	h.handleScoped("POST /v1/keys", scopeCredentials, http.HandlerFunc(keys.create))
+	h.handleScoped("DELETE /v1/keys/{key_id}", scopeCredentials, http.HandlerFunc(keys.revoke))
 	h.handle("GET /v1/webhooks/{id}/secret", http.HandlerFunc(webhooks.getSecret))
 	h.handle("POST /v1/webhooks/{id}/secret/rotate", http.HandlerFunc(webhooks.rotate))
 	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
@@ -115,18 +126,18 @@ func (s *Server) Handler() http.Handler {
 		h.handle("POST /v1/dead-letters/replay", http.HandlerFunc(deadLetters.replay))
 	}
 	if s.Ingest != nil {
-		h.handle("POST /v1/events", s.Ingest)
+		h.handleScoped("POST /v1/events", ScopePublish, s.Ingest)
 	}
-	h.handle("POST /v1/portal-links", http.HandlerFunc(h.portal.create))
+	h.handleScoped("POST /v1/portal-links", scopeCredentials, http.HandlerFunc(h.portal.create))
 	h.handle("GET /v1/portal-links/current", http.HandlerFunc(h.portal.current))
-	h.handle("DELETE /v1/portal-links/{id}", http.HandlerFunc(h.portal.revoke))
+	h.handleScoped("DELETE /v1/portal-links/{id}", scopeCredentials, http.HandlerFunc(h.portal.revoke))
 	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
 	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
 	if s.JS != nil {
 		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
 		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
 		audit := &auditAPI{db: s.DB, js: s.JS, logger: h.logger}
-		h.handle("GET /v1/audit", requireAdmin(h.logger, http.HandlerFunc(audit.audit)))
+		h.handleScoped("GET /v1/audit", ScopeAdmin, http.HandlerFunc(audit.audit))
 	}
 	return h
 }
@@ -193,14 +204,43 @@ type handler struct {
 // unmatchedRoute labels requests that match no route.
 const unmatchedRoute = "unmatched"
 
-// handle routes pattern to next, behind authentication (an API key, or a
-// portal link's token held to the link's scope: http_portallinks.go) and
-// then the rate limit of the key.
+// handle routes pattern to next for keys of ScopeManage (see
+// handleScoped).
 func (h *handler) handle(pattern string, next http.Handler) {
+	h.handleScoped(pattern, ScopeManage, next)
+}
+
+// handleScoped routes pattern to next, behind authentication (an API key,
+// or a portal link's token held to the link's scope: http_portallinks.go),
+// the rate limit of the key, and the check that the key's scope (a portal
+// link's is ScopePortal) grants need.
+func (h *handler) handleScoped(pattern string, need Scope, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
-	limited := h.limiter.wrap(h.logger, next)
+	limited := h.limiter.wrap(h.logger, authorize(need, h.logger, next))
 	h.mux.Handle(pattern, h.portal.authenticate(pattern, limited, authenticate(h.keys, h.logger, limited)))
+}
+
+// authorize answers 403 to a key whose scope does not grant need. 403, not
+// 404: the answer is about the route, the same for every tenant, so it
+// hides no object of another tenant.
+func authorize(need Scope, logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if have := keyFromContext(r.Context()).Scope; !have.Grants(need) {
+			httpjson.Error(w, r, logger, switchboard.Errorf(switchboard.EFORBIDDEN,
+				"This API key's scope (%s) does not allow this route; it needs %s.", have, scopeName(need)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// scopeName names the scopes that grant need, for a person reading a 403.
+func scopeName(need Scope) string {
+	if need == scopeCredentials {
+		return string(ScopeManage) + " or " + string(ScopeAdmin)
+	}
+	return string(need)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -47,25 +47,37 @@ type Tenant struct {
 }
 
 // Key is an API key. Only its SHA-256 is stored: the plaintext is shown
-// once, when the key is created. An admin key may also create tenants and
-// keys (POST /v1/tenants...); otherwise it acts for its tenant only.
+// once, when the key is created. Its Scope says which routes it may use:
+// an admin key (Admin is true exactly when Scope is ScopeAdmin) may also
+// administer tenants and their keys (/v1/tenants...); otherwise it acts
+// for its tenant only.
 type Key struct {
 	ID         string     `db:"id"`
 	TenantID   string     `db:"tenant_id"`
 	Name       string     `db:"name"`
 	Admin      bool       `db:"admin"`
+	Scope      Scope      `db:"scope"`
 	CreatedAt  time.Time  `db:"created_at"`
+	ExpiresAt  *time.Time `db:"expires_at"` // nil: never
 	LastUsedAt *time.Time `db:"last_used_at"`
 }
 
-const keyColumns = `id, tenant_id, name, admin, created_at, last_used_at`
+const keyColumns = `id, tenant_id, name, admin, scope, created_at, expires_at, last_used_at`
 
 // KeyOption sets a property of a key that CreateKey or EnsureKey makes.
 type KeyOption func(*Key)
 
-// AdminKey makes the key an admin key (admin true) or not.
+// AdminKey makes the key an admin key (admin true) or, when it is one, a
+// manage key (admin false).
 func AdminKey(admin bool) KeyOption {
-	return func(k *Key) { k.Admin = admin }
+	return func(k *Key) {
+		switch {
+		case admin:
+			KeyScope(ScopeAdmin)(k)
+		case k.Scope == ScopeAdmin:
+			KeyScope(ScopeManage)(k)
+		}
+	}
 }
 
 // CreateTenant creates a tenant called name. It returns EINVALID when name
@@ -138,13 +150,16 @@ func (db *DB) EnsureTenant(ctx context.Context, name string) (Tenant, error) {
 }
 
 // CreateKey generates a new API key called name for the tenant and returns
-// its plaintext, which is not stored and cannot be shown again. The key is
-// not an admin key unless opts say so. It returns EINVALID for a blank or
-// over-long name, ENOTFOUND when the tenant does not exist and ECONFLICT
-// when the tenant already has a key of that name.
+// its plaintext, which is not stored and cannot be shown again. The key has
+// ScopeManage and never expires unless opts say otherwise (KeyScope,
+// AdminKey, KeyExpiresAt). It returns EINVALID for a blank or over-long
+// name, an unknown scope or an expiry not in the future, ENOTFOUND when the
+// tenant does not exist and ECONFLICT when the tenant already has a key of
+// that name.
 func (db *DB) CreateKey(ctx context.Context, tenantID, name string, opts ...KeyOption) (string, Key, error) {
 	fe := switchboard.FieldErrors{}
 	checkName(fe, "name", name)
+	checkKeyOptions(fe, newKeyRow(tenantID, name, opts))
 	if err := fe.Err(); err != nil {
 		return "", Key{}, fmt.Errorf("create key: %w", err)
 	}
@@ -216,8 +231,9 @@ func (db *DB) CountKeys(ctx context.Context, tenantID string) (int, error) {
 }
 
 // Authenticate returns the API key whose plaintext is given and records
-// that it was used (at most once a minute). It returns an EUNAUTHORIZED
-// error when no such key exists.
+// that it was used (at most once a minute, so that a busy key costs a
+// write a minute, not one a request). It returns an EUNAUTHORIZED error
+// when no such key exists or it has expired.
 func (db *DB) Authenticate(ctx context.Context, plaintext string) (Key, error) {
 	var k Key
 	err := db.db.GetContext(ctx, &k, `SELECT `+keyColumns+` FROM api_keys WHERE hash = ?`, hashKey(plaintext))
@@ -228,6 +244,9 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (Key, error) {
 		return Key{}, fmt.Errorf("authenticate: %w", err)
 	}
 	t := now()
+	if k.ExpiresAt != nil && !t.Before(*k.ExpiresAt) {
+		return Key{}, keyExpired()
+	}
 	if k.LastUsedAt != nil && t.Sub(*k.LastUsedAt) < keyUsageResolution {
 		return k, nil
 	}
@@ -248,24 +267,36 @@ func setKeyOptions(ctx context.Context, tx *sqlx.Tx, k *Key, opts []KeyOption) e
 	for _, o := range opts {
 		o(&want)
 	}
-	if want.Admin == k.Admin {
+	if want.Scope == k.Scope && sameTime(want.ExpiresAt, k.ExpiresAt) {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET admin = ? WHERE id = ?`, want.Admin, k.ID); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET admin = ?, scope = ?, expires_at = ? WHERE id = ?`,
+		want.Admin, want.Scope, want.ExpiresAt, k.ID); err != nil {
 		return err
 	}
-	k.Admin = want.Admin
+	*k = want
 	return nil
 }
 
-func insertKey(ctx context.Context, tx *sqlx.Tx, tenantID, name, hash string, opts []KeyOption) (Key, error) {
-	k := Key{ID: switchboard.NewID("key_"), TenantID: tenantID, Name: name, CreatedAt: now()}
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
+// newKeyRow returns a key of tenant called name with opts applied, not
+// stored.
+func newKeyRow(tenantID, name string, opts []KeyOption) Key {
+	k := Key{ID: switchboard.NewID("key_"), TenantID: tenantID, Name: name, Scope: ScopeManage, CreatedAt: now()}
 	for _, o := range opts {
 		o(&k)
 	}
+	return k
+}
+
+func insertKey(ctx context.Context, tx *sqlx.Tx, tenantID, name, hash string, opts []KeyOption) (Key, error) {
+	k := newKeyRow(tenantID, name, opts)
 	_, err := tx.ExecContext(ctx,
-		`INSERT INTO api_keys (id, tenant_id, name, admin, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, k.TenantID, k.Name, k.Admin, hash, k.CreatedAt)
+		`INSERT INTO api_keys (id, tenant_id, name, admin, scope, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.TenantID, k.Name, k.Admin, k.Scope, hash, k.CreatedAt, k.ExpiresAt)
 	switch {
 	case isConstraint(err, sqlite3.ErrConstraintForeignKey):
 		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "Tenant not found.")
@@ -308,3 +339,111 @@ func checkKey(fe switchboard.FieldErrors, field, key string) {
 
 // now is the registry's clock: UTC, to the microsecond.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// FindTenants returns a page of the tenants, in id order, and whether more
+// follow.
+func (db *DB) FindTenants(ctx context.Context, f PageFilter) ([]Tenant, bool, error) {
+	limit := pageLimit(f.Limit)
+	var ts []Tenant
+	err := db.db.SelectContext(ctx, &ts, `SELECT id, name, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?`, f.After, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("find tenants: %w", err)
+	}
+	if len(ts) > limit {
+		return ts[:limit], true, nil
+	}
+	return ts, false, nil
+}
+
+// FindTenant returns the tenant whose id or, failing that, name is
+// idOrName, so that operators may name a tenant either way. It returns
+// ENOTFOUND when there is none.
+func (db *DB) FindTenant(ctx context.Context, idOrName string) (Tenant, error) {
+	var t Tenant
+	err := db.db.GetContext(ctx, &t, `SELECT id, name, created_at FROM tenants WHERE id = ? OR name = ?
+		ORDER BY id = ? DESC LIMIT 1`, idOrName, idOrName, idOrName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Tenant{}, tenantNotFound(idOrName)
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("find tenant %q: %w", idOrName, err)
+	}
+	return t, nil
+}
+
+// TenantCounts are how many objects of each kind a tenant has in the
+// registry: what TenantUsage reports and DeleteTenant removes.
+type TenantCounts struct {
+	Webhooks   int `db:"webhooks" json:"webhooks"`
+	Agents     int `db:"agents" json:"agents"`
+	Keys       int `db:"keys" json:"keys"`
+	EventTypes int `db:"event_types" json:"event_types"`
+	Attempts   int `db:"attempts" json:"attempts"`
+}
+
+const tenantCountsQuery = `SELECT
+	(SELECT count(*) FROM webhooks WHERE tenant_id = ?1) AS webhooks,
+	(SELECT count(*) FROM agents WHERE tenant_id = ?1) AS agents,
+	(SELECT count(*) FROM api_keys WHERE tenant_id = ?1) AS keys,
+	(SELECT count(*) FROM event_types WHERE tenant_id = ?1) AS event_types,
+	(SELECT count(*) FROM attempts WHERE tenant_id = ?1) AS attempts`
+
+// TenantUsage returns the counts of the tenant's objects, or ENOTFOUND.
+func (db *DB) TenantUsage(ctx context.Context, tenantID string) (TenantCounts, error) {
+	var c TenantCounts
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if err := checkTenantExists(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		return tx.GetContext(ctx, &c, tenantCountsQuery, tenantID)
+	})
+	if err != nil {
+		return TenantCounts{}, fmt.Errorf("count objects of tenant %s: %w", tenantID, err)
+	}
+	return c, nil
+}
+
+// DeleteTenant deletes the tenant and everything the registry holds of it
+// in one transaction: webhooks (queueing the removal of each one's KV
+// entry, as DeleteWebhook does), agents, API keys, event types and the
+// attempt log. It returns what it deleted and the ids of the webhooks, for
+// the caller to flush the mirror. Dead letters are in SB_DEAD, not here
+// (see PurgeTenantDeadLetters). It returns ENOTFOUND when the tenant does
+// not exist.
+func (db *DB) DeleteTenant(ctx context.Context, tenantID string) (TenantCounts, []string, error) {
+	var c TenantCounts
+	var webhooks []string
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if err := checkTenantExists(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		if err := tx.GetContext(ctx, &c, tenantCountsQuery, tenantID); err != nil {
+			return err
+		}
+		if err := tx.SelectContext(ctx, &webhooks, `DELETE FROM webhooks WHERE tenant_id = ? RETURNING id`, tenantID); err != nil {
+			return err
+		}
+		for _, id := range webhooks {
+			if err := insertOutbox(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			`DELETE FROM agents WHERE tenant_id = ?`,
+			`DELETE FROM event_types WHERE tenant_id = ?`,
+			`DELETE FROM attempt_bodies WHERE attempt_id IN (SELECT id FROM attempts WHERE tenant_id = ?)`,
+			`DELETE FROM attempts WHERE tenant_id = ?`,
+			`DELETE FROM matched WHERE tenant_id = ?`,
+			`DELETE FROM tenants WHERE id = ?`, // its keys cascade
+		} {
+			if _, err := tx.ExecContext(ctx, q, tenantID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return TenantCounts{}, nil, fmt.Errorf("delete tenant %s: %w", tenantID, err)
+	}
+	return c, webhooks, nil
+}

@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/registry"
 )
 
 func TestNewLogger_RefusesUnknownSettings(t *testing.T) {
@@ -24,25 +28,27 @@ func TestRun_Version(t *testing.T) {
 	if err := run(context.Background(), []string{"version"}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); got != version+"\n" || version == "" {
-		t.Errorf("version printed %q, want %q", got, version+"\n")
+	want := fmt.Sprintf("switchboard %s\ncommit: %s\ngo: %s %s/%s\nregistry schema: %d\n",
+		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, registry.SchemaVersion())
+	if got := out.String(); got != want || version == "" || registry.SchemaVersion() < 7 {
+		t.Errorf("version printed %q, want %q", got, want)
 	}
 }
 
 // Every flag of every subcommand shows its environment variable in --help.
 func TestRun_EveryHelpNamesEachFlagsVariable(t *testing.T) {
 	for _, sub := range subcommands(t) {
-		var errOut bytes.Buffer
-		if err := run(context.Background(), []string{sub, "--help"}, io.Discard, &errOut); !errors.Is(err, flag.ErrHelp) {
+		var helpOut bytes.Buffer
+		if err := run(context.Background(), []string{sub, "--help"}, &helpOut, io.Discard); !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("%s --help: %v", sub, err)
 		}
-		_, flags, _ := strings.Cut(errOut.String(), "\nFLAGS")
+		_, flags, _ := strings.Cut(helpOut.String(), "\nFLAGS")
 		for line := range strings.Lines(flags) {
 			f := strings.Fields(line)
 			if len(f) == 0 || !strings.HasPrefix(f[0], "--") {
 				continue
 			}
-			want := "[" + envName(strings.TrimPrefix(f[0], "--")) + "]"
+			want := "[" + envNames("switchboard "+sub, strings.TrimPrefix(f[0], "--"))[0] + "]"
 			if !strings.HasSuffix(strings.TrimSpace(line), want) {
 				t.Errorf("%s --help: %q does not end with %s", sub, strings.TrimSpace(line), want)
 			}

@@ -37,13 +37,13 @@ const switchboardImage = "switchboard:dev"
 // the real flag sets.
 func helpFlags(t *testing.T, sub string) map[string]string {
 	t.Helper()
-	var errOut bytes.Buffer
-	if err := run(context.Background(), []string{sub, "--help"}, io.Discard, &errOut); !errors.Is(err, flag.ErrHelp) {
+	var helpOut bytes.Buffer
+	if err := run(context.Background(), append(strings.Fields(sub), "--help"), &helpOut, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("%s --help: %v", sub, err)
 	}
 	re := regexp.MustCompile(`^\s+--([a-z0-9-]+)\s.*\[(SWITCHBOARD_[A-Z0-9_]+)\]$`)
 	flags := map[string]string{}
-	sc := bufio.NewScanner(&errOut)
+	sc := bufio.NewScanner(&helpOut)
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			flags[m[1]] = m[2]
@@ -55,11 +55,11 @@ func helpFlags(t *testing.T, sub string) map[string]string {
 // subcommands returns the subcommands `switchboard --help` lists.
 func subcommands(t *testing.T) []string {
 	t.Helper()
-	var errOut bytes.Buffer
-	_ = run(context.Background(), []string{"--help"}, io.Discard, &errOut)
+	var helpOut bytes.Buffer
+	_ = run(context.Background(), []string{"--help"}, &helpOut, io.Discard)
 	var subs []string
 	in := false
-	sc := bufio.NewScanner(&errOut)
+	sc := bufio.NewScanner(&helpOut)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
@@ -72,7 +72,7 @@ func subcommands(t *testing.T) []string {
 		}
 	}
 	if len(subs) == 0 {
-		t.Fatalf("switchboard --help lists no subcommand:\n%s", errOut.String())
+		t.Fatalf("switchboard --help lists no subcommand:\n%s", helpOut.String())
 	}
 	return subs
 }
@@ -90,7 +90,7 @@ func (f *flagSets) of(sub string) map[string]string {
 		return fl
 	}
 	var fl map[string]string
-	if slices.Contains(f.subs, sub) {
+	if slices.Contains(f.subs, strings.Fields(sub)[0]) {
 		fl = helpFlags(f.t, sub)
 	} else {
 		f.t.Errorf("switchboard has no subcommand %q (it has %v)", sub, f.subs)

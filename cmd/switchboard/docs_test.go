@@ -187,12 +187,17 @@ func checkDocCommand(t *testing.T, fsets *flagSets, line, sysURL, toolPath strin
 		if len(args) < 2 {
 			t.Fatal("no subcommand")
 		}
-		flags := fsets.of(args[1])
+		// `switchboard key create --tenant acme`: the flags of key create.
+		sub := args[1]
+		if len(args) > 2 && !strings.HasPrefix(args[2], "-") {
+			sub += " " + args[2]
+		}
+		flags := fsets.of(sub)
 		for _, a := range args[2:] {
 			if name, ok := strings.CutPrefix(a, "--"); ok {
 				name, _, _ = strings.Cut(name, "=")
 				if _, ok := flags[name]; !ok {
-					t.Errorf("--%s is not a flag of `switchboard %s`", name, args[1])
+					t.Errorf("--%s is not a flag of `switchboard %s`", name, sub)
 				}
 			}
 		}

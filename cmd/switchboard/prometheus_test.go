@@ -206,8 +206,8 @@ scrape_configs:
 			}
 		}
 	}
-	if len(names) != 6 {
-		t.Errorf("Prometheus loaded rules %v, want the 6 of alerts.yml", names)
+	if len(names) != 12 {
+		t.Errorf("Prometheus loaded rules %v, want the 12 of alerts.yml", names)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry"
 )
 
 type publishConfig struct {
@@ -32,15 +34,17 @@ type publishConfig struct {
 	OccurredAt string
 	Data       string
 	Timeout    time.Duration
+	DataDir    string // where --tenant names are looked up
 }
 
 func publishCommand(stdout, stderr io.Writer) *ffcli.Command {
-	cfg := publishConfig{APIURL: "http://127.0.0.1:8080", Data: "{}", Timeout: 10 * time.Second}
+	cfg := publishConfig{APIURL: "http://127.0.0.1:8080", Data: "{}", Timeout: 10 * time.Second, DataDir: defaultServeConfig().DataDir}
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
 	fs.StringVar(&cfg.APIURL, "api-url", cfg.APIURL, "Switchboard API to publish through")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key (Bearer) for --api-url")
 	registerNATSFlags(fs, &cfg.NATSURL)
-	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "tenant id, with --nats-url (the API takes it from the key)")
+	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "tenant name or id, with --nats-url (the API takes it from the key); a name is looked up in --data-dir's registry")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the --data-dir of 'switchboard serve' or 'registry', to look --tenant up in")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "event id, the idempotency key (generated when empty)")
 	fs.StringVar(&cfg.Type, "type", cfg.Type, "event type, e.g. call.started (required)")
 	fs.StringVar(&cfg.AgentID, "agent-id", cfg.AgentID, "agent the event is about")
@@ -52,7 +56,10 @@ func publishCommand(stdout, stderr io.Writer) *ffcli.Command {
 		ShortUsage: "switchboard publish --type TYPE [--data JSON] [flags]",
 		ShortHelp:  "publish one event and print its id",
 		LongHelp: `Publishes one event through the HTTP API (POST /v1/events), or straight to
-JetStream with --nats-url and --tenant. Prints the event id alone on stdout
+JetStream with --nats-url and --tenant. --tenant takes a name or an id: it
+is looked up in the registry under --data-dir when there is one there, and
+refused when it names no tenant; without a registry at hand, only an id
+(ten_...) is taken, as it is. Prints the event id alone on stdout
 once the event is stored; an id published before is reported on stderr and
 not delivered twice.
 
@@ -102,7 +109,11 @@ func (c publishConfig) publishNATS(ctx context.Context, evt *switchboard.Event) 
 	if c.Tenant == "" {
 		return "", false, errors.New("--tenant is required with --nats-url")
 	}
-	evt.TenantID = c.Tenant
+	tenant, err := c.resolveTenant(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	evt.TenantID = tenant
 	nc, err := nats.Connect(c.NATSURL, nats.Name("switchboard publish"))
 	if err != nil {
 		return "", false, fmt.Errorf("connect to NATS %s: %w", c.NATSURL, err)
@@ -119,7 +130,36 @@ func (c publishConfig) publishNATS(ctx context.Context, evt *switchboard.Event) 
 	return res.ID, res.Duplicate, nil
 }
 
+// resolveTenant returns the id of the tenant --tenant names: looked up by
+// name or id in the registry under --data-dir when there is one, so that an
+// event is never published for a tenant that does not exist (it would be
+// stored and delivered to no one); else --tenant when it has the form of a
+// tenant id.
+func (c publishConfig) resolveTenant(ctx context.Context) (string, error) {
+	path := filepath.Join(c.DataDir, "registry.db")
+	if _, err := os.Stat(path); err == nil {
+		db, err := registry.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		t, err := db.FindTenant(ctx, c.Tenant)
+		if err != nil {
+			return "", clientError("--tenant", err)
+		}
+		return t.ID, nil
+	}
+	if !strings.HasPrefix(c.Tenant, "ten_") {
+		return "", fmt.Errorf("--tenant %q is not a tenant id (ten_...), and there is no registry under --data-dir %s to look the name up in: "+
+			"give the id ('switchboard tenant list') or the right --data-dir", c.Tenant, c.DataDir)
+	}
+	return c.Tenant, nil
+}
+
 func (c publishConfig) publishAPI(ctx context.Context, evt *switchboard.Event) (string, bool, error) {
+	if c.Tenant != "" {
+		return "", false, errors.New("--tenant applies with --nats-url only: through the API, the event is the API key's tenant's")
+	}
 	if c.APIKey == "" {
 		return "", false, errors.New("--api-key (or SWITCHBOARD_API_KEY) is required to publish through the API")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/portal"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
@@ -62,6 +63,15 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.db.CheckEncryptionKey(ctx); err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
+	if n, err := s.db.SealSecrets(ctx); err != nil {
+		return nil, fmt.Errorf("--encryption-key: %w", err)
+	} else if n > 0 {
+		s.logger.InfoContext(ctx, "sealed webhook secrets and credentials under --encryption-key (they were plaintext, or sealed under --previous-encryption-key)",
+			"webhooks", n)
+	}
+	if err := s.logDefaultKeyChange(ctx); err != nil {
+		return nil, err
+	}
 	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
@@ -74,8 +84,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	mirror.Logger = s.logger
 	api := &registry.Server{
 		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
-		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger},
-		Guard:  guard,
+		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger,
+			Catalogue: s.db},
+		Guard: guard,
 	}
 	mux.Handle("/v1/", api.Handler())
 	mux.Handle("GET "+portal.Prefix, portal.Handler())
@@ -83,8 +94,34 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	health := registry.NewHealth(s.db, producer.New(s.js))
 	health.Logger = s.logger
 	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
+		BodyRetention: s.cfg.AttemptBodyRetention, MaxBytes: int64(s.cfg.AttemptLogMaxBytes),
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
 	auditor := registry.NewAuditor(s.db, s.js, reg)
 	auditor.Logger = s.logger
 	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run, auditor.Run}, nil
+}
+
+// logDefaultKeyChange logs, before Bootstrap applies it, that --api-key
+// replaces the default tenant's key "default": the old value stops working,
+// which is how an operator rotates it (docs/operations.md).
+func (s *system) logDefaultKeyChange(ctx context.Context) error {
+	if s.cfg.APIKey == "" {
+		return nil
+	}
+	tenant, err := s.db.FindTenantByName(ctx, registry.DefaultTenantName)
+	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		return nil // a new registry: nothing to replace
+	}
+	if err != nil {
+		return err
+	}
+	cmp, err := s.db.CompareKey(ctx, tenant.ID, registry.DefaultKeyName, s.cfg.APIKey)
+	if err != nil {
+		return err
+	}
+	if cmp == registry.KeyDifferent {
+		s.logger.WarnContext(ctx, "--api-key replaces the default API key; the previous value no longer authenticates",
+			"tenant", tenant.ID, "key_name", registry.DefaultKeyName)
+	}
+	return nil
 }

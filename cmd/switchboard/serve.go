@@ -65,6 +65,9 @@ type serveConfig struct {
 	// EncryptionKey, base64 of 32 bytes, seals webhook secrets and auth
 	// credentials at rest; "" stores them in plaintext.
 	EncryptionKey string
+	// PreviousEncryptionKey, during a rotation, opens what the key
+	// EncryptionKey replaces sealed; the registry seals it all again.
+	PreviousEncryptionKey string
 
 	// Isolation of slow and dead receivers (consumer.Deliverer).
 	MaxInFlightPerWebhook int // 0: consumer.DefaultMaxInFlightPerWebhook(Workers)
@@ -73,6 +76,13 @@ type serveConfig struct {
 	// AttemptRetention is how long the registry keeps the attempt log; 0
 	// keeps it forever.
 	AttemptRetention time.Duration
+	// AttemptBodyRetention is how long attempts keep their response body
+	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
+	// oldest first (registry.AttemptIngester); 0 disables either.
+	AttemptBodyRetention time.Duration
+	AttemptLogMaxBytes   byteSize
+	// Streams are the streams' retention flags (retention.go).
+	Streams streamLimits
 
 	// HTTP bounds what clients may hold of the HTTP servers (--listen and
 	// --metrics-listen).
@@ -103,9 +113,11 @@ func defaultServeConfig() serveConfig {
 		APIRateLimit:    registry.DefaultAPIRateLimit,
 		DisableAfter:    registry.DefaultDisableAfter,
 
-		AttemptRetention: registry.DefaultAttemptRetention,
-		HTTP:             registry.DefaultHTTPLimits(),
-		Quotas:           registry.DefaultQuotas(),
+		AttemptRetention:     registry.DefaultAttemptRetention,
+		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
+		Streams:              defaultStreamLimits(),
+		HTTP:                 registry.DefaultHTTPLimits(),
+		Quotas:               registry.DefaultQuotas(),
 	}
 }
 
@@ -163,6 +175,10 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && c.AttemptRetention < 0 {
 		errs = append(errs, fmt.Errorf("--attempt-retention must be 0 (keep forever) or positive, got %v", c.AttemptRetention))
 	}
+	if c.Roles.Registry && c.AttemptBodyRetention < 0 {
+		errs = append(errs, fmt.Errorf("--attempt-body-retention must be 0 (as long as the attempt) or positive, got %v", c.AttemptBodyRetention))
+	}
+	errs = append(errs, c.Streams.validate()...)
 	if _, err := c.encryptionKey(); err != nil {
 		errs = append(errs, err)
 	}
@@ -212,11 +228,14 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS (>= 2.12, JetStream enabled) to run against, e.g. nats://n1:4222,nats://n2:4222 (required)")
 	}
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the streams and KV bucket this process creates: 3 on a NATS cluster; every process must give the same")
+	c.Streams.register(fs)
 	if r.Registry {
 		fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key of the default tenant, for automation; when empty one is generated at first start and printed once")
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
+		fs.DurationVar(&c.AttemptBodyRetention, "attempt-body-retention", c.AttemptBodyRetention, "how long an attempt keeps the excerpt of the receiver's response body, the largest part of it; then it is cleared, the rest kept; 0 keeps it as long as the attempt")
+		fs.Var(&c.AttemptLogMaxBytes, "attempt-log-max-bytes", "prune the oldest attempts hourly while registry.db's pages in use exceed this, e.g. 4GiB (keep it below the volume's size); 0 none")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")
@@ -231,6 +250,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	}
 	if r.Registry || r.Worker {
 		fs.StringVar(&c.EncryptionKey, "encryption-key", c.EncryptionKey, "encrypt webhook secrets and auth credentials at rest (AES-256-GCM) with this key: base64 of 32 bytes, e.g. from \"openssl rand -base64 32\"; keep it: what it sealed cannot be read without it; every registry and worker needs the same. Prefer the environment variable, which ps does not show")
+		fs.StringVar(&c.PreviousEncryptionKey, "previous-encryption-key", c.PreviousEncryptionKey, "during a rotation of --encryption-key, the key it replaces: values sealed under it are still read, and the registry seals them again under --encryption-key at start (docs/operations.md)")
 		fs.BoolVar(&c.AllowPrivateTargets, "allow-private-targets", c.AllowPrivateTargets, "turn the SSRF guard off: let deliveries and test sends reach loopback, private, link-local and metadata addresses (for development)")
 		fs.Var((*listFlag)(&c.AllowCIDR), "allow-cidr", "let deliveries and test sends reach this range despite the SSRF guard, e.g. 10.20.0.0/16 (repeatable; comma-separated in the environment variable)")
 	}
@@ -265,13 +285,23 @@ func registerHTTPFlags(fs *flag.FlagSet, l *registry.HTTPLimits, metricsListen *
 // encryptionKey returns the parsed --encryption-key, nil when none is set.
 func (c serveConfig) encryptionKey() (*sealed.Key, error) {
 	if c.EncryptionKey == "" {
+		if c.PreviousEncryptionKey != "" {
+			return nil, errors.New("--previous-encryption-key needs --encryption-key, the key that replaces it")
+		}
 		return nil, nil
 	}
 	k, err := sealed.ParseKey(c.EncryptionKey)
 	if err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}
-	return k, nil
+	if c.PreviousEncryptionKey == "" {
+		return k, nil
+	}
+	prev, err := sealed.ParseKey(c.PreviousEncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("--previous-encryption-key: %w", err)
+	}
+	return k.WithPrevious(prev), nil
 }
 
 // guard is the SSRF guard of deliveries and test sends.
@@ -395,7 +425,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		}
 	}()
 	if cfg.needsDataDir() {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil { // the registry and JetStream: the owner's only
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
@@ -413,7 +443,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	defer cancelSetup()
 	// Every role sets the streams up, so that a worker started before the
 	// registry (or alone, while it is down) finds them.
-	if err := setupStreams(setupCtx, js, cfg.StreamReplicas, logger); err != nil {
+	if err := setupStreams(setupCtx, js, cfg.Streams.config(cfg.StreamReplicas), logger); err != nil {
 		return nil, err
 	}
 	kv, err := streams.OpenWebhooksKV(setupCtx, js)
@@ -444,6 +474,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 		g.Go(func() error { return run(gctx) })
 	}
 
+	s.registerOpsMetrics(reg)
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	probes := func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -518,9 +549,9 @@ func (r roles) String() string {
 // while JetStream is not ready to answer yet (a cluster still electing its
 // leader answers 503, or not at all) until ctx is done. Settings that
 // disagree with the streams already there fail at once.
-func setupStreams(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) error {
-	cfg := streams.DefaultConfig()
-	cfg.Replicas = replicas
+func setupStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, logger *slog.Logger) error {
+	cfg.Logger = logger
+	replicas := cfg.Replicas
 	wait := 250 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)

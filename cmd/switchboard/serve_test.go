@@ -118,10 +118,10 @@ func TestServe_EventsAcceptedBeforeStopAreDeliveredAfterRestart(t *testing.T) {
 func TestRun_HelpNamesEveryEnvironmentVariable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--help"}, &out, &errOut)
-	if err == nil {
-		t.Fatal("--help: want flag.ErrHelp")
+	if err == nil || errOut.Len() > 0 {
+		t.Fatalf("--help: %v, stderr %q; want flag.ErrHelp and the help on stdout", err, errOut.String())
 	}
-	help := errOut.String()
+	help := out.String()
 	for _, env := range []string{
 		"SWITCHBOARD_LISTEN", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_URL", "SWITCHBOARD_API_KEY",
 		"SWITCHBOARD_RETRY_INITIAL_INTERVAL", "SWITCHBOARD_RETRY_MAX_INTERVAL", "SWITCHBOARD_RETRY_MULTIPLIER",

@@ -125,11 +125,11 @@ func TestRun_HelpShowsEachRolesFlags(t *testing.T) {
 			[]string{"SWITCHBOARD_API_KEY", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_NATS_LISTEN", "SWITCHBOARD_DISABLE_AFTER"}},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
-			var errOut bytes.Buffer
-			if err := run(context.Background(), []string{tc.cmd, "--help"}, io.Discard, &errOut); err == nil {
+			var helpOut bytes.Buffer
+			if err := run(context.Background(), []string{tc.cmd, "--help"}, &helpOut, io.Discard); err == nil {
 				t.Fatal("--help: want flag.ErrHelp")
 			}
-			help := errOut.String()
+			help := helpOut.String()
 			for _, s := range tc.want {
 				if !strings.Contains(help, s) {
 					t.Errorf("%s --help does not show %s", tc.cmd, s)

@@ -11,6 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
@@ -96,7 +101,11 @@ func clientError(op string, err error) error {
 }
 
 func tenantCommand(stdout, stderr io.Writer) *ffcli.Command {
-	return groupCommand("tenant", "administer tenants", tenantCreateCommand(stdout, stderr))
+	return groupCommand("tenant", "administer tenants",
+		tenantCreateCommand(stdout, stderr),
+		tenantListCommand(stdout, stderr),
+		tenantShowCommand(stdout, stderr),
+		tenantDeleteCommand(stdout, stderr))
 }
 
 // groupCommand is a command that only holds subcommands: run alone, it
@@ -108,9 +117,7 @@ func groupCommand(name, help string, subs ...*ffcli.Command) *ffcli.Command {
 		ShortHelp:   help,
 		FlagSet:     flag.NewFlagSet(name, flag.ContinueOnError),
 		Subcommands: subs,
-		Exec: func(context.Context, []string) error {
-			return flag.ErrHelp
-		},
+		Exec:        groupExec("switchboard " + name),
 	}
 }
 
@@ -139,8 +146,7 @@ idempotent can ignore it.
 				return err
 			}
 			if len(args) != 1 {
-				fmt.Fprintln(stderr, "switchboard: tenant create takes one NAME")
-				return flag.ErrHelp
+				return missingArg(stderr, "tenant create", "NAME", fs)
 			}
 			logger, db, err := cfg.open(stderr)
 			if err != nil {
@@ -156,4 +162,196 @@ idempotent can ignore it.
 			return nil
 		},
 	}
+}
+
+func tenantListCommand(stdout, stderr io.Writer) *ffcli.Command {
+	cfg := defaultAdminConfig()
+	fs := flag.NewFlagSet("tenant list", flag.ContinueOnError)
+	cfg.register(fs)
+	return &ffcli.Command{
+		Name:       "list",
+		ShortUsage: "switchboard tenant list [flags]",
+		ShortHelp:  "list the tenants",
+		LongHelp: `Prints the tenants of the registry under --data-dir, one a line: id, name and
+creation time, tab-separated under a header line.`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			if err := noArgs("tenant list", args); err != nil {
+				return err
+			}
+			_, db, err := cfg.open(stderr)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tCREATED")
+			f := registry.PageFilter{Limit: registry.MaxPageSize}
+			for {
+				ts, more, err := db.FindTenants(ctx, f)
+				if err != nil {
+					return err
+				}
+				for _, t := range ts {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				if !more {
+					return tw.Flush()
+				}
+				f.After = ts[len(ts)-1].ID
+			}
+		},
+	}
+}
+
+func tenantShowCommand(stdout, stderr io.Writer) *ffcli.Command {
+	cfg := defaultAdminConfig()
+	fs := flag.NewFlagSet("tenant show", flag.ContinueOnError)
+	cfg.register(fs)
+	return &ffcli.Command{
+		Name:       "show",
+		ShortUsage: "switchboard tenant show NAME|ID [flags]",
+		ShortHelp:  "show a tenant and how much it holds",
+		LongHelp: `Prints the tenant called NAME (or whose id is ID) and how many webhooks,
+agents, API keys, event types and attempt-log rows it has, one "field value"
+a line.`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			args, err := oneArg(fs, "tenant show", "NAME|ID", args, stderr)
+			if err != nil {
+				return err
+			}
+			_, db, err := cfg.open(stderr)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			t, err := db.FindTenant(ctx, args[0])
+			if err != nil {
+				return clientError("tenant show", err)
+			}
+			c, err := db.TenantUsage(ctx, t.ID)
+			if err != nil {
+				return clientError("tenant show", err)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintf(tw, "id\t%s\nname\t%s\ncreated_at\t%s\n", t.ID, t.Name, t.CreatedAt.UTC().Format(time.RFC3339))
+			printCounts(tw, c)
+			return tw.Flush()
+		},
+	}
+}
+
+func tenantDeleteCommand(stdout, stderr io.Writer) *ffcli.Command {
+	cfg := defaultAdminConfig()
+	var yes bool
+	var natsURL string
+	fs := flag.NewFlagSet("tenant delete", flag.ContinueOnError)
+	fs.BoolVar(&yes, "yes", yes, "really delete: without it nothing is deleted")
+	registerNATSFlags(fs, &natsURL)
+	cfg.register(fs)
+	return &ffcli.Command{
+		Name:       "delete",
+		ShortUsage: "switchboard tenant delete NAME|ID --yes [--nats-url URL] [flags]",
+		ShortHelp:  "delete a tenant and everything it holds",
+		LongHelp: `Deletes the tenant called NAME (or whose id is ID) with its webhooks, agents,
+API keys, event types and attempt log, and prints how many of each it
+deleted. A running 'switchboard serve' or 'registry' on the same --data-dir
+removes the webhooks from the workers' KV bucket within a second (the
+mirror's outbox), so deliveries to them stop.
+
+Its dead letters are in JetStream: with --nats-url (serve's --nats-listen
+address, or the cluster) they are purged too; without, they stay until
+SB_DEAD's max age. DELETE /v1/tenants/{id} purges them as well.
+
+Not reversible, short of a restore: --yes is required.`,
+		FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			args, err := oneArg(fs, "tenant delete", "NAME|ID", args, stderr)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				return errors.New("tenant delete: add --yes to delete the tenant and everything it holds")
+			}
+			logger, db, err := cfg.open(stderr)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			t, err := db.FindTenant(ctx, args[0])
+			if err != nil {
+				return clientError("tenant delete", err)
+			}
+			dead := -1
+			if natsURL != "" {
+				if dead, err = purgeDeadLetters(ctx, natsURL, t.ID); err != nil {
+					return err
+				}
+			}
+			c, _, err := db.DeleteTenant(ctx, t.ID)
+			if err != nil {
+				return clientError("tenant delete", err)
+			}
+			logger.Info("tenant deleted", "tenant", t.ID, "name", t.Name, "webhooks", c.Webhooks, "agents", c.Agents,
+				"keys", c.Keys, "attempts", c.Attempts, "dead_letters", dead)
+			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+			printCounts(tw, c)
+			if dead >= 0 {
+				fmt.Fprintf(tw, "dead_letters\t%d\n", dead)
+			} else {
+				fmt.Fprintln(stderr, "switchboard: dead letters not purged (no --nats-url); they expire with SB_DEAD's max age")
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// purgeDeadLetters connects to NATS at url and purges the tenant's dead
+// letters.
+func purgeDeadLetters(ctx context.Context, url, tenantID string) (int, error) {
+	nc, err := nats.Connect(url, nats.Name("switchboard tenant delete"))
+	if err != nil {
+		return 0, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: %w", err)
+	}
+	return registry.PurgeTenantDeadLetters(ctx, js, tenantID)
+}
+
+func printCounts(w io.Writer, c registry.TenantCounts) {
+	fmt.Fprintf(w, "webhooks\t%d\nagents\t%d\nkeys\t%d\nevent_types\t%d\nattempts\t%d\n",
+		c.Webhooks, c.Agents, c.Keys, c.EventTypes, c.Attempts)
+}
+
+// oneArg parses the flags around the one positional argument of cmd,
+// called what.
+func oneArg(fs *flag.FlagSet, cmd, what string, args []string, stderr io.Writer) ([]string, error) {
+	args, err := parseTrailingFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(args) != 1 {
+		return nil, missingArg(stderr, cmd, what, fs)
+	}
+	return args, nil
+}
+
+// missingArg prints the usage of cmd to stderr and returns the usage error
+// that cmd takes one what.
+func missingArg(stderr io.Writer, cmd, what string, fs *flag.FlagSet) error {
+	fs.SetOutput(stderr)
+	fs.Usage()
+	return usageErrorf("%s takes one %s", cmd, what)
+}
+
+// noArgs refuses positional arguments to cmd.
+func noArgs(cmd string, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
+	}
+	return nil
 }

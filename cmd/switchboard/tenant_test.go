@@ -132,19 +132,19 @@ func TestRun_AdminHelp(t *testing.T) {
 		{[]string{"serve", "--help"}, []string{"SWITCHBOARD_API_RATE_LIMIT"}},
 	} {
 		out, errOut, err := runCLI(t, tc.args...)
-		if exitCode(err) != 0 || out != "" {
-			t.Errorf("%v: exit %d, stdout %q", tc.args, exitCode(err), out)
+		if exitCode(err) != 0 || errOut != "" {
+			t.Errorf("%v: exit %d, stderr %q; want the help on stdout", tc.args, exitCode(err), errOut)
 		}
 		for _, env := range tc.envs {
-			if !strings.Contains(errOut, env) {
-				t.Errorf("%v does not name %s:\n%s", tc.args, env, errOut)
+			if !strings.Contains(out, env) {
+				t.Errorf("%v does not name %s:\n%s", tc.args, env, out)
 			}
 		}
 	}
 	// A missing NAME shows the help and fails.
 	_, errOut, err := runCLI(t, "tenant", "create", "--data-dir", t.TempDir())
-	if err == nil || !strings.Contains(errOut, "USAGE") {
-		t.Errorf("tenant create without NAME: %v\n%s", err, errOut)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(errOut, "USAGE") {
+		t.Errorf("tenant create without NAME: exit %d, %v\n%s", exitCode(err), err, errOut)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -33,6 +34,11 @@ type Server struct {
 func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("natsembed: StoreDir is required")
+	}
+	// nats-server would create it 0750: events, secrets in flight and dead
+	// letters are nobody else's to read.
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsembed: %w", err)
 	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,

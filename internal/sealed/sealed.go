@@ -43,6 +43,27 @@ var (
 // values with ErrNoKey.
 type Key struct {
 	aead cipher.AEAD
+	// previous, when set, opens what Seal sealed under the key this one
+	// replaces (WithPrevious): a rotation.
+	previous *Key
+}
+
+// WithPrevious returns k that also opens values sealed under previous, for
+// the time of a rotation: it seals under k alone. A nil previous returns k.
+func (k *Key) WithPrevious(previous *Key) *Key {
+	if k == nil || previous == nil {
+		return k
+	}
+	return &Key{aead: k.aead, previous: previous.Current()}
+}
+
+// Current returns k without its previous key: what opens only the values
+// sealed under k itself.
+func (k *Key) Current() *Key {
+	if k == nil || k.previous == nil {
+		return k
+	}
+	return &Key{aead: k.aead}
 }
 
 // ParseKey returns the key that s encodes: the standard base64 (padded, as
@@ -104,6 +125,9 @@ func (k *Key) Open(v, context string) (string, error) {
 	}
 	nonce, ciphertext := raw[:k.aead.NonceSize()], raw[k.aead.NonceSize():]
 	plain, err := k.aead.Open(nil, nonce, ciphertext, []byte(context))
+	if err != nil && k.previous != nil {
+		return k.previous.Open(v, context)
+	}
 	if err != nil {
 		return "", ErrOpen
 	}

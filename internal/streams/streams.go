@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,6 +100,17 @@ type Config struct {
 	// AttemptsMaxAge is how long attempt records wait in their stream for
 	// the registry to read them (it keeps its own copy).
 	AttemptsMaxAge time.Duration
+	// EventsMaxBytes, DeadMaxBytes and AttemptsMaxBytes bound the size of
+	// each stream; the oldest messages go first. 0 is unlimited.
+	EventsMaxBytes, DeadMaxBytes, AttemptsMaxBytes int64
+	// ShrinkLimits lets Setup lower an age or size limit that an existing
+	// stream has above the one asked for (an operator raised it, or
+	// another process asks for more). Without it the larger limit stays,
+	// so that a process started with the defaults never undoes a longer
+	// retention, and Setup reports it.
+	ShrinkLimits bool
+	// Logger, when set, hears every limit Setup changes or keeps.
+	Logger *slog.Logger
 }
 
 // DefaultConfig is what `switchboard serve` uses unless told otherwise.
@@ -135,6 +148,69 @@ func checkReplicas(ctx context.Context, js jetstream.JetStream, stream string, w
 	return nil
 }
 
+// maxBytes is JetStream's MaxBytes for a limit of n bytes, 0 meaning none.
+func maxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// applyLimits compares the age and size limits of sc with those of the
+// stream already there, if any: a larger existing limit (0 or -1:
+// unlimited) is kept in sc unless cfg.ShrinkLimits, and every difference
+// is logged, so that no limit changes silently.
+func applyLimits(ctx context.Context, js jetstream.JetStream, sc *jetstream.StreamConfig, cfg Config) error {
+	s, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", sc.Name, err)
+	}
+	have := s.CachedInfo().Config
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// unlimited is larger than any limit.
+	larger := func(a, b int64) bool { return a <= 0 && b > 0 || a > 0 && b > 0 && a > b }
+	for _, l := range []struct {
+		name       string
+		have, want int64
+		set        func(int64)
+		show       func(int64) string
+	}{
+		{"max_age", int64(have.MaxAge), int64(sc.MaxAge), func(v int64) { sc.MaxAge = time.Duration(v) }, showAge},
+		{"max_bytes", have.MaxBytes, sc.MaxBytes, func(v int64) { sc.MaxBytes = v }, showBytes},
+	} {
+		switch {
+		case l.show(l.have) == l.show(l.want):
+		case larger(l.have, l.want) && !cfg.ShrinkLimits:
+			l.set(l.have)
+			log.Warn("stream limit kept: larger than asked; lower it with the shrink flag", "stream", sc.Name,
+				"limit", l.name, "kept", l.show(l.have), "asked", l.show(l.want))
+		default:
+			log.Info("stream limit changed", "stream", sc.Name, "limit", l.name, "from", l.show(l.have), "to", l.show(l.want))
+		}
+	}
+	return nil
+}
+
+func showAge(ns int64) string {
+	if ns <= 0 {
+		return "unlimited"
+	}
+	return time.Duration(ns).String()
+}
+
+func showBytes(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
 // Setup creates the streams and the KV bucket, or updates them to cfg. It is
 // idempotent and safe to run from every process at start, concurrently
 // too. It changes no stream's replicas: when one exists with other replicas
@@ -150,6 +226,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Subjects:    []string{EventsPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      cfg.EventsMaxAge,
+			MaxBytes:    maxBytes(cfg.EventsMaxBytes),
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 			Duplicates:  2 * time.Minute,
@@ -170,6 +247,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Subjects:    []string{DeadPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      cfg.DeadMaxAge,
+			MaxBytes:    maxBytes(cfg.DeadMaxBytes),
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 			Duplicates:  2 * time.Minute,
@@ -180,12 +258,16 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Subjects:    []string{AttemptsPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      cfg.AttemptsMaxAge,
+			MaxBytes:    maxBytes(cfg.AttemptsMaxBytes),
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 			Duplicates:  2 * time.Minute,
 		},
 	} {
 		if err := checkReplicas(ctx, js, sc.Name, sc.Replicas); err != nil {
+			return err
+		}
+		if err := applyLimits(ctx, js, &sc, cfg); err != nil {
 			return err
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {

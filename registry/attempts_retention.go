@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DefaultAttemptBodyRetention is how long an attempt keeps its response
+// body excerpt: the largest part of a failed attempt's row, and the part
+// least needed once the failure is understood.
+const DefaultAttemptBodyRetention = 7 * 24 * time.Hour
+
+// pruneBatch is how many rows one pruning transaction touches, so that
+// ingestion and the API are never held up long.
+const pruneBatch = 5000
+
+// ClearAttemptBodies deletes the response body excerpts of the attempts
+// made before cutoff, keeping the rest of each, and returns how many it
+// deleted. Bodies are stored in the order attempts are, so this empties,
+// and frees, whole pages of attempt_bodies.
+func (db *DB) ClearAttemptBodies(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := db.db.ExecContext(ctx, `DELETE FROM attempt_bodies WHERE rowid IN (SELECT b.rowid FROM attempt_bodies b
+			JOIN attempts a ON a.id = b.attempt_id WHERE a.at < ? LIMIT ?)`, cutoff.UnixNano(), pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("clear attempt bodies before %s: %w", cutoff.Format(time.RFC3339), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("clear attempt bodies: %w", err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// UsedBytes returns how many bytes of the database file hold data: its
+// pages less the free ones. Deleted rows free pages that later writes
+// reuse, so this, not the file's size (which only VACUUM shrinks), is what
+// a size cap can hold.
+func (db *DB) UsedBytes(ctx context.Context) (int64, error) {
+	var pages, free, size int64
+	for q, v := range map[string]*int64{`PRAGMA page_count`: &pages, `PRAGMA freelist_count`: &free, `PRAGMA page_size`: &size} {
+		if err := db.db.GetContext(ctx, v, q); err != nil {
+			return 0, fmt.Errorf("used bytes: %s: %w", q, err)
+		}
+	}
+	return (pages - free) * size, nil
+}
+
+// PruneAttemptsToSize deletes the oldest attempts while the database uses
+// more than maxBytes (UsedBytes), and returns how many it deleted. Each
+// step deletes what the excess is worth at the current bytes per attempt,
+// at most pruneBatch. It stops when no attempt is left: the rest of the
+// registry is not its to prune.
+func (db *DB) PruneAttemptsToSize(ctx context.Context, maxBytes int64) (int64, error) {
+	var total, count int64
+	if err := db.db.GetContext(ctx, &count, `SELECT count(*) FROM attempts`); err != nil {
+		return 0, fmt.Errorf("prune attempts to %d bytes: %w", maxBytes, err)
+	}
+	for count > 0 {
+		used, err := db.UsedBytes(ctx)
+		if err != nil || used <= maxBytes {
+			return total, err
+		}
+		step := min(pruneBatch, max(1, (used-maxBytes)/max(1, used/count)))
+		var res sql.Result
+		err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+			const oldest = `SELECT id FROM attempts ORDER BY at LIMIT ?`
+			if _, err := tx.ExecContext(ctx, `DELETE FROM attempt_bodies WHERE attempt_id IN (`+oldest+`)`, step); err != nil {
+				return err
+			}
+			res, err = tx.ExecContext(ctx, `DELETE FROM attempts WHERE id IN (`+oldest+`)`, step)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune attempts to %d bytes: %w", maxBytes, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("prune attempts to %d bytes: %w", maxBytes, err)
+		}
+		total += n
+		count -= n
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// pruneOnce applies the attempt log's limits once: age (Retention), age of
+// response bodies (BodyRetention), then size (MaxBytes), logging what each
+// removed.
+func (in *AttemptIngester) pruneOnce(ctx context.Context, log *slog.Logger) {
+	if in.Retention > 0 {
+		cutoff := time.Now().Add(-in.Retention)
+		n, err := in.DB.PruneAttempts(ctx, cutoff)
+		in.logPrune(ctx, log, "pruned", n, err, "retention", in.Retention)
+		// The ledger goes with the attempts it is set against.
+		n, err = in.DB.PruneMatched(ctx, cutoff)
+		in.logPrune(ctx, log, "pruned matched records", n, err, "retention", in.Retention)
+	}
+	if in.BodyRetention > 0 {
+		n, err := in.DB.ClearAttemptBodies(ctx, time.Now().Add(-in.BodyRetention))
+		in.logPrune(ctx, log, "cleared response bodies", n, err, "body_retention", in.BodyRetention)
+	}
+	if in.MaxBytes > 0 {
+		n, err := in.DB.PruneAttemptsToSize(ctx, in.MaxBytes)
+		in.logPrune(ctx, log, "pruned the oldest to the size cap", n, err, "max_bytes", in.MaxBytes)
+	}
+}
+
+func (in *AttemptIngester) logPrune(ctx context.Context, log *slog.Logger, what string, n int64, err error, key string, limit any) {
+	switch {
+	case err != nil && ctx.Err() == nil:
+		log.Warn("attempt log: "+what, "err", err)
+	case n > 0:
+		log.Info("attempt log: "+what, "attempts", n, key, limit)
+	}
+}
