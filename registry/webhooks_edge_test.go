@@ -74,7 +74,7 @@ func TestUpdateWebhook_HostMoveNeedsCredentialsAgain(t *testing.T) {
 // sends the masked values back keeps the stored ones.
 func TestEncryption_CustomHeaders(t *testing.T) {
 	key := testEncryptionKey(t)
-	a := startAPI(t, func(s *registry.Server) { s.DB.EncryptionKey = key })
+	a := startAPI(t, func(s *registry.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
 	const long, short = "hdr-plaintext-api-key-5d8e1c0b", "sh0rt-9a7"
