@@ -43,7 +43,9 @@ type Attempt struct {
 	LatencyMS float64 `json:"latency_ms"`
 	// ErrorClass sorts failures: "status" (a non-2xx answer), "timeout",
 	// "connection" (refused, reset, DNS), "refused" (the SSRF guard),
-	// "invalid" (the webhook cannot be sent to). Empty on success.
+	// "invalid" (the webhook cannot be sent to), "circuit_open" (not sent:
+	// the webhook's breaker was open, counted as a failed attempt). Empty
+	// on success.
 	ErrorClass string `json:"error_class,omitempty"`
 	Error      string `json:"error,omitempty"`
 	// ResponseBody is the start of the receiver's answer, at most

@@ -155,8 +155,9 @@ func (r *attemptRecorder) start() (stop func()) {
 
 // recordAttempt publishes the record of the attempt dlv has just had, as
 // settle decided it. Deliveries that had no attempt and are not given up
-// (handed back at shutdown, webhook not known yet, webhook deleted) are
-// not recorded: nothing happened to them that the log should show.
+// (handed back at shutdown, webhook not known yet, webhook deleted,
+// refused by an open breaker and retried) are not recorded: nothing
+// happened to them that the log should show.
 func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decision) {
 	if d.recorder == nil {
 		return
@@ -174,6 +175,12 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 	case outcomeDelivered:
 		a.Outcome = switchboard.AttemptDelivered
 	case outcomeRetryScheduled:
+		if errors.As(err, new(*openError)) {
+			// Not sent: a dead receiver's backlog would write a record
+			// per delivery per scheduled attempt into the registry. Its
+			// dead letter is recorded, which is what auto-disable counts.
+			return
+		}
 		a.Outcome = switchboard.AttemptRetrying
 	case outcomeDeadLettered:
 		a.Outcome = switchboard.AttemptDeadLettered
@@ -393,6 +400,9 @@ func errorClass(err error) string {
 		default:
 			return "connection"
 		}
+	}
+	if errors.As(err, new(*openError)) {
+		return "circuit_open"
 	}
 	return "invalid"
 }

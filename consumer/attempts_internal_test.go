@@ -63,11 +63,12 @@ func TestEventType(t *testing.T) {
 
 func TestErrorClass(t *testing.T) {
 	for want, err := range map[string]error{
-		"status":     &attemptError{Status: 500},
-		"timeout":    &attemptError{Err: context.DeadlineExceeded},
-		"connection": &attemptError{Err: errors.New("connection refused")},
-		"refused":    &attemptError{Err: &netguard.RefusedError{}},
-		"invalid":    &webhookError{Reason: reasonInactive},
+		"status":       &attemptError{Status: 500},
+		"timeout":      &attemptError{Err: context.DeadlineExceeded},
+		"connection":   &attemptError{Err: errors.New("connection refused")},
+		"refused":      &attemptError{Err: &netguard.RefusedError{}},
+		"invalid":      &webhookError{Reason: reasonInactive},
+		"circuit_open": &openError{},
 	} {
 		if got := errorClass(errors.Join(errors.New("wrapped"), err)); got != want {
 			t.Errorf("errorClass(%v) = %q, want %q", err, got, want)

@@ -33,7 +33,7 @@ func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cau
 	}
 	attempts := dlv.attempts // no attempt was made when the webhook itself is the problem
 	var ae *attemptError
-	if errors.As(cause, &ae) {
+	if errors.As(cause, &ae) || errors.As(cause, new(*openError)) { // an open breaker's refusal counts as an attempt
 		attempts = made
 	}
 

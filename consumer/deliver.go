@@ -31,8 +31,9 @@ const (
 	DefaultMaxAckPending = 1024
 	// DefaultAckWait is how long JetStream waits for a delivery's ack
 	// before giving it to another worker. It exceeds the longest webhook
-	// timeout (switchboard.MaxTimeoutSeconds), so an attempt in progress is
-	// never redelivered and needs no InProgress.
+	// timeout (switchboard.MaxTimeoutSeconds), so that one InProgress as
+	// the attempt starts keeps the delivery a worker's until it is settled
+	// (see keepAlive).
 	DefaultAckWait = switchboard.MaxTimeoutSeconds*time.Second + 30*time.Second
 )
 
@@ -283,10 +284,16 @@ func (d *Deliverer) setDefaults() error {
 	return nil
 }
 
-// pullBatch sizes pulls so that a batch keeps every worker busy while the
-// next is fetched, without buffering more than the ack window allows.
+// pullBatch sizes pulls: half the workers, so that a batch keeps them busy
+// while the next is fetched, and so that the deliveries waiting for a
+// worker (the batch, plus one in the handler) never outnumber the workers.
+// Every worker ends its attempt within the longest timeout, so each of
+// those waits at most one attempt for a worker, within AckWait; keepAlive
+// then restarts AckWait as its own attempt starts. A batch of all the
+// workers could leave one waiting two attempts, past AckWait, to be
+// handed to a second worker while the first is still on it.
 func (d *Deliverer) pullBatch() int {
-	return max(min(d.Workers, d.MaxAckPending), 1)
+	return max(min(d.Workers/2, d.MaxAckPending), 1)
 }
 
 // deliver makes one attempt of msg and settles it.
@@ -375,6 +382,41 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 		return nil
 	}
 	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
+}
+
+// keepAlive keeps the ack deadline ahead of an attempt of msg that may run
+// for timeout: AckWait starts when a delivery is pulled, and one pulled
+// while every worker was busy may have waited in the pull buffer for a
+// whole attempt of another, so it is restarted as the attempt starts, and
+// again every half AckWait while the attempt runs if it can outlast that.
+// Without it JetStream would hand the delivery to a second worker
+// mid-attempt. The returned stop ends it.
+func (d *Deliverer) keepAlive(msg jetstream.Msg, timeout time.Duration) (stop func()) {
+	if err := msg.InProgress(); err != nil {
+		d.log.Debug("in progress", "err", err)
+	}
+	every := d.AckWait / 2
+	if timeout < every {
+		return func() {}
+	}
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					d.log.Debug("in progress", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
 }
 
 // settle carries out dec for the delivery. Acks are fire-and-forget, not

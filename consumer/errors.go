@@ -1,8 +1,10 @@
 package consumer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -24,7 +26,7 @@ const (
 	reasonInactive         = "webhook_inactive"  // the webhook is not active (inactive, too_many_errors)
 	reasonInvalid          = "webhook_invalid"   // the webhook's KV value cannot be used
 	reasonDeleted          = "webhook_deleted"   // the webhook was deleted: dropped, not dead-lettered
-	reasonUnknown          = "webhook_unknown"   // never seen in the KV bucket: dropped after a few tries
+	reasonUnknown          = "webhook_unknown"   // not in this worker's index after a few tries, and not known deleted
 	reasonMalformed        = "malformed"         // the delivery message lacks what an attempt needs
 )
 
@@ -93,6 +95,19 @@ func (e *attemptError) Refused() bool {
 	return e.Status == 0 && errors.As(e.Err, &re)
 }
 
+// openError says a delivery was not attempted because its webhook's
+// breaker is open: the receiver holds workers or is down. decide counts it
+// as a failed attempt, so that the delivery keeps to its retry schedule and
+// max_retries while the breaker is open.
+type openError struct {
+	Until time.Time // when the breaker lets a probe through, at the earliest
+}
+
+func (e *openError) Error() string {
+	return "circuit open: not attempted, the receiver is timing out or down (next probe after " +
+		e.Until.UTC().Format(time.RFC3339) + ")"
+}
+
 // publishError says JetStream did not store a retry schedule or a dead
 // letter. It is transient: the delivery is handed back and attempted again.
 type publishError struct {
@@ -130,7 +145,7 @@ const (
 // get one (see decide).
 const (
 	unknownWebhookDelay = time.Second     // a webhook put moments ago may not have reached this index yet
-	unknownWebhookTries = 5               // deliveries of a message tried before its unknown webhook counts as gone
+	unknownWebhookTries = 5               // deliveries of a message tried before its unknown webhook's delivery is dead-lettered
 	publishFailureDelay = 2 * time.Second // JetStream refused a retry or dead letter
 )
 
@@ -148,10 +163,15 @@ type decision struct {
 // attempts. It is the only place where that choice is made:
 //
 //   - delivered -> ack
-//   - not attempted (breaker open, per-webhook cap reached) -> ack and
-//     schedule it again, its attempt count unchanged (see isolation.go)
-//   - webhook deleted, or unknown for too long -> ack (dropped, logged)
-//   - webhook not known yet -> Nak with a short delay
+//   - not attempted because the per-webhook cap is reached -> ack and
+//     schedule it again about a second later, its attempt count unchanged
+//     (see isolation.go)
+//   - not attempted because the webhook's breaker is open -> a failed
+//     attempt (reason circuit_open): retry on schedule, or dead letter once
+//     max_retries are spent, exactly as if the receiver had failed it
+//   - webhook deleted -> ack (dropped, logged)
+//   - webhook not known yet -> Nak with a short delay; still unknown after
+//     unknownWebhookTries -> dead letter (webhook_unknown), never a silent ack
 //   - webhook inactive or unusable -> dead letter (never silently dropped)
 //   - 410 Gone, or an address the SSRF guard refuses -> dead letter now
 //   - any other failed attempt -> ack and schedule a retry, or dead letter
@@ -187,7 +207,7 @@ func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
 			if we.Tries < unknownWebhookTries {
 				return decision{action: actNakDelay, outcome: outcomeRequeued, delay: unknownWebhookDelay}
 			}
-			return decision{action: actAck, outcome: outcomeDropped, reason: we.Reason}
+			return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: we.Reason}
 		default:
 			return decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: we.Reason}
 		}
@@ -209,4 +229,58 @@ func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
 		retryAfter = ae.RetryAfter
 	}
 	return decision{action: actRetry, outcome: outcomeRetryScheduled, delay: policy.delay(made, retryAfter)}
+}
+
+// verdict is what one attempt says about its receiver, for the webhook's
+// circuit breaker (isolation.go).
+type verdict uint8
+
+const (
+	verdictNone verdict = iota // nothing: not attempted, shutdown, malformed, refused by the SSRF guard
+	verdictUp                  // it answered, or failed fast: it holds no worker for long
+	verdictDown                // it holds workers (timeout, slow failure) or is plainly down (cannot be dialled)
+)
+
+// slowFailure is how long a failed attempt may take and still count as
+// failing fast: a 5xx, 429 or reset answered within it held a worker for
+// no longer than a healthy receiver's answer does.
+const slowFailure = time.Second
+
+// judge is the breaker's rule, the one place that decides which attempts
+// count against a receiver (docs/architecture.md, "Circuit breaker"):
+//
+//   - a 2xx, or any failure that came back within slowFailure (any non-2xx
+//     status, 429 and 5xx included, a reset, a TLS failure) -> up: it
+//     closes a half-open breaker and ends a run of down verdicts;
+//   - a timeout, a failure that took slowFailure or longer, or a dial that
+//     failed (connection refused, no route, DNS) -> down: breakerFailures
+//     of them in a row open the breaker;
+//   - a half-open probe answered 429 or 503 with Retry-After -> down: the
+//     receiver asks for the pause, and the breaker stays open until then;
+//   - no attempt made (shutdown, malformed, SSRF refusal) -> none.
+func judge(err error, took time.Duration, probe bool) verdict {
+	if err == nil {
+		return verdictUp
+	}
+	var ae *attemptError
+	if !errors.As(err, &ae) || ae.Refused() {
+		return verdictNone
+	}
+	if probe && ae.RetryAfter > 0 {
+		return verdictDown
+	}
+	if ae.Status == 0 {
+		var ne net.Error
+		var oe *net.OpError
+		if errors.Is(ae.Err, context.DeadlineExceeded) || errors.As(ae.Err, &ne) && ne.Timeout() {
+			return verdictDown
+		}
+		if errors.As(ae.Err, &oe) && oe.Op == "dial" {
+			return verdictDown
+		}
+	}
+	if took >= slowFailure {
+		return verdictDown
+	}
+	return verdictUp
 }

@@ -76,8 +76,11 @@ func FuzzKVWebhook(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	f.Fuzz(func(t *testing.T, id string, value []byte) {
 		for _, k := range []*sealed.Key{nil, key} {
-			h, err := newHook(id, value, k)
-			if err != nil {
+			h := newHook(id, value, k)
+			if h.err != nil {
+				if h.endpoint != nil {
+					t.Fatalf("newHook(%q, %q): unusable (%v) with an endpoint", id, value, h.err)
+				}
 				continue
 			}
 			if h.webhook == nil || h.webhook.ID != id || h.endpoint == nil || h.timeout <= 0 {
@@ -109,7 +112,7 @@ func FuzzEventMessage(f *testing.F) {
 			h.Set(jetstream.MsgIDHeader, msgID)
 		}
 		h.Set(streams.HeaderAgentID, agent)
-		if id := streams.EventID(h, data); id != "" && (!switchboard.ValidEventID(id) || msgID != "" && !strings.HasSuffix(msgID, id)) {
+		if id := streams.EventID(subject, h, data); id != "" && (!switchboard.ValidEventID(id) || msgID != "" && !strings.HasSuffix(msgID, id)) {
 			t.Fatalf("EventID %q with Nats-Msg-Id %q", id, msgID)
 		}
 		if tenant, typ, ok := streams.SplitEventSubject(subject); ok && (tenant == "" || typ == "") {

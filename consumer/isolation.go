@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,36 +12,38 @@ import (
 )
 
 // Isolation keeps one slow or dead receiver from taking the workers every
-// other webhook needs. Each webhook this process delivers to has a gate:
+// other webhook needs, without changing what happens to any one delivery
+// beyond that. Each webhook this process delivers to has a gate:
 //
 //   - a cap on its attempts in flight (Deliverer.MaxInFlightPerWebhook), so
 //     that a slow receiver holds a bounded share of the workers;
-//   - a circuit breaker (sony/gobreaker): Deliverer.BreakerFailures
-//     consecutive failed attempts open it; while open no attempt is made;
-//     after Deliverer.BreakerCooldown one probe goes through (half-open),
-//     and its success closes the breaker, its failure opens it again.
+//   - a circuit breaker (sony/gobreaker) for receivers that hold workers or
+//     are plainly down: Deliverer.BreakerFailures consecutive down verdicts
+//     (judge, errors.go: timeouts, slow failures, failed dials) open it;
+//     while open no request is made; after Deliverer.BreakerCooldown, or
+//     the Retry-After of the answer that kept it open if later, one probe
+//     goes through (half-open): an up verdict closes it, a down one opens
+//     it again. Failures answered quickly (5xx, 429, resets) are up: they
+//     hold a worker for milliseconds, so they never stop the other
+//     deliveries of their webhook; each just follows its own schedule.
 //     gobreaker's two-step form fits an attempt made between Allow and
-//     done, its IsExcluded keeps shutdowns out of the counts, and it needs
-//     nothing beyond the standard library.
+//     done, and it needs nothing beyond the standard library.
 //
-// A delivery that cannot be attempted now is deferred, never dropped and
-// never held: it is acked once JetStream has stored it again as a message
-// schedule (the same mechanism as a retry, so it holds no MaxAckPending
-// slot while it waits) with its attempt count unchanged and
-// streams.HeaderDeferrals raised by one. It fires when the breaker will let
-// a probe through, or about a second later when the cap was reached; each
-// further deferral of the same delivery waits twice as long, up to
-// maxDeferralCooldowns cool-downs (maxBusyDeferral for the cap), so that a
-// long outage's backlog costs ever fewer republishes. Memory stays bounded
-// however large the backlog: the deferred deliveries wait in JetStream, and
-// the gates are one per webhook, dropped once idle.
+// A delivery that comes due while its webhook's breaker is open is not
+// attempted and counts as a failed attempt (*openError, error class
+// circuit_open): it is retried on its schedule or dead-lettered once its
+// max_retries are spent, as if the receiver had failed it, so dead letters
+// and auto-disable come on time and a dead receiver's backlog costs one
+// republish per scheduled attempt, never one per cool-down. The probe is
+// whichever delivery comes due first after the cool-down.
 //
-// Which attempts count as failures for the breaker: no answer (timeout,
-// refused or reset connection, TLS failure), 408, 429 and any 5xx: the
-// receiver is down or overloaded. Any other answer, 4xx included, means the
-// receiver is up and answered quickly: its failure is the delivery's (bad
-// signature, unknown path), it holds no worker for long, and it closes the
-// breaker like a success. A deferral or a shutdown counts as neither.
+// A delivery refused for the cap is deferred: acked once JetStream has
+// stored it again as a message schedule (no MaxAckPending slot held while
+// it waits) with its attempt count unchanged and streams.HeaderDeferrals
+// raised by one, firing about a second later, each further deferral
+// waiting twice as long up to maxBusyDeferral. A receiver whose attempts
+// all hang fills its slots with timeouts, which open the breaker; the cap
+// only ever defers for about one breaker's worth of failures.
 
 // Defaults of the isolation settings.
 const (
@@ -81,13 +82,10 @@ const (
 	// the longest: a slot frees up within an attempt.
 	busyDeferral    = time.Second
 	maxBusyDeferral = 30 * time.Second
-	// maxDeferralCooldowns bounds how long a delivery deferred again and
-	// again waits, in breaker cool-downs.
-	maxDeferralCooldowns = 8
 	// gateIdle is how long a gate with no attempt in flight is kept after
-	// its last use, at least: never less than twice the longest deferral
-	// (isolation.idle), so that a dead webhook's deferred deliveries, coming
-	// back at least that often, keep its gate and its open breaker.
+	// its last use, at least: never less than a few cool-downs
+	// (isolation.idle), so that an open breaker outlives the quiet spells
+	// between its webhook's retries.
 	gateIdle = 10 * time.Minute
 	// sweepInterval is how often the breaker-state gauge is refreshed and
 	// idle gates dropped.
@@ -112,7 +110,7 @@ const (
 // deferError says a delivery was not attempted and is to be deferred by
 // Delay.
 type deferError struct {
-	Reason string // deferCircuitOpen or deferWebhookBusy
+	Reason string // deferWebhookBusy
 	Delay  time.Duration
 }
 
@@ -125,6 +123,9 @@ type gate struct {
 	slots    chan struct{} // one element per attempt in flight
 	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
 	openedAt atomic.Int64 // when the breaker last opened, Unix ns
+	// holdUntil (Unix ns) keeps an open breaker open past its cool-down:
+	// the Retry-After of the answer that opened it or failed its probe.
+	holdUntil atomic.Int64
 	// latency is a moving average of the attempts' durations, progress
 	// when an attempt last ended or the slots last filled up (Unix ns):
 	// together they say whether a slot will free up soon.
@@ -151,7 +152,7 @@ type isolation struct {
 func newIsolation(maxInFlight, failures int, cooldown time.Duration) *isolation {
 	return &isolation{
 		maxInFlight: maxInFlight, failures: uint32(failures), cooldown: cooldown,
-		idle:  max(gateIdle, 2*maxDeferralCooldowns*cooldown, 2*maxBusyDeferral),
+		idle:  max(gateIdle, 8*cooldown, 2*maxBusyDeferral),
 		gates: map[string]*gate{},
 	}
 }
@@ -189,59 +190,100 @@ func (iso *isolation) newGate(webhookID string) *gate {
 				g.openedAt.Store(time.Now().UnixNano())
 			}
 		},
-		IsSuccessful: func(err error) bool { return !receiverFailed(err) },
-		IsExcluded:   func(err error) bool { return err != nil && !errors.As(err, new(*attemptError)) },
+		IsExcluded: func(err error) bool { return errors.Is(err, errNoVerdict) },
 	})
 	return g
 }
 
-// receiverFailed reports whether err is a failed attempt that counts
-// against the receiver's breaker: no answer, 408, 429 or 5xx.
-func receiverFailed(err error) bool {
-	var ae *attemptError
-	if !errors.As(err, &ae) {
-		return false
+// What done is told of a verdict: nil is a success, errNoVerdict is left
+// out of the counts, errDown is a failure.
+var (
+	errNoVerdict = errors.New("no verdict")
+	errDown      = errors.New("receiver down")
+)
+
+func (v verdict) breakerErr() error {
+	switch v {
+	case verdictUp:
+		return nil
+	case verdictDown:
+		return errDown
 	}
-	return ae.Status == 0 || ae.Status == http.StatusRequestTimeout ||
-		ae.Status == http.StatusTooManyRequests || ae.Status >= 500
+	return errNoVerdict
+}
+
+// open reports whether the breaker refuses attempts at now, and until
+// when at the earliest.
+func (g *gate) open(now time.Time, cooldown time.Duration) (bool, time.Time) {
+	hold := time.Unix(0, g.holdUntil.Load())
+	if g.breaker.State() == gobreaker.StateOpen { // also moves an expired one to half-open
+		return true, latest(hold, time.Unix(0, g.openedAt.Load()).Add(cooldown))
+	}
+	if now.Before(hold) {
+		return true, hold
+	}
+	return false, time.Time{}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // attemptIsolated makes the delivery's attempt through its webhook's gate:
-// it returns a *deferError without attempting when the breaker is open or
-// the cap is reached, and otherwise what attempt returns.
+// it returns an *openError without attempting when the breaker is open, a
+// *deferError when the cap is reached, and otherwise what attempt returns.
 func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
 	g := d.iso.get(dlv.webhookID)
 	defer d.iso.put(g)
-	deferrals := dlv.deferrals
 
 	// An open breaker first: its webhook's slots may all be held by the
 	// attempts that opened it, timing out.
-	if g.breaker.State() == gobreaker.StateOpen {
-		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, gobreaker.ErrOpenState, deferrals, time.Now())}
+	if open, until := g.open(time.Now(), d.iso.cooldown); open {
+		return d.refused(until)
 	}
 	// Then the slot, and only then the breaker's permission: asked before
 	// a wait for a slot, the breaker could open during the wait and the
 	// attempt would go ahead anyway.
 	if !g.acquire(ctx, d.iso.latency.Load()) {
-		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(deferrals)}
+		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(dlv.deferrals)}
 	}
 	start := time.Now()
-	done, err := g.breaker.Allow()
-	if err != nil {
+	if open, until := g.open(start, d.iso.cooldown); open {
 		g.release(0)
-		return &deferError{Reason: deferCircuitOpen, Delay: d.iso.openDeferral(g, err, deferrals, start)}
+		return d.refused(until)
 	}
+	done, err := g.breaker.Allow()
+	if err != nil { // open, or half-open with its probe under way
+		g.release(0)
+		return d.refused(start.Add(d.iso.cooldown))
+	}
+	probe := g.breaker.State() == gobreaker.StateHalfOpen
+	stop := d.keepAlive(dlv.msg, h.timeout)
 	err = d.attempt(ctx, w, h, dlv)
+	stop()
 	took := time.Since(start)
 	dlv.timing.sent, dlv.timing.took = start, took // for the attempt log
 	// The breaker hears the outcome before the slot frees: otherwise the
 	// next attempt could succeed and report first, resetting the count of
 	// consecutive failures that this one is about to extend.
-	done(err)
+	done(judge(err, took, probe).breakerErr())
+	var ae *attemptError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 && g.breaker.State() == gobreaker.StateOpen {
+		g.holdUntil.Store(time.Now().Add(ae.RetryAfter).UnixNano())
+	}
 	g.release(took)
 	// Over about the last 64 attempts: steadier than a gate's average.
 	movingAverage(&d.iso.latency, took, 64)
 	return err
+}
+
+// refused counts a delivery the open breaker kept from its receiver.
+func (d *Deliverer) refused(until time.Time) error {
+	d.Metrics.deferred[deferCircuitOpen].Inc()
+	return &openError{Until: until}
 }
 
 // acquire takes a slot: at once when one is free, after a short wait when
@@ -296,21 +338,6 @@ func movingAverage(avg *atomic.Int64, sample time.Duration, n int64) {
 		return
 	}
 	avg.Store(a + (int64(sample)-a)/n)
-}
-
-// openDeferral is how long a delivery refused by the breaker (err is
-// gobreaker.ErrOpenState or, while a probe is under way,
-// ErrTooManyRequests) waits: until the breaker lets a probe through, or one
-// cool-down while a probe is under way, growing with earlier deferrals.
-func (iso *isolation) openDeferral(g *gate, err error, deferrals int, now time.Time) time.Duration {
-	wait := iso.cooldown
-	if errors.Is(err, gobreaker.ErrOpenState) {
-		wait = time.Unix(0, g.openedAt.Load()).Add(iso.cooldown).Sub(now)
-	}
-	if deferrals > 0 {
-		wait = max(wait, grown(iso.cooldown, deferrals, maxDeferralCooldowns*iso.cooldown))
-	}
-	return spread(wait)
 }
 
 // busyDeferral is how long a delivery refused for the cap waits.
@@ -371,10 +398,11 @@ func (iso *isolation) sweep(now time.Time, index *Index) map[string]int {
 				continue
 			}
 		}
-		switch g.breaker.State() { // also moves an expired open breaker to half-open
-		case gobreaker.StateOpen:
+		open, _ := g.open(now, iso.cooldown) // also moves an expired open breaker to half-open
+		switch {
+		case open:
 			counts[stateOpen]++
-		case gobreaker.StateHalfOpen:
+		case g.breaker.State() == gobreaker.StateHalfOpen:
 			counts[stateHalfOpen]++
 		default:
 			counts[stateClosed]++

@@ -4,72 +4,84 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
-func TestReceiverFailed(t *testing.T) {
+func TestJudge(t *testing.T) {
+	refused := &attemptError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	fast, slow := 5*time.Millisecond, 2*slowFailure
 	for _, tt := range []struct {
-		name string
-		err  error
-		want bool
+		name  string
+		err   error
+		took  time.Duration
+		probe bool
+		want  verdict
 	}{
-		{"success", nil, false},
-		{"timeout", &attemptError{Err: context.DeadlineExceeded}, true},
-		{"connection reset", &attemptError{Err: errors.New("read: connection reset by peer")}, true},
-		{"500", &attemptError{Status: 500}, true},
-		{"503", &attemptError{Status: 503, RetryAfter: time.Second}, true},
-		{"429", &attemptError{Status: 429}, true},
-		{"408", &attemptError{Status: 408}, true},
-		{"400", &attemptError{Status: 400}, false},
-		{"401", &attemptError{Status: 401}, false},
-		{"404", &attemptError{Status: 404}, false},
-		{"410", &attemptError{Status: 410}, false},
-		{"307", &attemptError{Status: 307}, false},
-		{"shutdown", fmt.Errorf("%w: context canceled", errShutdown), false},
-		{"deferral", &deferError{Reason: deferWebhookBusy}, false},
+		{"success", nil, fast, false, verdictUp},
+		{"slow success", nil, slow, false, verdictUp},
+		{"fast 500", &attemptError{Status: 500}, fast, false, verdictUp},
+		{"fast 429", &attemptError{Status: 429}, fast, false, verdictUp},
+		{"fast 503 with Retry-After", &attemptError{Status: 503, RetryAfter: time.Second}, fast, false, verdictUp},
+		{"fast reset", &attemptError{Err: errors.New("read: connection reset by peer")}, fast, false, verdictUp},
+		{"fast 404", &attemptError{Status: 404}, fast, false, verdictUp},
+		{"slow 500", &attemptError{Status: 500}, slow, false, verdictDown},
+		{"slow reset", &attemptError{Err: errors.New("read: connection reset by peer")}, slow, false, verdictDown},
+		{"timeout", &attemptError{Err: context.DeadlineExceeded}, fast, false, verdictDown},
+		{"connection refused", refused, fast, false, verdictDown},
+		{"dns failure", &attemptError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "x.invalid"}}}, fast, false, verdictDown},
+		{"probe answered 503 with Retry-After", &attemptError{Status: 503, RetryAfter: time.Second}, fast, true, verdictDown},
+		{"probe answered 500", &attemptError{Status: 500}, fast, true, verdictUp},
+		{"ssrf refusal", &attemptError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: &netguard.RefusedError{Addr: netip.MustParseAddr("10.0.0.1"), Kind: "a private"}}}, fast, false, verdictNone},
+		{"shutdown", fmt.Errorf("%w: context canceled", errShutdown), slow, false, verdictNone},
+		{"malformed", errNoEventID, fast, false, verdictNone},
 	} {
-		if got := receiverFailed(tt.err); got != tt.want {
-			t.Errorf("%s: receiverFailed = %v, want %v", tt.name, got, tt.want)
+		if got := judge(tt.err, tt.took, tt.probe); got != tt.want {
+			t.Errorf("%s: judge = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
 
-// TestGate_Breaker drives a gate's breaker through its states: failures
-// that count open it, a 4xx and a shutdown do not, and after the cool-down
-// one probe goes through.
+// TestGate_Breaker drives a gate's breaker through its states: down
+// verdicts in a row open it, an up or no verdict between them does not
+// count, and after the cool-down one probe goes through; a Retry-After
+// hold keeps it open past the cool-down.
 func TestGate_Breaker(t *testing.T) {
-	iso := newIsolation(4, 3, 50*time.Millisecond)
+	cooldown := 50 * time.Millisecond
+	iso := newIsolation(4, 3, cooldown)
 	g := iso.newGate("wh_1")
-	attempt := func(err error) error {
+	attempt := func(v verdict) error {
 		done, aerr := g.breaker.Allow()
 		if aerr != nil {
 			return aerr
 		}
-		done(err)
+		done(v.breakerErr())
 		return nil
 	}
-	fail := &attemptError{Status: 502}
-	for i, err := range []error{fail, fail, &attemptError{Status: 404}, fail, fail, errShutdown} {
-		if aerr := attempt(err); aerr != nil {
+	for i, v := range []verdict{verdictDown, verdictDown, verdictUp, verdictDown, verdictDown, verdictNone} {
+		if aerr := attempt(v); aerr != nil {
 			t.Fatalf("attempt %d refused: %v", i+1, aerr)
 		}
 	}
-	if s := g.breaker.State(); s != gobreaker.StateClosed {
-		t.Fatalf("after 2 failures, a 404, 2 failures and a shutdown: %v, want closed", s)
+	if open, _ := g.open(time.Now(), cooldown); open {
+		t.Fatal("after 2 downs, an up, 2 downs and no verdict: open, want closed")
 	}
-	if err := attempt(fail); err != nil {
+	if err := attempt(verdictDown); err != nil {
 		t.Fatal(err)
 	}
-	if s := g.breaker.State(); s != gobreaker.StateOpen {
-		t.Fatalf("after 3 consecutive failures: %v, want open", s)
+	if open, until := g.open(time.Now(), cooldown); !open || time.Until(until) > cooldown {
+		t.Fatalf("after 3 consecutive downs: open %v until %v, want open within the cool-down", open, until)
 	}
-	if err := attempt(nil); !errors.Is(err, gobreaker.ErrOpenState) {
+	if err := attempt(verdictUp); !errors.Is(err, gobreaker.ErrOpenState) {
 		t.Fatalf("attempt while open: %v, want ErrOpenState", err)
 	}
 	time.Sleep(60 * time.Millisecond)
@@ -80,18 +92,26 @@ func TestGate_Breaker(t *testing.T) {
 	if _, err := g.breaker.Allow(); !errors.Is(err, gobreaker.ErrTooManyRequests) {
 		t.Fatalf("second request while probing: %v, want ErrTooManyRequests", err)
 	}
-	done(nil)
+	done(verdictDown.breakerErr())
+	g.holdUntil.Store(time.Now().Add(200 * time.Millisecond).UnixNano())
+	time.Sleep(60 * time.Millisecond) // past the cool-down, within the hold
+	if open, until := g.open(time.Now(), cooldown); !open || time.Until(until) < 100*time.Millisecond {
+		t.Fatalf("held by Retry-After: open %v until %v, want open for about 140 ms more", open, until)
+	}
+	time.Sleep(160 * time.Millisecond)
+	if open, _ := g.open(time.Now(), cooldown); open {
+		t.Fatal("past the hold: still open")
+	}
+	if err := attempt(verdictUp); err != nil {
+		t.Fatalf("probe after the hold refused: %v", err)
+	}
 	if s := g.breaker.State(); s != gobreaker.StateClosed {
 		t.Fatalf("after a successful probe: %v, want closed", s)
 	}
 }
 
 func TestIsolation_Deferrals(t *testing.T) {
-	cooldown := 30 * time.Second
-	iso := newIsolation(4, 5, cooldown)
-	g := iso.newGate("wh_1")
-	now := time.Now()
-	g.openedAt.Store(now.Add(-20 * time.Second).UnixNano())
+	iso := newIsolation(4, 5, 30*time.Second)
 	within := func(name string, got, lo, hi time.Duration) {
 		t.Helper()
 		if got < lo || got > hi {
@@ -99,11 +119,6 @@ func TestIsolation_Deferrals(t *testing.T) {
 		}
 	}
 	for range 20 {
-		// Opened 20 s ago: a probe is allowed in 10 s.
-		within("first deferral, breaker open", iso.openDeferral(g, gobreaker.ErrOpenState, 0, now), 10*time.Second, 12500*time.Millisecond)
-		within("probe under way", iso.openDeferral(g, gobreaker.ErrTooManyRequests, 0, now), cooldown, cooldown*5/4)
-		within("third deferral", iso.openDeferral(g, gobreaker.ErrOpenState, 2, now), 4*cooldown, 5*cooldown)
-		within("many deferrals", iso.openDeferral(g, gobreaker.ErrOpenState, 50, now), 8*cooldown, 10*cooldown)
 		within("first busy deferral", iso.busyDeferral(0), time.Second, 1250*time.Millisecond)
 		within("fourth busy deferral", iso.busyDeferral(3), 8*time.Second, 10*time.Second)
 		within("many busy deferrals", iso.busyDeferral(50), maxBusyDeferral, maxBusyDeferral*5/4)
@@ -177,7 +192,7 @@ func TestIsolation_SweepDropsIdleGates(t *testing.T) {
 	busy := iso.get("wh_busy") // held by a worker
 	busy.lastUsed = now.Add(-iso.idle - time.Second)
 	done, _ := iso.gates["wh_open"].breaker.Allow()
-	done(&attemptError{Status: 500})
+	done(verdictDown.breakerErr())
 
 	counts := iso.sweep(now, index)
 	for id, want := range map[string]bool{

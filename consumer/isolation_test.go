@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,86 +246,68 @@ func sum(m map[string]int) (n int) {
 	return n
 }
 
-// TestDeliverer_BreakerDefersWithoutSpendingRetries: three failures open
-// the breaker; the deliveries behind them are deferred, not attempted, and
-// once the probe after the cool-down succeeds they are all delivered, though
-// max_retries is 0: a deferral is not an attempt.
-func TestDeliverer_BreakerDefersWithoutSpendingRetries(t *testing.T) {
+// TestDeliverer_OpenBreakerKeepsTheSchedule: a receiver whose attempts
+// all time out opens the breaker after three; the deliveries that come due
+// while it is open are not sent, but each counts as a failed attempt
+// (circuit_open), so every delivery is dead-lettered after its
+// max_retries, on schedule, and the receiver sees far fewer requests than
+// 1 + max_retries per delivery. (Before, they were deferred with their
+// attempt count unchanged: max_retries meant nothing while it was open.)
+func TestDeliverer_OpenBreakerKeepsTheSchedule(t *testing.T) {
 	env := testenv.StartJetStream(t)
 	s := newSystem(t, env)
-	var calls atomic.Int32
-	recv := startBadReceiver(t, func(w http.ResponseWriter, _ *http.Request) bool {
-		if calls.Add(1) <= 3 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return false
-		}
-		return true
-	})
-	wh := webhook(t, "wh_flap", recv.URL, "call.started")
-	wh.MaxRetries = 0
+	recv := startBadReceiver(t, answerAfter(5*time.Second, http.StatusOK))
+	wh := webhook(t, "wh_hang", recv.URL, "call.started")
+	wh.MaxRetries = 2
+	wh.TimeoutSeconds = 1
 	s.putWebhook(wh)
 	s.startIndex()
 	d := s.deliverer()
-	d.MaxInFlightPerWebhook = 1 // attempts one at a time: the first three fail
+	d.MaxInFlightPerWebhook = 2
 	d.BreakerFailures = 3
 	d.BreakerCooldown = 2 * time.Second
 	goRun(t, "deliverer", d.Run)
 
 	const n = 10
+	start := time.Now()
 	for i := range n {
-		s.publishDelivery(event("msg_flap_"+strconv.Itoa(i), "call.started", ""), "wh_flap")
+		s.publishDelivery(event("msg_hang_"+strconv.Itoa(i), "call.started", ""), "wh_hang")
 	}
+	// The schedule: 1 s and 2 s (+10 %), each rounded up to a whole second,
+	// three attempts of at most the 1 s timeout, a cool-down, and slack
+	// for a loaded machine.
 	testenv.WaitFor(t, 10*time.Second, "breaker open", func() bool {
 		return s.gauge("switchboard_circuit_breakers", "state", "open") == 1
 	})
-	// While it is open, the deferred deliveries wait as schedules: marked
-	// deferred, and with no attempt counted (none was made).
-	st, err := env.JS.Stream(t.Context(), streams.Deliveries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deferred := 0
-	for i := range n {
-		m, err := st.GetLastMsgForSubject(t.Context(), streams.RetrySubject("wh_flap", "msg_flap_"+strconv.Itoa(i)))
-		if err != nil {
-			continue // attempted, or its schedule already fired
+	limit := 3*time.Second + 2*time.Second + 3*time.Second + d.BreakerCooldown + 10*time.Second
+	testenv.WaitFor(t, limit, "every delivery dead-lettered", func() bool { return len(s.deadLetters()) == n })
+	took := time.Since(start)
+	openFailures := 0
+	for _, dl := range s.deadLetters() {
+		if got := dl.Header.Get(streams.HeaderAttempts); got != "3" {
+			t.Errorf("%s: dead-lettered after %s attempts, want 1 + max_retries = 3", dl.Header.Get(streams.HeaderEventID), got)
 		}
-		deferred++
-		if got := m.Header.Get(streams.HeaderDeferrals); got == "" || got == "0" {
-			t.Errorf("msg_flap_%d: scheduled without %s", i, streams.HeaderDeferrals)
+		if got := dl.Header.Get(streams.HeaderReason); got != "retries_exhausted" {
+			t.Errorf("%s: reason %q", dl.Header.Get(streams.HeaderEventID), got)
 		}
-		if got := m.Header.Get(streams.HeaderAttempts); got != "" {
-			t.Errorf("msg_flap_%d: deferred with %s %q, want none: it was never attempted", i, streams.HeaderAttempts, got)
+		if strings.Contains(dl.Header.Get(streams.HeaderLastError), "circuit open") {
+			openFailures++
 		}
 	}
-	if deferred == 0 {
-		t.Error("no deferred delivery found among the schedules while the breaker is open")
+	attempts, _, peak := recv.stats()
+	if got := sum(attempts); got >= 3*n {
+		t.Errorf("receiver saw %d requests, want fewer than %d: the open breaker should have spared it", got, 3*n)
 	}
-	testenv.WaitFor(t, 30*time.Second, "every delivery delivered or dead-lettered", func() bool {
-		_, delivered, _ := recv.stats()
-		return len(delivered)+len(s.deadLetters()) == n
-	})
-	testenv.WaitFor(t, 10*time.Second, "breaker closed", func() bool {
-		return s.gauge("switchboard_circuit_breakers", "state", "closed") == 1 &&
-			s.gauge("switchboard_circuit_breakers", "state", "open") == 0
-	})
-
-	attempts, delivered, _ := recv.stats()
-	if got := len(s.deadLetters()); got != 3 {
-		t.Errorf("%d dead letters, want the 3 whose only attempt failed", got)
+	if peak > 2 {
+		t.Errorf("%d requests in flight at once, want at most the cap of 2", peak)
 	}
-	if len(delivered) != n-3 {
-		t.Errorf("%d delivered, want %d: deferred deliveries must keep their retry budget", len(delivered), n-3)
-	}
-	if got := sum(attempts); got != n {
-		t.Errorf("receiver saw %d attempts, want %d: none while the breaker was open", got, n)
+	if openFailures == 0 {
+		t.Error("no dead letter's last failure was the open breaker")
 	}
 	if got := s.counter("switchboard_deliveries_deferred_total", "reason", "circuit_open"); got == 0 {
-		t.Error("no delivery deferred for the open breaker")
+		t.Error("no delivery counted as refused by the open breaker")
 	}
-	if got := s.counter("switchboard_deliveries_total", "outcome", "deferred"); got == 0 {
-		t.Error("deferrals not counted as an outcome")
-	}
+	t.Logf("dead-lettered all %d in %v; receiver saw %d requests; %d last failures were circuit_open", n, took, sum(attempts), openFailures)
 }
 
 // TestDeliverer_PerWebhookCap: a receiver answering slowly never has more

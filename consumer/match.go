@@ -126,7 +126,7 @@ func (m *Matcher) Run(ctx context.Context) error {
 				return
 			}
 			var pe *pendingEvent
-			pe, matches = m.match(msg, matches[:0], log)
+			pe, matches = m.match(ctx, msg, matches[:0], log)
 			if pe != nil {
 				pending <- pe // the acker drains it even during shutdown
 			}
@@ -144,13 +144,14 @@ func (m *Matcher) Run(ctx context.Context) error {
 
 // match reads one event, publishes its deliveries asynchronously and
 // returns them to be settled; it returns nil when it has already settled
-// the event (malformed, or no webhook matches). matches is scratch space,
-// returned for reuse.
+// the event (malformed, no webhook matches, or handed back because ctx
+// ended while the index caught up). matches is scratch space, returned for
+// reuse.
 //
 // The event is never decoded: the stored body is already the delivered
 // body (see streams.EventMsg), and tenant, type, agent and id come from the
 // subject and headers.
-func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
+func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
 	evt, err := eventOf(msg)
 	if err != nil {
 		log.Error("undecodable event; terminating it", "subject", msg.Subject(), "err", err)
@@ -158,6 +159,12 @@ func (m *Matcher) match(msg jetstream.Msg, matches []*hook, log *slog.Logger) (*
 			log.Warn("terminate event", "subject", msg.Subject(), "err", err)
 		}
 		m.Metrics.events[resultInvalid].Inc()
+		return nil, matches
+	}
+	// A webhook whose change was stored before the event must be in the
+	// index before the event is matched, however late this worker's watch.
+	if err := m.Index.awaitCurrent(ctx, m.JS.Conn(), storedAt(msg)); err != nil {
+		nak(msg, log) // stopping
 		return nil, matches
 	}
 	matches = m.Index.match(&evt, matches)
@@ -263,7 +270,7 @@ func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
 	}
 	h := msg.Headers()
 	data := msg.Data()
-	id := streams.EventID(h, data)
+	id := streams.EventID(msg.Subject(), h, data)
 	if id == "" {
 		return switchboard.Event{}, errors.New("no valid event id")
 	}
@@ -283,6 +290,17 @@ func acceptedAt(msg jetstream.Msg) string {
 		return strconv.FormatInt(md.Timestamp.UnixNano(), 10)
 	}
 	return strconv.FormatInt(time.Now().UnixNano(), 10)
+}
+
+// storedAt is when JetStream stored msg, by the server's clock; the zero
+// time, which makes the index read the bucket's revision afresh, when the
+// metadata cannot be read.
+func storedAt(msg jetstream.Msg) time.Time {
+	md, err := msg.Metadata()
+	if err != nil {
+		return time.Time{}
+	}
+	return md.Timestamp
 }
 
 // nak hands msg back for immediate redelivery.

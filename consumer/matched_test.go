@@ -34,7 +34,7 @@ func TestMatcher_RecordsTheWebhooksItChose(t *testing.T) {
 
 	seqs := map[string]uint64{}
 	for _, m := range s.allMsgs(streams.Events) {
-		seqs[streams.EventID(m.Header, m.Data)] = m.Sequence
+		seqs[streams.EventID(m.Subject, m.Header, m.Data)] = m.Sequence
 	}
 	got := map[string]string{}
 	for _, m := range s.allMsgs(streams.Attempts) {

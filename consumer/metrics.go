@@ -20,6 +20,8 @@ type Metrics struct {
 	breakers          map[string]prometheus.Gauge   // switchboard_circuit_breakers by state
 	// attemptsUnrecorded counts attempt records lost (see attempts.go).
 	attemptsUnrecorded prometheus.Counter
+	// unusableWebhooks is the Index's count of KV entries it cannot use.
+	unusableWebhooks prometheus.Gauge
 }
 
 // Results: the values of the result label of switchboard_events_matched_total.
@@ -35,7 +37,7 @@ const (
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_deliveries_total",
-		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream), deferred (not attempted: breaker open or per-webhook cap reached).",
+		Help: "Delivery attempts and what came of them: delivered, retry_scheduled, dead_lettered, dropped (webhook deleted), requeued (handed back to JetStream), deferred (not attempted: per-webhook cap reached; retries untouched).",
 	}, []string{"outcome"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_events_matched_total",
@@ -43,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"result"})
 	deferred := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_deliveries_deferred_total",
-		Help: "Deliveries not attempted and stored again for later, without spending a retry, by reason: circuit_open (the webhook's breaker is open), webhook_busy (the webhook's attempts in flight are at their cap).",
+		Help: "Deliveries the webhook's gate kept from the receiver, by reason: circuit_open (its breaker is open; counted as a failed attempt, retried on schedule or dead-lettered), webhook_busy (its attempts in flight are at their cap; stored again for about a second later, without spending a retry).",
 	}, []string{"reason"})
 	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "switchboard_circuit_breakers",
@@ -81,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Deliveries the matcher stored in SB_DELIVERIES, one per matching webhook and event.",
 		}),
 	}
+	m.unusableWebhooks = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "switchboard_webhooks_unusable",
+		Help: "Webhooks in the KV bucket this worker cannot use (undecodable, or a secret it cannot open); their deliveries are dead-lettered as webhook_invalid, and the error log names each.",
+	})
 	m.attemptsUnrecorded = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_attempts_unrecorded_total",
 		Help: "Attempt records JetStream did not store (the deliveries themselves are unaffected): gaps in the attempt log.",
@@ -103,7 +109,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.deadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers, m.attemptsUnrecorded)
+		reg.MustRegister(deliveries, m.duration, m.latency, m.retries, m.deadLetters, m.inFlight, events, m.deliveriesCreated, deferred, breakers, m.attemptsUnrecorded,
+			m.unusableWebhooks)
 	}
 	return m
 }

@@ -118,11 +118,17 @@ func scheduleAt(now time.Time, delay time.Duration) time.Time {
 // headers, and HeaderAttempts and HeaderDeferrals set to attempts and
 // deferrals (left out when 0). A retry raises the attempts and clears the
 // deferrals; a deferral keeps the attempts and raises the deferrals. The
-// schedule subject is unique per (webhook, event), so scheduling again
-// after a crash replaces it instead of adding one. It returns once
-// JetStream has stored it; only then may the delivery message be acked.
+// schedule subject is named by the delivery message's stream sequence, so
+// scheduling the same message again after a crash replaces it instead of
+// adding one, and no other delivery can replace it (not even one of
+// another event with the same id). It returns once JetStream has stored
+// it; only then may the delivery message be acked.
 func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, deferrals int, delay time.Duration, op string) error {
-	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, dlv.eventID))
+	md, err := dlv.msg.Metadata()
+	if err != nil {
+		return &publishError{Op: op, Err: fmt.Errorf("delivery metadata: %w", err)}
+	}
+	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, md.Sequence.Stream))
 	copyDeliveryHeaders(m.Header, dlv.header)
 	if attempts > 0 {
 		m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(attempts)}

@@ -14,6 +14,13 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 )
 
+// HeaderEventID names, on every 202 and 503 of the ingest API, the event's
+// id: the one the client gave or the one generated for it. A client that
+// gets a 503 sends the event again under this id, so that a retry after a
+// lost ack is recognised as a duplicate instead of delivered twice under
+// two webhook-ids.
+const HeaderEventID = "X-Event-Id"
+
 // retryAfter is the Retry-After, in seconds, of a 503: long enough for a
 // JetStream leader election, short enough not to pile up events upstream.
 const retryAfter = 5
@@ -26,9 +33,16 @@ const retryAfter = 5
 // event; 400 for a body that is not the JSON expected; 422 naming every
 // failing field; 401 without a tenant; 405 for another method; 503 with
 // Retry-After when JetStream does not acknowledge, so the client sends the
-// same event (with its id) again.
+// same event (with its id) again: its body, {"message", "id"}, and the
+// HeaderEventID header give the id, generated here when the client sent
+// none. Every 202 carries HeaderEventID too.
 type Handler struct {
 	Client *Client
+	// Before, when set, runs before each valid event is published; an
+	// error answers 503 (with the event's id) and publishes nothing. The
+	// registry's is registry.Mirror.Settle: an event is accepted only once
+	// the webhook changes answered before it are where workers read them.
+	Before func(ctx context.Context) error
 	// Catalogue, when set, refuses with 422 on type an event whose type
 	// the tenant's catalogue lacks: no webhook can subscribe to it, so it
 	// would be accepted and never delivered.
@@ -55,6 +69,13 @@ type eventRequest struct {
 	// OccurredAt is parsed here rather than by encoding/json so that a bad
 	// time is a 422 on its field, reported with the other fields.
 	OccurredAt string `json:"occurred_at"`
+}
+
+// UnavailableResponse is the body of a 503 from Handler: ID is the id to
+// send the event again under.
+type UnavailableResponse struct {
+	Message string `json:"message"`
+	ID      string `json:"id"`
 }
 
 // EventResponse is the body of a 202 from Handler.
@@ -111,7 +132,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, err := h.Client.Publish(r.Context(), evt)
+	evt.Normalize(time.Now()) // the id, for a 503 too
+	var res Result
+	err := evt.Validate()
+	if err != nil {
+		h.Client.metrics.rejectedInvalid.Inc()
+	} else if err = h.before(r.Context()); err != nil {
+		h.Client.metrics.rejectedUnavailable.Inc()
+	} else {
+		res, err = h.Client.Publish(r.Context(), evt)
+	}
 	if switchboard.ErrorCode(err) == switchboard.EINVALID {
 		httpjson.Error(w, r, h.Logger, err)
 		return
@@ -123,12 +153,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Logger.ErrorContext(r.Context(), "publish event", "tenant", tenant, "event_id", evt.ID, "err", err)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		httpjson.Write(w, http.StatusServiceUnavailable, httpjson.ErrorBody{
-			Message: "The event could not be stored; send it again, with the same id, later.",
+		w.Header().Set(HeaderEventID, evt.ID)
+		httpjson.Write(w, http.StatusServiceUnavailable, UnavailableResponse{
+			Message: "The event could not be stored; send it again later with the same id, " + evt.ID + ".",
+			ID:      evt.ID,
 		})
 		return
 	}
+	w.Header().Set(HeaderEventID, res.ID)
 	httpjson.Write(w, http.StatusAccepted, EventResponse{ID: res.ID, Duplicate: res.Duplicate})
+}
+
+func (h *Handler) before(ctx context.Context) error {
+	if h.Before == nil {
+		return nil
+	}
+	return h.Before(ctx)
 }
 
 // withFieldErrors validates evt and adds its errors to fe, so that a client

@@ -122,9 +122,13 @@ func TestHandler_ServeHTTP(t *testing.T) {
 
 	t.Run("GeneratesID", func(t *testing.T) {
 		in := startIngest(t)
-		res := post(t, in.url, `{"type":"call.started","data":{}}`).accepted(t)
+		r := post(t, in.url, `{"type":"call.started","data":{}}`)
+		res := r.accepted(t)
 		if !strings.HasPrefix(res.ID, switchboard.EventIDPrefix) {
 			t.Fatalf("id = %q, want a generated %q id", res.ID, switchboard.EventIDPrefix)
+		}
+		if got := r.header.Get(producer.HeaderEventID); got != res.ID {
+			t.Errorf("%s = %q, want %q", producer.HeaderEventID, got, res.ID)
 		}
 	})
 
@@ -232,13 +236,33 @@ func TestHandler_ServeHTTP(t *testing.T) {
 		in.client.AttemptTimeout = 100 * time.Millisecond
 		in.client.RetryWait = 10 * time.Millisecond
 		in.env.Server.Shutdown()
-		r := post(t, in.url, `{"id":"msg_later","type":"call.started","data":{}}`)
-		r.errorBody(t, http.StatusServiceUnavailable)
-		if r.header.Get("Retry-After") == "" {
-			t.Error("503 without Retry-After")
+		// Every 503 names the id to send the event again under: the
+		// client's, or the one generated for an event sent without.
+		for _, tc := range []struct{ body, id string }{
+			{`{"id":"msg_later","type":"call.started","data":{}}`, "msg_later"},
+			{`{"type":"call.started","data":{}}`, ""},
+		} {
+			r := post(t, in.url, tc.body)
+			r.errorBody(t, http.StatusServiceUnavailable)
+			if r.header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			var body producer.UnavailableResponse
+			if err := json.Unmarshal(r.body, &body); err != nil {
+				t.Fatalf("decode %s: %v", r.body, err)
+			}
+			switch {
+			case tc.id != "" && body.ID != tc.id:
+				t.Errorf("503 body id = %q, want the client's %q", body.ID, tc.id)
+			case tc.id == "" && !strings.HasPrefix(body.ID, switchboard.EventIDPrefix):
+				t.Errorf("503 body id = %q, want the generated %q id: %s", body.ID, switchboard.EventIDPrefix, r.body)
+			}
+			if got := r.header.Get(producer.HeaderEventID); got != body.ID || got == "" {
+				t.Errorf("503 %s header = %q, body id %q", producer.HeaderEventID, got, body.ID)
+			}
 		}
-		if got := metric(t, in.reg, "switchboard_events_rejected_total", "reason", "unavailable"); got != 1 {
-			t.Errorf("rejected{reason=unavailable} = %v, want 1", got)
+		if got := metric(t, in.reg, "switchboard_events_rejected_total", "reason", "unavailable"); got != 2 {
+			t.Errorf("rejected{reason=unavailable} = %v, want 2", got)
 		}
 	})
 }

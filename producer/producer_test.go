@@ -104,8 +104,8 @@ func TestClient_Publish(t *testing.T) {
 		if want := "sb.events.tn_test.call.started"; msg.Subject != want {
 			t.Errorf("subject = %q, want %q", msg.Subject, want)
 		}
-		if got := msg.Header.Get(jetstream.MsgIDHeader); got != "tn_test.msg_1" {
-			t.Errorf("%s = %q, want tn_test.msg_1 (the tenant's msg_1)", jetstream.MsgIDHeader, got)
+		if got, want := msg.Header.Get(jetstream.MsgIDHeader), tenant+":msg_1"; got != want {
+			t.Errorf("%s = %q, want %s", jetstream.MsgIDHeader, got, want)
 		}
 		ns, err := strconv.ParseInt(msg.Header.Get(streams.HeaderAcceptedAt), 10, 64)
 		if err != nil {

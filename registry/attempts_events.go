@@ -144,7 +144,7 @@ func scanMaxBytes(js jetstream.JetStream) int {
 func findEvent(ctx context.Context, js jetstream.JetStream, tenant, id, typ string, firstAttempt time.Time) (*jetstream.RawStreamMsg, error) {
 	var seq uint64
 	match := func(msg jetstream.Msg) bool {
-		if streams.EventID(msg.Headers(), nil) == id {
+		if streams.EventID(msg.Subject(), msg.Headers(), nil) == id {
 			if md, err := msg.Metadata(); err == nil {
 				seq = md.Sequence.Stream
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/switchboard-hq/switchboard"
 )
 
@@ -46,4 +48,27 @@ func Bootstrap(ctx context.Context, db *DB, apiKey string) (tenant Tenant, newKe
 		return Tenant{}, "", fmt.Errorf("bootstrap: %w", err)
 	}
 	return tenant, newKey, nil
+}
+
+// MirrorID returns this database's id as the owner of a KV mirror, made at
+// its first call and kept in the file (table registry_meta): Mirror.Claim
+// writes it into the bucket, so that a registry on another database, or on
+// an empty one (a volume not mounted), recognises a bucket that is not its
+// own. The table is made here rather than by a migration: it holds nothing
+// but this id, and needs no schema version of its own.
+func (db *DB) MirrorID(ctx context.Context) (string, error) {
+	var id string
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS registry_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO registry_meta (name, value) VALUES ('mirror_id', ?)`, switchboard.NewID("db_")); err != nil {
+			return err
+		}
+		return tx.GetContext(ctx, &id, `SELECT value FROM registry_meta WHERE name = 'mirror_id'`)
+	})
+	if err != nil {
+		return "", fmt.Errorf("mirror id: %w", err)
+	}
+	return id, nil
 }

@@ -146,10 +146,14 @@ func TestEncryption_AtRestAndDelivered(t *testing.T) {
 		t.Errorf("the delivery does not verify with the current secret: %v", err)
 	}
 
-	// A worker without the key cannot use the sealed webhook.
+	// A worker without the key cannot use the sealed webhooks, and
+	// refuses to run rather than take their events.
 	blind := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, blind.Run)
-	testenv.WaitFor(t, 10*time.Second, "the keyless index is ready", blind.Ready)
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := blind.Run(rctx); !errors.Is(err, consumer.ErrEncryptionKey) || blind.Ready() {
+		t.Errorf("index without the key: Run = %v, ready %v; want ErrEncryptionKey, not ready", err, blind.Ready())
+	}
 	if blind.Has(wh.ID) {
 		t.Error("an index without the key holds a usable sealed webhook")
 	}

@@ -178,7 +178,7 @@ func (rc *recovery) flush(ctx context.Context) error {
 	}
 	ids := make([]string, len(rc.cand))
 	for i, m := range rc.cand {
-		ids[i] = streams.EventID(m.Header, m.Data)
+		ids[i] = streams.EventID(m.Subject, m.Header, m.Data)
 	}
 	delivered, err := rc.api.store.deliveredEvents(ctx, rc.wh.TenantID, rc.wh.ID, ids)
 	if err != nil {

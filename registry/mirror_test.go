@@ -37,7 +37,7 @@ func kvWebhook(tb testing.TB, kv jetstream.KeyValue, id string) *switchboard.Web
 	return &wh
 }
 
-// kvKeys returns the bucket's keys, sorted.
+// kvKeys returns the bucket's webhook keys, sorted.
 func kvKeys(tb testing.TB, kv jetstream.KeyValue) []string {
 	tb.Helper()
 	keys, err := kv.Keys(context.Background())
@@ -47,7 +47,13 @@ func kvKeys(tb testing.TB, kv jetstream.KeyValue) []string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return keys
+	return webhookKeys(keys)
+}
+
+// webhookKeys is keys without the bucket's reserved keys (the mirror's
+// owner, the key check).
+func webhookKeys(keys []string) []string {
+	return slices.DeleteFunc(keys, streams.IsReservedKey)
 }
 
 // listIDs returns the ids of every webhook the key's tenant has, sorted.

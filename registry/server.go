@@ -48,6 +48,10 @@ type Server struct {
 	// /v1/events/{id}, POST /v1/webhooks/{id}/recover and GET /v1/audit;
 	// the replays and recoveries queue deliveries. Nil leaves them out.
 	JS jetstream.JetStream
+
+	// Mirror mirrors the API's webhook changes into KV; nil makes one on
+	// DB and KV. Give the one whose Settle the Ingest handler calls.
+	Mirror *Mirror
 }
 
 // NewServer returns a Server on db and kv that logs nothing, whose metrics
@@ -83,9 +87,13 @@ func (s *Server) Handler() http.Handler {
 	if h.metrics == nil {
 		h.metrics = NewMetrics(nil)
 	}
+	mirror := s.Mirror
+	if mirror == nil {
+		mirror = NewMirror(s.DB, s.KV)
+	}
 	webhooks := &webhookAPI{
 		store:     s.DB,
-		mirror:    NewMirror(s.DB, s.KV),
+		mirror:    mirror,
 		logger:    h.logger,
 		catalogue: s.DB,
 		guard:     s.Guard,

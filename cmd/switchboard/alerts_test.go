@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -129,4 +131,74 @@ func TestServe_AutoDisableAlertsTheAlertHook(t *testing.T) {
 	if n := healthy.Count(); n != 2 {
 		t.Errorf("erp (webhook.*, call.*) got %d requests, want its 2 call.started (no alerts)", n)
 	}
+}
+
+// Through the whole pipeline, the retry promise with an open breaker: a
+// webhook with max_retries 1 whose receiver refuses every connection (which
+// opens its breaker) has each delivery dead-lettered after its schedule
+// (one retry) plus at most one cool-down, the registry counts those dead
+// letters, stops the webhook at --disable-after, and the alert hook hears
+// it. (Before, deliveries deferred by the open breaker kept their attempt
+// count and came to no dead letter, so auto-disable never saw them.)
+func TestServe_DownReceiverDeadLettersOnScheduleAndDisables(t *testing.T) {
+	cfg := testServeConfig(t.TempDir())
+	cfg.DisableAfter = 3
+	cfg.BreakerFailures = 2
+	cfg.BreakerCooldown = 2 * time.Second
+	sys := mustStartSystem(t, cfg)
+	ctx := context.Background()
+	api := apiClient{url: sys.URL, key: testKey}
+
+	alerts := alertReceiver{testenv.StartReceiver(t, nil)}
+	var hook struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/v1/webhooks", map[string]any{
+		"name": "pager", "url": alerts.URL, "events": []string{"webhook.*"}, "is_alert_hook": true,
+	}, &hook); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String() + "/"
+	l.Close() // nothing listens: every connection is refused
+	crm, err := api.createWebhook(ctx, map[string]any{"name": "crm", "url": down, "events": []string{"call.*"}, "max_retries": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.waitForWebhooks(ctx, []string{hook.ID, crm}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 5 {
+		if err := api.do(ctx, http.MethodPost, "/v1/events", map[string]any{
+			"id": "msg_down_" + strconv.Itoa(i), "type": "call.started", "data": map[string]any{"n": i},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() string {
+		var wh struct {
+			Status string `json:"status"`
+		}
+		if err := api.do(ctx, http.MethodGet, "/v1/webhooks/"+crm, nil, &wh); err != nil {
+			t.Fatal(err)
+		}
+		return wh.Status
+	}
+	// One retry after about 1 s on a whole second, one cool-down, the
+	// attempt log's way to the registry, and slack for a loaded machine.
+	testenv.WaitFor(t, 2*time.Second+cfg.BreakerCooldown+15*time.Second, "crm stopped", func() bool { return status() == "too_many_errors" })
+	t.Logf("stopped %v after the first event", time.Since(start))
+	testenv.WaitFor(t, 20*time.Second, "webhook.disabled at the alert hook", func() bool {
+		for _, p := range alerts.events(t, hook.Secret) {
+			if p.Type == switchboard.EventWebhookDisabled {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +48,8 @@ type benchConfig struct {
 	Timeout       time.Duration
 	DataDir       string
 	CPUProfile    string
+	Backlog       int    // --backlog: deliveries pending for a dead receiver beside the healthy run
+	MemProfile    string // --memprofile: heap profile once the backlog has settled
 }
 
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -68,6 +73,8 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "receiver verifies every signature (in both runs)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of the end-to-end run to this file (go tool pprof)")
+	fs.IntVar(&cfg.Backlog, "backlog", cfg.Backlog, "deliveries left pending for a receiver refusing every connection (max_retries 10) before the healthy run; the healthy throughput is then measured alone and beside that backlog, with the process's peak RSS and its CPU once the backlog has settled")
+	fs.StringVar(&cfg.MemProfile, "memprofile", cfg.MemProfile, "with --backlog: write a heap profile to this file once the backlog has settled (go tool pprof)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the bench's JetStream and SQLite live (default: a temporary folder, removed after)")
 	return &ffcli.Command{
 		Name:       "bench",
@@ -87,6 +94,9 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
       breakers keep for healthy receivers. --control gives the baseline
       the same load (the bad share to a fast receiver); --rounds repeats
       the pair and reports the median ratio.
+  (e) with --backlog n: the same pair of runs, the second beside n
+      deliveries pending for a receiver that refuses every connection,
+      with the process's peak RSS and its CPU once the backlog settled.
 Compare figures within one run: this machine may be shared and noisy.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
@@ -114,6 +124,12 @@ func (c benchConfig) validate() error {
 	}
 	if c.BadShare > 0 && c.DeadShare > 0 {
 		errs = append(errs, errors.New("--bad-share and --dead-share do not mix: pick one"))
+	}
+	if c.Backlog < 0 {
+		errs = append(errs, errors.New("--backlog must not be negative"))
+	}
+	if c.Backlog > 0 && (c.BadShare > 0 || c.DeadShare > 0) {
+		errs = append(errs, errors.New("--backlog does not mix with --bad-share or --dead-share: pick one"))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, errors.New("--rate must not be negative"))
@@ -152,6 +168,14 @@ type benchResult struct {
 	BadP99      []time.Duration
 	BadAttempts map[string]int64
 	Isolation   []string
+	// With --backlog, of the last round: the process's peak RSS while the
+	// backlog was built and beside it, how long building it took, the
+	// share of one core the process used in a quiet window once it had
+	// settled, and the deliverer's counts.
+	BacklogPeakRSS  int64
+	BacklogBuild    time.Duration
+	BacklogIdleCPU  float64
+	BacklogCounters []string
 }
 
 func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -176,7 +200,7 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "bench: ceiling %.0f req/s\n", res.CeilingRate)
 
-	if c.BadShare > 0 {
+	if c.BadShare > 0 || c.Backlog > 0 {
 		// Pairs of runs, alone then beside the bad receivers, so that
 		// each ratio compares neighbours in time on a noisy machine.
 		for round := range c.Rounds {
@@ -193,7 +217,7 @@ func (c benchConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 				return fmt.Errorf("bench: %d deliveries lost in the healthy-only run", alone.Lost)
 			}
 			recv.reset()
-			fmt.Fprintf(stderr, "bench: round %d/%d: beside bad receivers\n", round+1, c.Rounds)
+			fmt.Fprintf(stderr, "bench: round %d/%d: beside bad receivers or a backlog\n", round+1, c.Rounds)
 			if err := c.endToEnd(ctx, recv, secret, &res, badReal, stderr); err != nil {
 				return err
 			}
@@ -357,6 +381,12 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 	cfg.AllowPrivateTargets = true
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = 2 * time.Second
+	if c.Backlog > 0 {
+		// A backlog waits on the production schedule (5 s, 20 s, 80 s...):
+		// on the bench's 1-2 s one, its deliveries would be retried all
+		// through the run and spent within seconds.
+		cfg.Retry = consumer.DefaultRetryPolicy()
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sys, err := startSystem(ctx, cfg, logger)
 	if err != nil {
@@ -382,6 +412,12 @@ func (c benchConfig) endToEnd(ctx context.Context, recv *benchReceiver, secret s
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if c.Backlog > 0 && mode == badReal {
+		if err := c.buildBacklog(ctx, sys, res, stderr); err != nil {
+			return err
+		}
+		defer func(stop func() int64) { res.BacklogPeakRSS = max(res.BacklogPeakRSS, stop()) }(sampleRSS())
 	}
 	fmt.Fprintf(stderr, "bench: end to end, %d events x %d webhooks (%.0f%% to a dead receiver, %.0f%% to bad ones)\n", c.Events, c.Fanout, c.DeadShare*100, c.BadShare*100)
 	pub := producer.New(sys.js)
@@ -462,6 +498,21 @@ func (c benchConfig) createWebhooks(ctx context.Context, api apiClient, recvURL,
 	if c.BadShare > 0 && mode == badControl {
 		id, err := api.createWebhook(ctx, map[string]any{
 			"name": "bench-control", "url": recvURL + "/control", "events": badEventTypes, "secret": secret,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if c.Backlog > 0 && mode == badReal {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		down := "http://" + l.Addr().String() + "/"
+		l.Close() // nothing listens: every connection is refused
+		id, err := api.createWebhook(ctx, map[string]any{
+			"name": "bench-backlog", "url": down, "events": []string{backlogEventType}, "secret": secret, "max_retries": 10,
 		})
 		if err != nil {
 			return nil, err
@@ -592,19 +643,31 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, ", attempts at the dead receiver %d", r.DeadAttempts)
 	}
 	fmt.Fprintln(w)
-	if c.BadShare > 0 {
+	if c.BadShare > 0 || c.Backlog > 0 {
+		beside := fmt.Sprintf("bad receivers (%.0f%% of events)", c.BadShare*100)
+		if c.Backlog > 0 {
+			beside = fmt.Sprintf("a backlog of %d for a dead receiver", c.Backlog)
+		}
 		ratios := make([]float64, len(r.BadRates))
 		for i := range r.BadRates {
 			ratios[i] = r.BadRates[i] / r.AloneRates[i]
-			fmt.Fprintf(w, "  (d) round %d: healthy webhooks, baseline %6.0f deliveries/s (p99 %v), beside bad receivers (%.0f%% of events) %6.0f deliveries/s (p99 %v): %.1f%%\n",
-				i+1, r.AloneRates[i], r.AloneP99[i].Round(time.Millisecond), c.BadShare*100, r.BadRates[i], r.BadP99[i].Round(time.Millisecond), 100*ratios[i])
+			fmt.Fprintf(w, "  (d) round %d: healthy webhooks, baseline %6.0f deliveries/s (p99 %v), beside %s %6.0f deliveries/s (p99 %v): %.1f%%\n",
+				i+1, r.AloneRates[i], r.AloneP99[i].Round(time.Millisecond), beside, r.BadRates[i], r.BadP99[i].Round(time.Millisecond), 100*ratios[i])
 		}
 		slices.Sort(ratios)
 		baseline := "alone"
 		if c.Control {
 			baseline = "beside a fast control receiver taking the same events"
 		}
-		fmt.Fprintf(w, "      healthy throughput kept beside bad receivers, against the baseline %s, median of %d: %.1f%%\n", baseline, len(ratios), 100*ratios[len(ratios)/2])
+		fmt.Fprintf(w, "      healthy throughput kept beside %s, against the baseline %s, median of %d: %.1f%%\n", beside, baseline, len(ratios), 100*ratios[len(ratios)/2])
+		if c.Backlog > 0 {
+			fmt.Fprintf(w, "      last round, backlog: built in %.1fs, peak RSS %d MB, CPU once settled %.1f%% of a core\n",
+				r.BacklogBuild.Seconds(), r.BacklogPeakRSS>>20, 100*r.BacklogIdleCPU)
+			for _, line := range r.BacklogCounters {
+				fmt.Fprintf(w, "      %s\n", line)
+			}
+			return
+		}
 		fmt.Fprintf(w, "      last round, attempts at the bad receivers:")
 		for _, kind := range badKinds {
 			fmt.Fprintf(w, " %s %d", kind, r.BadAttempts[kind])
@@ -614,6 +677,121 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 			fmt.Fprintf(w, "      %s\n", line)
 		}
 	}
+}
+
+// backlogEventType is the type of the events that build the --backlog.
+const backlogEventType = "call.ended" // free: --backlog and --bad-share do not mix
+
+// buildBacklog publishes c.Backlog events to the backlog webhook, as fast
+// as JetStream takes them, and waits until the deliverer has had each
+// once (all then wait as scheduled retries); then it measures the
+// process's CPU over a quiet window and, if asked, writes a heap profile.
+func (c benchConfig) buildBacklog(ctx context.Context, sys *system, res *benchResult, stderr io.Writer) error {
+	stop := sampleRSS()
+	defer func() { res.BacklogPeakRSS = max(res.BacklogPeakRSS, stop()) }()
+	start := time.Now()
+	pub := producer.New(sys.js)
+	body := json.RawMessage(`{"backlog":true}`)
+	const batch = 500
+	evts := make([]*switchboard.Event, 0, batch)
+	for i := 0; i < c.Backlog; i += batch {
+		evts = evts[:0]
+		for j := i; j < min(i+batch, c.Backlog); j++ {
+			evts = append(evts, &switchboard.Event{ID: fmt.Sprintf("msg_backlog_%d", j), TenantID: sys.Tenant,
+				Type: backlogEventType, OccurredAt: time.Now().UTC(), Data: body})
+		}
+		if _, err := pub.PublishBatch(ctx, evts); err != nil {
+			return fmt.Errorf("publish backlog: %w", err)
+		}
+	}
+	// Every backlog delivery has been had once when the deliverer has
+	// settled as many: retried, deferred (earlier versions) or given up.
+	settled := []string{`{outcome="retry_scheduled"} `, `{outcome="deferred"} `, `{outcome="dead_lettered"} `}
+	for {
+		lines, err := scrapeMetrics(ctx, sys.URL+"/metrics", "switchboard_deliveries_total")
+		if err != nil {
+			return err
+		}
+		n := 0.0
+		for _, l := range lines {
+			for _, m := range settled {
+				if v, ok := strings.CutPrefix(l, "switchboard_deliveries_total"+m); ok {
+					f, _ := strconv.ParseFloat(v, 64)
+					n += f
+				}
+			}
+		}
+		fmt.Fprintf(stderr, "bench: backlog %5.1fs  settled %.0f for %d\n", time.Since(start).Seconds(), n, c.Backlog)
+		if int(n) >= c.Backlog {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	res.BacklogBuild = time.Since(start)
+	// The first two retries (5 s, then 20 s later, +-20 %) come due; a
+	// quiet window after them, before the third at about 105 s, shows what
+	// a settled backlog costs.
+	time.Sleep(30 * time.Second)
+	cpu0, t0 := cpuNow(), time.Now()
+	time.Sleep(10 * time.Second)
+	res.BacklogIdleCPU = float64(cpuNow()-cpu0) / float64(time.Since(t0))
+	if c.MemProfile != "" {
+		f, err := os.Create(c.MemProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+	}
+	var err error
+	res.BacklogCounters, err = scrapeMetrics(ctx, sys.URL+"/metrics", "switchboard_deliveries_total", "switchboard_deliveries_deferred_total", "switchboard_consumer_pending")
+	return err
+}
+
+// sampleRSS samples the process's resident set every 200 ms until the
+// returned stop, which returns the peak in bytes (0 where /proc is not).
+func sampleRSS() (stop func() int64) {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if rss := readRSS(); rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 { close(done); <-ended; return peak.Load() }
+}
+
+// readRSS returns VmRSS of /proc/self/status in bytes, 0 when unreadable.
+func readRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -82,11 +82,18 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	reg.MustRegister(registry.NewWebhookStatusCollector(s.db, s.logger))
 	mirror := registry.NewMirror(s.db, kv)
 	mirror.Logger = s.logger
+	mirror.Adopt = s.cfg.AdoptMirror
+	// Before anything is mirrored: a bucket of another database is not
+	// this one's to resync.
+	if err := mirror.Claim(ctx); err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", s.cfg.DataDir, err)
+	}
 	api := &registry.Server{
 		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger,
-			Catalogue: s.db},
-		Guard: guard,
+			Before: mirror.Settle, Catalogue: s.db},
+		Guard:  guard,
+		Mirror: mirror,
 	}
 	mux.Handle("/v1/", api.Handler())
 	mux.Handle("GET "+portal.Prefix, portal.Handler())

@@ -76,6 +76,9 @@ type serveConfig struct {
 	// AttemptRetention is how long the registry keeps the attempt log; 0
 	// keeps it forever.
 	AttemptRetention time.Duration
+	// AdoptMirror lets the registry take over a KV bucket that another
+	// database mirrored into (registry.Mirror.Adopt).
+	AdoptMirror bool
 	// AttemptBodyRetention is how long attempts keep their response body
 	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
 	// oldest first (registry.AttemptIngester); 0 disables either.
@@ -234,6 +237,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		registerAPIRateLimitFlag(fs, &c.APIRateLimit)
 		fs.IntVar(&c.DisableAfter, "disable-after", c.DisableAfter, "stop a webhook (status too_many_errors) after this many consecutive failed deliveries, retries spent; a 410 Gone stops it at once; 0 never stops one")
 		fs.DurationVar(&c.AttemptRetention, "attempt-retention", c.AttemptRetention, "how long the attempt log (GET /v1/webhooks/{id}/attempts) keeps each attempt; older ones are pruned hourly; 0 keeps them forever")
+		fs.BoolVar(&c.AdoptMirror, "adopt-mirror", c.AdoptMirror, "take over a KV bucket of webhooks that another registry database mirrored into, making it match this one (webhooks only the other has stop being delivered); without it the registry refuses to start on such a bucket")
 		fs.DurationVar(&c.AttemptBodyRetention, "attempt-body-retention", c.AttemptBodyRetention, "how long an attempt keeps the excerpt of the receiver's response body, the largest part of it; then it is cleared, the rest kept; 0 keeps it as long as the attempt")
 		fs.Var(&c.AttemptLogMaxBytes, "attempt-log-max-bytes", "prune the oldest attempts hourly while registry.db's pages in use exceed this, e.g. 4GiB (keep it below the volume's size); 0 none")
 	}
@@ -244,7 +248,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.IntVar(&c.Workers, "workers", c.Workers, "deliveries in flight at once in this process")
 		fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "deliveries all workers together may hold unacknowledged")
 		fs.IntVar(&c.MaxInFlightPerWebhook, "max-in-flight-per-webhook", c.MaxInFlightPerWebhook, "deliveries in flight at once to one webhook in this process, so a slow receiver holds a bounded share of --workers; 0 means a quarter of --workers")
-		fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive failed attempts (no answer, 408, 429, 5xx) that open a webhook's circuit breaker; its deliveries are deferred, not attempted, while it is open")
+		fs.IntVar(&c.BreakerFailures, "breaker-failures", c.BreakerFailures, "consecutive timeouts, slow (>= 1s) failures or refused connections that open a webhook's circuit breaker (quick 5xx/429 answers never do); while it is open, a delivery that comes due is not sent and counts as a failed attempt")
 		fs.DurationVar(&c.BreakerCooldown, "breaker-cooldown", c.BreakerCooldown, "how long an open circuit breaker waits before letting one probe delivery through")
 		fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a delivery may stay unacknowledged before JetStream hands it to another worker (after a worker died); keep it above the longest webhook timeout, the same in every worker")
 	}

@@ -42,9 +42,9 @@ func (s *system) startWorker(kv jetstream.KeyValue, reg *prometheus.Registry) []
 	// Both were validated with the rest of the config.
 	key, _ := s.cfg.encryptionKey()
 	guard, _ := s.cfg.guard()
-	index := &consumer.Index{KV: kv, Logger: s.logger, EncryptionKey: key}
-	s.index = index
 	metrics := consumer.NewMetrics(reg)
+	index := &consumer.Index{KV: kv, Logger: s.logger, EncryptionKey: key, Metrics: metrics}
+	s.index = index
 	reg.MustRegister(consumer.NewLagCollector(s.js, s.logger))
 	matcher := &consumer.Matcher{JS: s.js, Index: index, Logger: s.logger, Metrics: metrics}
 	deliverer := &consumer.Deliverer{

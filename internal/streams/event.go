@@ -22,8 +22,7 @@ import (
 //   - body: exactly the body receivers get, switchboard.Event.AppendPayload
 //     without properties;
 //   - Nats-Msg-Id: EventMsgID, the tenant and the event id (deduplication
-//     within the tenant: another tenant's event of the same id is not a
-//     duplicate, nor a way to learn which ids are taken);
+//     within a tenant: two tenants may use the same id);
 //   - HeaderAcceptedAt: when the producer accepted it;
 //   - HeaderAgentID: the agent id, when the event has one that webhooks can
 //     be scoped to (switchboard.ValidAgentID). Other agent ids (free text,
@@ -55,6 +54,16 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	return &nats.Msg{Subject: EventSubject(evt.TenantID, evt.Type), Data: body, Header: h}, nil
 }
 
+// EventMsgID is the Nats-Msg-Id of event id of tenant in SB_EVENTS:
+// "<tenant>:<event id>". JetStream deduplicates on it within the stream's
+// duplicates window, so a repeat is recognised within one tenant and the
+// same id from two tenants is two events. Tenant ids hold no ':', so the
+// tenant is the part before the first one. The form is itself a valid event
+// id, so that a worker of an earlier version, which takes the Nats-Msg-Id
+// for the event id, still delivers the event (under that id) rather than
+// terminating it.
+func EventMsgID(tenant, id string) string { return tenant + ":" + id }
+
 // SplitEventSubject returns the tenant and the event type of an event
 // subject (the tenant is one token, the type the rest); ok is false when
 // subject is not one.
@@ -67,19 +76,15 @@ func SplitEventSubject(subject string) (tenant, typ string, ok bool) {
 	return tenant, typ, ok && tenant != "" && typ != ""
 }
 
-// EventMsgID is the Nats-Msg-Id of event id of tenant: "<tenant>.<id>".
-// Neither a tenant id nor an event id holds a ".", so the two parts are
-// told apart, and an id stored bare (before ids were scoped) still reads.
-func EventMsgID(tenant, id string) string { return tenant + "." + id }
-
-// EventID returns the id of a stored event: from its Nats-Msg-Id (see
-// EventMsgID), or, for a message stored without one, the leading "id"
-// field of its body (the form EventMsg writes). It returns "" when neither
-// holds a valid event id.
-func EventID(h nats.Header, data []byte) string {
+// EventID returns the id of an event stored on subject: from its
+// Nats-Msg-Id, without the subject's tenant (EventMsgID; events stored by
+// earlier versions carry the bare id), or, for a message stored without
+// one, the leading "id" field of its body (the form EventMsg writes). It
+// returns "" when neither holds a valid event id.
+func EventID(subject string, h nats.Header, data []byte) string {
 	if id := h.Get(jetstream.MsgIDHeader); id != "" {
-		if _, rest, scoped := strings.Cut(id, "."); scoped {
-			id = rest
+		if tenant, _, ok := SplitEventSubject(subject); ok {
+			id = strings.TrimPrefix(id, tenant+":")
 		}
 		if !switchboard.ValidEventID(id) {
 			return ""
@@ -119,7 +124,7 @@ func DecodeEvent(subject string, h nats.Header, data []byte) (switchboard.Event,
 	if err := json.Unmarshal(data, &p); err != nil {
 		return switchboard.Event{}, fmt.Errorf("decode event on %s: %w: %w", subject, ErrNotEvent, err)
 	}
-	if id := EventID(h, data); id == "" || p.ID != id || p.Type != typ {
+	if id := EventID(subject, h, data); id == "" || p.ID != id || p.Type != typ {
 		return switchboard.Event{}, fmt.Errorf("decode event on %s: body id %q, type %q: %w", subject, p.ID, p.Type, ErrNotEvent)
 	}
 	return switchboard.Event{

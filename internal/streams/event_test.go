@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
@@ -34,8 +35,9 @@ func TestEventMsg_DecodeEvent(t *testing.T) {
 			if want, _ := evt.Payload(nil); string(msg.Data) != string(want) {
 				t.Errorf("body = %s, want the delivered payload %s", msg.Data, want)
 			}
-			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "tn_1.msg_1" {
-				t.Errorf("msg id = %q, want the tenant's msg_1", got)
+			// Scoped by tenant, so that two tenants' ids never collide.
+			if got := msg.Header.Get(jetstream.MsgIDHeader); got != "tn_1:msg_1" {
+				t.Errorf("msg id = %q, want tn_1:msg_1", got)
 			}
 			if got := msg.Header.Get(streams.HeaderAgentID); got != tc.header {
 				t.Errorf("agent header = %q, want %q", got, tc.header)
@@ -51,9 +53,14 @@ func TestEventMsg_DecodeEvent(t *testing.T) {
 				!got.OccurredAt.Equal(evt.OccurredAt) || string(got.Data) != string(evt.Data) {
 				t.Errorf("decoded %+v, want %+v", got, evt)
 			}
+			// An event stored by an earlier version has the bare id.
+			msg.Header.Set(jetstream.MsgIDHeader, "msg_1")
+			if got, err := streams.DecodeEvent(msg.Subject, msg.Header, msg.Data); err != nil || got.ID != "msg_1" {
+				t.Errorf("decode with a bare msg id: %+v, %v", got, err)
+			}
 			// Without Nats-Msg-Id, the id comes from the body.
 			delete(msg.Header, jetstream.MsgIDHeader)
-			if id := streams.EventID(msg.Header, msg.Data); id != "msg_1" {
+			if id := streams.EventID(msg.Subject, msg.Header, msg.Data); id != "msg_1" {
 				t.Errorf("EventID without msg id = %q", id)
 			}
 		})
@@ -76,6 +83,25 @@ func TestDecodeEvent_NotEvent(t *testing.T) {
 		}
 		if _, err := streams.DecodeEvent(tc.subject, h, []byte(tc.data)); !errors.Is(err, streams.ErrNotEvent) {
 			t.Errorf("%s: err = %v, want ErrNotEvent", name, err)
+		}
+	}
+}
+
+// The tenant is taken off a scoped Nats-Msg-Id by the subject's tenant
+// only, so a bare id of an earlier version keeps its ':'s.
+func TestEventID_ScopedAndBare(t *testing.T) {
+	const subject = "sb.events.tn_1.call.started"
+	for msgID, want := range map[string]string{
+		"tn_1:order-1": "order-1",
+		"tn_1:order:1": "order:1",
+		"order:1":      "order:1", // bare, from before scoping
+		"msg_1":        "msg_1",
+		"tn_2:order-1": "tn_2:order-1", // another tenant's prefix is no prefix
+		"tn_1:order 1": "",
+		"tn_1:":        "",
+	} {
+		if got := streams.EventID(subject, nats.Header{jetstream.MsgIDHeader: {msgID}}, nil); got != want {
+			t.Errorf("EventID(%q) = %q, want %q", msgID, got, want)
 		}
 	}
 }

@@ -44,10 +44,15 @@ func EventSubject(tenant, typ string) string { return EventsPrefix + tenant + ".
 // DeliverySubject is where deliveries to webhook are queued.
 func DeliverySubject(webhook string) string { return DeliveriesPrefix + webhook }
 
-// RetrySubject is the schedule subject of the retry of event's delivery to
-// webhook. One schedule per subject: publishing again replaces it, which
-// makes re-scheduling after a crash idempotent.
-func RetrySubject(webhook, event string) string { return RetryPrefix + webhook + "." + event }
+// RetrySubject is the schedule subject of what follows the delivery message
+// to webhook stored at stream sequence seq of Deliveries (its retry or
+// deferral). One schedule per subject: publishing again replaces it, which
+// makes re-scheduling the same message after a crash idempotent, while
+// every other delivery (two events with the same id included) has a
+// schedule of its own.
+func RetrySubject(webhook string, seq uint64) string {
+	return RetryPrefix + webhook + "." + strconv.FormatUint(seq, 10)
+}
 
 // DeadSubject is where dead-lettered deliveries to webhook of tenant go.
 func DeadSubject(tenant, webhook string) string { return DeadPrefix + tenant + "." + webhook }

@@ -68,7 +68,7 @@ func TestRetrySchedule_FiresOntoDeliverySubjectWithHeaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	msg := nats.NewMsg(streams.RetrySubject("wh_1", "msg_1"))
+	msg := nats.NewMsg(streams.RetrySubject("wh_1", 1))
 	msg.Header.Set(streams.HeaderAttempts, "2")
 	msg.Data = []byte(`{"id":"msg_1"}`)
 	if _, err := env.JS.PublishMsg(ctx, msg,
