@@ -58,15 +58,16 @@ test-deploy:
 	cd deploy/grafana && $(GO) test -count=1 ./...
 
 ## tools: what the tests run besides Go: prometheus and promtool, sqlite3,
-## node and npm, chromium and its fonts (the portal's browser test).
-## Missing ones come from Debian's packages (apt-get, as root); without
-## apt, prometheus and promtool are built from the Go module proxy into
-## ./bin. Present ones are skipped. Debian's prometheus service
+## openssl, node and npm, chromium and its fonts (the portal's browser
+## test). Missing ones come from Debian's packages (apt-get, as root);
+## without apt, prometheus and promtool are built from the Go module proxy
+## into ./bin. Present ones are skipped. Debian's prometheus service
 ## is not started: policy-rc.d refuses it for the length of the install.
 tools:
 	@pkgs=""; \
 	{ { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { [ -x bin/prometheus ] && [ -x bin/promtool ]; }; } || pkgs="$$pkgs prometheus"; \
 	command -v sqlite3 >/dev/null 2>&1 || pkgs="$$pkgs sqlite3"; \
+	command -v openssl >/dev/null 2>&1 || pkgs="$$pkgs openssl"; \
 	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs"; \
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
 	command -v chromium >/dev/null 2>&1 || pkgs="$$pkgs chromium fonts-liberation"; \

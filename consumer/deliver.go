@@ -208,12 +208,13 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		js:     d.JS,
 		stream: streams.Deliveries,
 		cfg: jetstream.ConsumerConfig{
-			Durable:       streams.DelivererConsumer,
-			Description:   "Switchboard: signs and sends deliveries",
-			FilterSubject: streams.DeliveriesPrefix + ">",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       d.AckWait,
-			MaxAckPending: d.MaxAckPending,
+			Durable:     streams.DelivererConsumer,
+			Description: "Switchboard: signs and sends deliveries",
+			// Replays come from the registry on a subject of their own.
+			FilterSubjects: []string{streams.DeliveriesPrefix + ">", streams.ReplayPrefix + ">"},
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        d.AckWait,
+			MaxAckPending:  d.MaxAckPending,
 		},
 		batch: d.pullBatch(),
 		handle: func(msg jetstream.Msg) {
@@ -296,10 +297,27 @@ func (d *Deliverer) pullBatch() int {
 	return max(min(d.Workers/2, d.MaxAckPending), 1)
 }
 
+// checkNotScheduled returns errMalformed for a delivery that is a schedule
+// (replays are consumed as they are stored) or was fired by one other than
+// a worker's retry. Only workers schedule; the registry's NATS user may
+// publish replays, and a replay carrying schedule headers would otherwise
+// turn into a delivery of its making (deploy/nats/auth.conf).
+func checkNotScheduled(h nats.Header) error {
+	if h.Get(jetstream.ScheduleHeader) != "" {
+		return fmt.Errorf("%w: a schedule, not a delivery", errMalformed)
+	}
+	// Set by JetStream on what a schedule fired, to the schedule's
+	// subject; clients cannot set it themselves.
+	if s := h.Get("Nats-Scheduler"); s != "" && !strings.HasPrefix(s, streams.RetryPrefix) {
+		return fmt.Errorf("%w: scheduled by %s, not a retry", errMalformed, s)
+	}
+	return nil
+}
+
 // deliver makes one attempt of msg and settles it.
 func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 	dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data()}
-	dlv.webhookID = strings.TrimPrefix(msg.Subject(), streams.DeliveriesPrefix)
+	dlv.webhookID, _ = streams.DeliveryWebhook(msg.Subject())
 	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
 	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
 	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
@@ -315,7 +333,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 		}
 		if dlv.eventID == "" {
 			err = errNoEventID
-		} else {
+		} else if err = checkNotScheduled(dlv.header); err == nil {
 			err = d.attemptIsolated(ctx, w, h, &dlv)
 		}
 	}

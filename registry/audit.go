@@ -359,13 +359,13 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 			return nil, fmt.Errorf("audit: read %s at %d: %w", streams.Deliveries, seq, err)
 		}
 		seq = msg.Sequence + 1
-		// A delivery's webhook is its subject; a scheduled retry's, its
-		// target's.
+		// A delivery's or replay's webhook is its subject; a scheduled
+		// retry's, its target's.
 		subject := msg.Subject
-		if !strings.HasPrefix(subject, streams.DeliveriesPrefix) {
+		if _, ok := streams.DeliveryWebhook(subject); !ok {
 			subject = msg.Header.Get(jetstream.ScheduleTargetHeader)
 		}
-		if wid, ok := strings.CutPrefix(subject, streams.DeliveriesPrefix); ok {
+		if wid, ok := streams.DeliveryWebhook(subject); ok {
 			ev.queued[deliveryKey{wid, msg.Header.Get(streams.HeaderEventID)}] = true
 		}
 	}

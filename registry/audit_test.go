@@ -301,3 +301,39 @@ func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
 		t.Errorf("caught up: %+v, want 1 delivered", got)
 	}
 }
+
+// A dead letter replayed waits on sb.replay.<webhook> until a deliverer
+// takes it: the audit counts it pending, not unaccounted, as it counts a
+// delivery queued by the matcher.
+func TestAudit_CountsQueuedReplays(t *testing.T) {
+	a := startDeadLetterAPI(t)
+	ctx := context.Background()
+	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
+	}))
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	logger := slog.New(slog.DiscardHandler)
+	index := &consumer.Index{KV: a.KV, Logger: logger}
+	runUntilCleanup(t, index.Run)
+	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
+	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
+	ids := publishEvents(t, a, "evt-replay", 1)
+	testenv.WaitFor(t, 10*time.Second, "the delivery owed recorded", func() bool {
+		return a.audit(t, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 1
+	})
+	// As a deliverer that gave up would leave it: out of the queue, in
+	// SB_DEAD. Then replayed, with no deliverer to take it.
+	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dl := putDeadLetter(t, a.JS.JS, a.Tenant.ID, wh.ID, ids[0], "retries_exhausted", 500)
+	a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dl}}), http.StatusAccepted)
+	time.Sleep(1100 * time.Millisecond) // past the grace period
+	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Pending != 1 || got.Unaccounted != 0 {
+		t.Errorf("a replay queued: %+v, want 1 pending", got)
+	}
+}

@@ -235,7 +235,7 @@ func (d *deadLetters) get(ctx context.Context, stream jetstream.Stream, tenant s
 // a replay retried (the client's, or this one's after a failed delete)
 // within the window is stored once.
 func (d *deadLetters) replay(ctx context.Context, stream jetstream.Stream, dl *DeadLetter) error {
-	m := nats.NewMsg(streams.DeliverySubject(dl.WebhookID))
+	m := nats.NewMsg(streams.ReplaySubject(dl.WebhookID))
 	m.Header.Set(jetstream.MsgIDHeader, replayMsgID(dl))
 	m.Header.Set(streams.HeaderEventID, dl.EventID)
 	m.Header.Set(streams.HeaderTenant, dl.TenantID)

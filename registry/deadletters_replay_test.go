@@ -216,7 +216,7 @@ func TestDeadLetters_ReplayQueuesAndRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := stream.GetLastMsgForSubject(ctx, streams.DeliverySubject(active.ID))
+	m, err := stream.GetLastMsgForSubject(ctx, streams.ReplaySubject(active.ID))
 	if err != nil {
 		t.Fatalf("no delivery queued for %s: %v", active.ID, err)
 	}

@@ -193,7 +193,7 @@ func (rc *recovery) flush(ctx context.Context) error {
 			accepted = strconv.FormatInt(m.Time.UnixNano(), 10)
 		}
 		dm := &nats.Msg{
-			Subject: streams.DeliverySubject(rc.wh.ID),
+			Subject: streams.ReplaySubject(rc.wh.ID),
 			Data:    m.Data,
 			Header: nats.Header{
 				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(ids[i], rc.wh.ID) + "." + rc.res.RecoverID},

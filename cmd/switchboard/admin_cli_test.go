@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/internal/natsembed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
@@ -26,7 +25,7 @@ import (
 func TestRun_KeyAndTenantLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testServeConfig(dir)
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1" // a free port: 0 is NATS's 4222
 	sys := mustStartSystem(t, cfg)
 	t.Setenv("SWITCHBOARD_LOG_LEVEL", "error")
 	t.Setenv("SWITCHBOARD_DATA_DIR", dir)
@@ -94,7 +93,7 @@ func TestRun_KeyAndTenantLifecycle(t *testing.T) {
 	if _, _, err := runCLI(t, "tenant", "delete", "acme"); err == nil || !strings.Contains(err.Error(), "--yes") {
 		t.Errorf("tenant delete without --yes: %v", err)
 	}
-	out := mustRun("tenant", "delete", tenantID, "--yes", "--nats-url", sys.ns.ClientURL())
+	out := mustRun("tenant", "delete", tenantID, "--yes", "--nats-url", sys.ns.ClientURL(), "--nats-nkey", sys.ns.SeedFile)
 	for _, want := range []string{`(?m)^webhooks\s+1$`, `(?m)^keys\s+1$`, `(?m)^dead_letters\s+0$`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("tenant delete has no %s:\n%s", want, out)
@@ -189,7 +188,7 @@ func TestServe_DataDirIsPrivate(t *testing.T) {
 func TestRun_PublishTenantByName(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testServeConfig(dir)
-	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1" // a free port: 0 is NATS's 4222
 	sys := mustStartSystem(t, cfg)
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
@@ -202,7 +201,7 @@ func TestRun_PublishTenantByName(t *testing.T) {
 		t.Fatal(err)
 	}
 	natsURL := sys.ns.ClientURL()
-	out, _, err := runCLI(t, "publish", "--nats-url", natsURL, "--data-dir", dir, "--tenant", "default", "--type", "call.started", "--id", "by-name")
+	out, _, err := runCLI(t, "publish", "--nats-url", natsURL, "--nats-nkey", sys.ns.SeedFile, "--data-dir", dir, "--tenant", "default", "--type", "call.started", "--id", "by-name")
 	if err != nil || strings.TrimSpace(out) != "by-name" {
 		t.Fatalf("publish --tenant default: %q, %v", out, err)
 	}
@@ -212,8 +211,8 @@ func TestRun_PublishTenantByName(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--nats-url", natsURL, "--data-dir", dir, "--tenant", "nosuch"}, `"nosuch" not found`},
-		{[]string{"--nats-url", natsURL, "--data-dir", t.TempDir(), "--tenant", "default"}, "not a tenant id"},
+		{[]string{"--nats-url", natsURL, "--nats-nkey", sys.ns.SeedFile, "--data-dir", dir, "--tenant", "nosuch"}, `"nosuch" not found`},
+		{[]string{"--nats-url", natsURL, "--nats-nkey", sys.ns.SeedFile, "--data-dir", t.TempDir(), "--tenant", "default"}, "not a tenant id"},
 		{[]string{"--api-url", sys.URL, "--api-key", testKey, "--tenant", "default"}, "--nats-url only"},
 	} {
 		args := append([]string{"publish", "--type", "call.started"}, tc.args...)
@@ -256,13 +255,9 @@ func TestEnvNames_PerSubcommand(t *testing.T) {
 	if _, _, err := runCLI(t, "receive"); exitCode(err) != 2 || !strings.Contains(err.Error(), "SWITCHBOARD_RECEIVE_STATUS") {
 		t.Errorf("receive with a bad SWITCHBOARD_RECEIVE_STATUS: exit %d, %v", exitCode(err), err)
 	}
-	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ext.Shutdown)
+	ext := startExternalNATS(t)
 	t.Setenv("SWITCHBOARD_WORKER_LISTEN", "nowhere")
-	if _, _, err := runCLI(t, "worker", "--nats-url", ext.ClientURL()); err == nil || !strings.Contains(err.Error(), "nowhere") {
+	if _, _, err := runCLI(t, "worker", "--nats-url", ext.ClientURL(), "--nats-user", externalAuth.User, "--nats-password", externalAuth.Password); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("worker with SWITCHBOARD_WORKER_LISTEN=nowhere: %v, want an error naming it", err)
 	}
 }

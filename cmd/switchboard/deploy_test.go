@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -21,6 +24,7 @@ import (
 	"strings"
 	"testing"
 
+	natsconf "github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -302,15 +306,18 @@ func TestDeployFiles_Compose(t *testing.T) {
 		t.Fatalf("compose runs NATS nodes %v, want 3", natsHosts)
 	}
 	serverNames := map[string]bool{}
+	secrets := genSecrets(t)
 	for _, name := range natsHosts {
 		s := compose.Services[name]
 		if tag := strings.TrimPrefix(s.Image, "nats:"); !strings.HasPrefix(tag, natsVersion) {
 			t.Errorf("%s: image %s, want nats-server %s, the version the tests embed", name, s.Image, natsVersion)
 		}
+		setNATSEnv(t, name, s.Environment, s.Volumes, secrets)
 		opts := natsOptions(t, name, s.Command, s.Volumes)
 		if opts == nil {
 			continue
 		}
+		checkNATSSecurity(t, name, opts)
 		if !opts.JetStream || opts.Port != 4222 || opts.Host != "0.0.0.0" || opts.Cluster.Port != 6222 {
 			t.Errorf("%s: jetstream %v, listen %s:%d, cluster port %d; want jetstream on 0.0.0.0:4222, cluster on 6222",
 				name, opts.JetStream, opts.Host, opts.Port, opts.Cluster.Port)
@@ -361,6 +368,12 @@ func TestDeployFiles_Compose(t *testing.T) {
 		// image exposes.
 		values := fsets.check(container{where: "compose " + name, args: s.Command, env: switchboardEnv(s.Environment), ports: append(ports, image.exposed...)})
 		checkNATSURL(t, "compose "+name, values["nats-url"], natsHosts)
+		checkClientSecurity(t, "compose "+name, s.Command, values, func(path string) bool {
+			return slices.ContainsFunc(s.Volumes, func(v string) bool {
+				src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":")
+				return dst == path && strings.HasPrefix(src, "./secrets/")
+			})
+		})
 		if values["stream-replicas"] != "3" {
 			t.Errorf("compose %s: stream replicas %q on a 3-node cluster, want 3", name, values["stream-replicas"])
 		}
@@ -444,6 +457,96 @@ func TestDeployFiles_Compose(t *testing.T) {
 	}
 	if !bytes.Contains(dash, []byte(`"uid": "prometheus"`)) {
 		t.Error("the dashboard does not use the provisioned data source (uid prometheus)")
+	}
+}
+
+// genSecrets runs deploy/gen-secrets.sh into a temporary folder and
+// returns it.
+func genSecrets(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("sh", filepath.Join(deployDir, "gen-secrets.sh"), dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gen-secrets.sh: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// setNATSEnv sets what a compose NATS node's environment gives nats-server:
+// paths under the mount of deploy/secrets become paths into secrets (what
+// gen-secrets.sh made), ${VAR...} values come from its .env.
+func setNATSEnv(t *testing.T, name string, env map[string]string, volumes []string, secrets string) {
+	t.Helper()
+	mount := ""
+	for _, v := range volumes {
+		if src, dst, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":"); src == "./secrets" {
+			mount = dst
+		}
+	}
+	if mount == "" {
+		t.Errorf("%s: deploy/secrets is not mounted", name)
+	}
+	dotEnv := readEnvFile(t, filepath.Join(secrets, ".env"))
+	ref := regexp.MustCompile(`^\$\{([A-Z0-9_]+)(:\?.*)?\}$`)
+	for k, v := range env {
+		if m := ref.FindStringSubmatch(v); m != nil {
+			val, ok := dotEnv[m[1]]
+			if !ok {
+				t.Errorf("%s: %s=%s: gen-secrets.sh does not write %s", name, k, v, m[1])
+			}
+			v = val
+		} else if rest, ok := strings.CutPrefix(v, mount+"/"); ok && mount != "" {
+			v = filepath.Join(secrets, "secrets", rest)
+		}
+		t.Setenv(k, v)
+	}
+}
+
+// checkNATSSecurity checks that a node takes clients and routes over TLS
+// only (routes showing a certificate of the CA), and authenticated clients
+// only, each user with permissions.
+func checkNATSSecurity(t *testing.T, name string, opts *server.Options) {
+	t.Helper()
+	if opts.TLSConfig == nil || opts.TLSConfig.ClientCAs == nil {
+		t.Errorf("%s: clients connect without TLS", name)
+	}
+	if opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("%s: routes are not TLS with verified certificates", name)
+	}
+	if opts.NoAuthUser != "" {
+		t.Errorf("%s: anonymous clients are %s", name, opts.NoAuthUser)
+	}
+	users := map[string]bool{}
+	for _, u := range opts.Users {
+		users[u.Username] = true
+		if u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 {
+			t.Errorf("%s: user %s may publish anything", name, u.Username)
+		}
+		if u.Password == "" {
+			t.Errorf("%s: user %s has no password", name, u.Username)
+		}
+	}
+	if !users["registry"] || !users["worker"] {
+		t.Errorf("%s: users %v, want registry and worker", name, users)
+	}
+}
+
+// checkClientSecurity checks that a switchboard container connects to NATS
+// as the user of its role, over TLS with the CA at a path mounted (as
+// mounted says) from the secrets, and seals secrets with an encryption key.
+func checkClientSecurity(t *testing.T, where string, args []string, values map[string]string, mounted func(path string) bool) {
+	t.Helper()
+	if len(args) > 0 && values["nats-user"] != args[0] {
+		t.Errorf("%s: NATS user %q, want %q (deploy/nats/auth.conf)", where, values["nats-user"], args[0])
+	}
+	if _, ok := values["nats-password"]; !ok {
+		t.Errorf("%s: no NATS password", where)
+	}
+	if ca := values["nats-tls-ca"]; ca == "" || !mounted(ca) {
+		t.Errorf("%s: NATS CA %q is not set or not mounted from the secrets", where, ca)
+	}
+	if _, ok := values["encryption-key"]; !ok {
+		t.Errorf("%s: no --encryption-key: secrets would be stored in plaintext", where)
 	}
 }
 
@@ -571,6 +674,12 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 				MountPath string `yaml:"mountPath"`
 			} `yaml:"volumeMounts"`
 		} `yaml:"containers"`
+		Volumes []struct {
+			Name   string `yaml:"name"`
+			Secret struct {
+				SecretName string `yaml:"secretName"`
+			} `yaml:"secret"`
+		} `yaml:"volumes"`
 	}
 	type object struct {
 		Kind     string `yaml:"kind"`
@@ -665,6 +774,17 @@ func TestDeployFiles_Kubernetes(t *testing.T) {
 			}
 			values := fsets.check(container{where: where, args: c.Args, env: switchboardEnv(env), ports: ports})
 			checkNATSURL(t, where, values["nats-url"], []string{"nats.switchboard.svc"})
+			pod := o.Spec.Template.Spec
+			checkClientSecurity(t, where, c.Args, values, func(path string) bool {
+				for _, m := range c.VolumeMounts {
+					for _, v := range pod.Volumes {
+						if v.Name == m.Name && v.Secret.SecretName == "nats-tls" && strings.HasPrefix(path, m.MountPath+"/") {
+							return true
+						}
+					}
+				}
+				return false
+			})
 			if values["stream-replicas"] != "3" {
 				t.Errorf("%s: stream replicas %q, want 3", where, values["stream-replicas"])
 			}
@@ -780,6 +900,71 @@ func checkNATSValues(t *testing.T, doc map[string]any) {
 	remarshal(t, doc, &v)
 	if !v.Config.Cluster.Enabled || v.Config.Cluster.Replicas != 3 || !v.Config.JetStream.Enabled || !v.Config.JetStream.FileStore.Enabled {
 		t.Errorf("nats-values.yaml: %+v, want a 3-replica cluster with JetStream on file storage", v.Config)
+	}
+	var sec struct {
+		Config struct {
+			Cluster struct {
+				TLS struct {
+					Enabled    bool   `yaml:"enabled"`
+					SecretName string `yaml:"secretName"`
+					Merge      struct {
+						Verify bool `yaml:"verify"`
+					} `yaml:"merge"`
+				} `yaml:"tls"`
+			} `yaml:"cluster"`
+			NATS struct {
+				TLS struct {
+					Enabled    bool   `yaml:"enabled"`
+					SecretName string `yaml:"secretName"`
+				} `yaml:"tls"`
+			} `yaml:"nats"`
+			Merge struct {
+				Accounts any `yaml:"accounts"`
+			} `yaml:"merge"`
+		} `yaml:"config"`
+		TLSCA struct {
+			Enabled    bool   `yaml:"enabled"`
+			SecretName string `yaml:"secretName"`
+		} `yaml:"tlsCA"`
+		Container struct {
+			Env map[string]struct {
+				ValueFrom struct {
+					SecretKeyRef struct {
+						Name string `yaml:"name"`
+					} `yaml:"secretKeyRef"`
+				} `yaml:"valueFrom"`
+			} `yaml:"env"`
+		} `yaml:"container"`
+	}
+	remarshal(t, doc, &sec)
+	c := sec.Config
+	if !c.NATS.TLS.Enabled || !c.Cluster.TLS.Enabled || !c.Cluster.TLS.Merge.Verify || !sec.TLSCA.Enabled ||
+		c.NATS.TLS.SecretName != "nats-tls" || c.Cluster.TLS.SecretName != "nats-tls" || sec.TLSCA.SecretName != "nats-tls" {
+		t.Errorf("nats-values.yaml: want TLS from the Secret nats-tls for clients and (verified) routes: %+v %+v", c, sec.TLSCA)
+	}
+	// The accounts are deploy/nats/auth.conf's, the passwords from a Secret.
+	var placeholders []string
+	for _, name := range []string{"SB_NATS_REGISTRY_PASSWORD", "SB_NATS_WORKER_PASSWORD", "SB_NATS_PRODUCER_PASSWORD"} {
+		t.Setenv(name, "placeholder_"+name)
+		placeholders = append(placeholders, "<< $"+name+" >>", "placeholder_"+name)
+		if sec.Container.Env[name].ValueFrom.SecretKeyRef.Name == "" {
+			t.Errorf("nats-values.yaml: %s does not come from a Secret", name)
+		}
+	}
+	authConf, err := natsconf.ParseFile(filepath.Join(deployDir, "nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toJSON := func(v any) string {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.Encode(v) //nolint:errcheck // maps of strings
+		return b.String()
+	}
+	want := toJSON(authConf["accounts"])
+	if got := strings.NewReplacer(placeholders...).Replace(toJSON(c.Merge.Accounts)); got != want {
+		t.Errorf("nats-values.yaml's accounts are not deploy/nats/auth.conf's; copy them over:\n got %s\nwant %s", got, want)
 	}
 	if want := natsServerVersion(t); !strings.HasPrefix(v.Container.Image.Tag, want) {
 		t.Errorf("nats-values.yaml: image tag %q, want nats-server %s", v.Container.Image.Tag, want)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -225,6 +226,12 @@ func checkDocCommand(t *testing.T, fsets *flagSets, line, sysURL, toolPath strin
 		}
 	case "docker", "kubectl", "helm":
 		checkDeployCommand(t, args)
+	case "sh":
+		// sh deploy/gen-secrets.sh: TestNATSRoles and the deploy tests
+		// run it.
+		if len(args) < 2 || args[1] != "deploy/gen-secrets.sh" {
+			t.Errorf("%s: no test runs it", line)
+		}
 	default:
 		t.Errorf("no test runs or checks %q", line)
 	}
@@ -308,15 +315,37 @@ func checkDeployCommand(t *testing.T, args []string) {
 		t.Errorf("docker command without -f deploy/compose.yaml")
 	case args[0] == "kubectl" && slices.Contains(args, "secret"):
 		name := args[slices.Index(args, "generic")+1]
-		key := ""
+		var keys []string
 		for _, a := range args {
 			if lit, ok := strings.CutPrefix(a, "--from-literal="); ok {
-				key, _, _ = strings.Cut(lit, "=")
+				key, _, _ := strings.Cut(lit, "=")
+				keys = append(keys, key)
+			}
+			if file, ok := strings.CutPrefix(a, "--from-file="); ok {
+				key, path, _ := strings.Cut(file, "=")
+				keys = append(keys, key)
+				gen, _ := os.ReadFile(filepath.Join(repoRoot, "deploy/gen-secrets.sh"))
+				if dir, base := filepath.Split(path); dir != "deploy/secrets/" || !bytes.Contains(gen, []byte(`"$out/`+base+`"`)) {
+					t.Errorf("%s is not a file deploy/gen-secrets.sh makes", path)
+				}
 			}
 		}
-		b, _ := os.ReadFile(filepath.Join(repoRoot, "deploy/kubernetes/registry.yaml"))
-		if !bytes.Contains(b, []byte("name: "+name+"\n                  key: "+key+"\n")) {
-			t.Errorf("registry.yaml reads no key %q of a secret %s", key, name)
+		if len(keys) == 0 {
+			t.Errorf("secret %s has no keys", name)
+		}
+		var manifests []byte
+		for _, f := range []string{"registry.yaml", "worker.yaml", "nats-values.yaml"} {
+			b, _ := os.ReadFile(filepath.Join(repoRoot, "deploy/kubernetes", f))
+			manifests = append(manifests, b...)
+		}
+		tlsSecret := bytes.Contains(manifests, []byte("secretName: "+name+"\n"))
+		for _, key := range keys {
+			ref := regexp.MustCompile(`name: ` + regexp.QuoteMeta(name) + `(\n\s+|, )key: ` + regexp.QuoteMeta(key) + `[\n}]`)
+			// The NATS chart reads tls.crt, tls.key and ca.crt of the
+			// secretName it is given.
+			if !ref.Match(manifests) && !(tlsSecret && slices.Contains([]string{"tls.crt", "tls.key", "ca.crt"}, key)) {
+				t.Errorf("deploy/kubernetes reads no key %q of a secret %s", key, name)
+			}
 		}
 	}
 }

@@ -133,7 +133,7 @@ func TestWorker_RefusesWithoutTheRegistrysKey(t *testing.T) {
 
 	t.Run("NoKey", func(t *testing.T) {
 		// As `switchboard worker` runs it: the error makes the exit status.
-		err := run(ctx, []string{"worker", "--nats-url", ext.ClientURL(), "--listen", "127.0.0.1:0"}, io.Discard, io.Discard)
+		err := run(ctx, []string{"worker", "--nats-url", ext.ClientURL(), "--nats-user", externalAuth.User, "--nats-password", externalAuth.Password, "--listen", "127.0.0.1:0"}, io.Discard, io.Discard)
 		if !errors.Is(err, consumer.ErrEncryptionKey) || !strings.Contains(err.Error(), "--encryption-key") {
 			t.Errorf("worker without the key: %v, want ErrEncryptionKey naming --encryption-key", err)
 		}
@@ -207,7 +207,7 @@ func TestRegistry_RefusesAnotherDatabasesMirror(t *testing.T) {
 // openKV opens the webhooks bucket on the NATS at url.
 func openKV(t *testing.T, url string) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, externalAuth.options()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ type publishConfig struct {
 	APIURL     string
 	APIKey     string
 	NATSURL    string
+	NATS       natsAuth
 	Tenant     string
 	ID         string
 	Type       string
@@ -43,6 +44,7 @@ func publishCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.APIURL, "api-url", cfg.APIURL, "Switchboard API to publish through")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key (Bearer) for --api-url")
 	registerNATSFlags(fs, &cfg.NATSURL)
+	registerNATSAuthFlags(fs, &cfg.NATS, false)
 	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "tenant name or id, with --nats-url (the API takes it from the key); a name is looked up in --data-dir's registry")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the --data-dir of 'switchboard serve' or 'registry', to look --tenant up in")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "event id, the idempotency key (generated when empty)")
@@ -114,9 +116,14 @@ func (c publishConfig) publishNATS(ctx context.Context, evt *switchboard.Event) 
 		return "", false, err
 	}
 	evt.TenantID = tenant
-	nc, err := nats.Connect(c.NATSURL, nats.Name("switchboard publish"))
+	if err := errors.Join(c.NATS.validate(true)...); err != nil {
+		return "", false, err
+	}
+	// The tenant's own inbox prefix: deploy/nats lets a producer user
+	// subscribe to its tenant's replies only, never to other clients'.
+	nc, err := connectNATS(c.NATSURL, c.NATS, nats.Name("switchboard publish"), nats.CustomInboxPrefix(producerInboxPrefix(tenant)))
 	if err != nil {
-		return "", false, fmt.Errorf("connect to NATS %s: %w", c.NATSURL, err)
+		return "", false, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -201,3 +208,7 @@ func readData(arg string) (json.RawMessage, error) {
 	}
 	return json.RawMessage(bytes.TrimSpace(b)), nil
 }
+
+// producerInboxPrefix is the inbox prefix of a producer of tenant, the one
+// that deploy/nats/auth.conf lets a producer user subscribe to.
+func producerInboxPrefix(tenant string) string { return "_INBOX_" + tenant }

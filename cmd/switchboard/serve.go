@@ -49,6 +49,7 @@ type serveConfig struct {
 	DataDir             string
 	NATSURL             string
 	NATSListen          string
+	NATS                natsAuth // credentials and TLS towards NATS; the embedded server's user
 	StreamReplicas      int
 	APIKey              string
 	Retry               consumer.RetryPolicy
@@ -140,6 +141,7 @@ func (c serveConfig) validate() error {
 	if !c.Roles.Embedded && c.NATSURL == "" {
 		errs = append(errs, errors.New("--nats-url is required: this role runs against an external NATS (use serve for the embedded one)"))
 	}
+	errs = append(errs, c.NATS.validate(c.NATSURL != "")...)
 	if c.StreamReplicas < 1 || c.StreamReplicas > maxReplicas {
 		errs = append(errs, fmt.Errorf("--stream-replicas must be 1 to %d, got %d", maxReplicas, c.StreamReplicas))
 	}
@@ -230,6 +232,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	} else {
 		fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS (>= 2.12, JetStream enabled) to run against, e.g. nats://n1:4222,nats://n2:4222 (required)")
 	}
+	registerNATSAuthFlags(fs, &c.NATS, r.Embedded)
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the streams and KV bucket this process creates: 3 on a NATS cluster; every process must give the same")
 	c.Streams.register(fs)
 	if r.Registry {
@@ -383,6 +386,7 @@ func runSystem(ctx context.Context, cfg serveConfig, title string, stdout, stder
 	if sys.NewKey != "" {
 		fmt.Fprintf(stdout, "  API key: %s\n  (shown once; keep it: it is stored hashed)\n", sys.NewKey)
 	}
+	sys.printNATSListen(stdout)
 	err = sys.Wait(ctx)
 	if cerr := sys.Close(); err == nil {
 		err = cerr
@@ -447,7 +451,7 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	defer cancelSetup()
 	// Every role sets the streams up, so that a worker started before the
 	// registry (or alone, while it is down) finds them.
-	if err := setupStreams(setupCtx, js, cfg.Streams.config(cfg.StreamReplicas), logger); err != nil {
+	if err := setupStreams(setupCtx, js, cfg.Streams.config(cfg.StreamReplicas), !cfg.Roles.Registry, logger); err != nil {
 		return nil, err
 	}
 	kv, err := streams.OpenWebhooksKV(setupCtx, js)
@@ -549,12 +553,14 @@ func (r roles) String() string {
 	return strings.Join(names, "+")
 }
 
-// setupStreams runs streams.Setup with the given replicas, trying again
+// setupStreams runs streams.Setup with the given replicas (create-only for
+// workers, which may not change the registry's streams), trying again
 // while JetStream is not ready to answer yet (a cluster still electing its
 // leader answers 503, or not at all) until ctx is done. Settings that
 // disagree with the streams already there fail at once.
-func setupStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, logger *slog.Logger) error {
+func setupStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, createOnly bool, logger *slog.Logger) error {
 	cfg.Logger = logger
+	cfg.CreateOnly = createOnly
 	replicas := cfg.Replicas
 	wait := 250 * time.Millisecond
 	for {
@@ -602,9 +608,9 @@ func (s *system) connectNATS() error {
 		nats.ErrorHandler(s.natsAsyncError),
 	}
 	if s.cfg.NATSURL != "" {
-		nc, err := nats.Connect(s.cfg.NATSURL, opts...)
+		nc, err := connectNATS(s.cfg.NATSURL, s.cfg.NATS, opts...)
 		if err != nil {
-			return fmt.Errorf("connect to NATS %s: %w", s.cfg.NATSURL, err)
+			return err
 		}
 		s.nc = nc
 		return nil
@@ -613,17 +619,38 @@ func (s *system) connectNATS() error {
 		StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
 		Listen:     s.cfg.NATSListen,
 		ServerName: "switchboard",
+		Auth:       s.cfg.NATS.embeddedAuth(s.cfg.DataDir),
 	})
 	if err != nil {
 		return err
 	}
 	s.ns = ns
+	if ns.SeedFile != "" {
+		// Where the secret is, never the secret.
+		s.logger.Info("embedded NATS requires authentication", "url", ns.ClientURL(), "nkey_seed_file", ns.SeedFile, "created", ns.CreatedSeed)
+	} else if s.cfg.NATSListen != "" {
+		s.logger.Info("embedded NATS requires authentication", "url", ns.ClientURL(), "user", s.cfg.NATS.User)
+	}
 	nc, err := ns.Connect(opts...)
 	if err != nil {
 		return err
 	}
 	s.nc = nc
 	return nil
+}
+
+// printNATSListen says where the embedded NATS listens, if it does, and
+// how other processes authenticate to it: the seed file's path, not the
+// seed.
+func (s *system) printNATSListen(w io.Writer) {
+	if s.ns == nil || s.ns.ClientURL() == "" {
+		return
+	}
+	if s.ns.SeedFile != "" {
+		fmt.Fprintf(w, "  NATS:    %s (clients authenticate with --nats-nkey %s)\n", s.ns.ClientURL(), s.ns.SeedFile)
+	} else {
+		fmt.Fprintf(w, "  NATS:    %s (clients authenticate as user %s)\n", s.ns.ClientURL(), s.cfg.NATS.User)
+	}
 }
 
 // natsAsyncError logs an error the NATS client reports asynchronously: a
@@ -642,7 +669,7 @@ func (s *system) natsAsyncError(_ *nats.Conn, sub *nats.Subscription, err error)
 
 func (s *system) natsDescription() string {
 	if s.cfg.NATSURL != "" {
-		return s.cfg.NATSURL
+		return redactNATSURL(s.cfg.NATSURL)
 	}
 	if u := s.ns.ClientURL(); u != "" {
 		return "embedded, listening on " + u

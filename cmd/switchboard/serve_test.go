@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/internal/natsembed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/signer"
@@ -239,14 +238,11 @@ func TestServe_EncryptionKeyReachesRegistryAndWorkers(t *testing.T) {
 }
 
 func TestServe_ExternalNATS(t *testing.T) {
-	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerName: "external"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ext.Shutdown)
+	ext := startExternalNATS(t)
 	recv := testenv.StartReceiver(t, nil)
 	cfg := testServeConfig(t.TempDir())
 	cfg.NATSURL = ext.ClientURL()
+	cfg.NATS = externalAuth
 	sys := mustStartSystem(t, cfg)
 	if sys.ns != nil {
 		t.Fatal("serve started an embedded server although --nats-url was given")
@@ -267,7 +263,7 @@ func TestServe_ExternalNATS(t *testing.T) {
 
 	// An upstream script can publish straight to the cluster.
 	var out bytes.Buffer
-	args := []string{"publish", "--nats-url", ext.ClientURL(), "--tenant", sys.Tenant, "--type", "call.ended", "--id", "ext-2"}
+	args := []string{"publish", "--nats-url", ext.ClientURL(), "--nats-user", externalAuth.User, "--nats-password", externalAuth.Password, "--tenant", sys.Tenant, "--type", "call.ended", "--id", "ext-2"}
 	if err := run(ctx, args, &out, io.Discard); err != nil {
 		t.Fatalf("publish --nats-url: %v", err)
 	}
@@ -277,7 +273,7 @@ func TestServe_ExternalNATS(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the directly published event delivered", func() bool { return recv.CountByID()["ext-2"] == 1 })
 
 	// The streams live on the external server, not in --data-dir.
-	nc, err := nats.Connect(ext.ClientURL())
+	nc, err := nats.Connect(ext.ClientURL(), externalAuth.options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,12 +289,10 @@ func TestServe_ExternalNATS(t *testing.T) {
 }
 
 func TestServe_ReadinessFollowsNATS(t *testing.T) {
-	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ext := startExternalNATS(t)
 	cfg := testServeConfig(t.TempDir())
 	cfg.NATSURL = ext.ClientURL()
+	cfg.NATS = externalAuth
 	sys := mustStartSystem(t, cfg)
 	status := func(path string) int {
 		resp, err := http.Get(sys.URL + path)

@@ -18,11 +18,16 @@ import (
 	"github.com/switchboard-hq/switchboard/producer"
 )
 
+// externalAuth is the user of the NATS startExternalNATS starts.
+var externalAuth = natsAuth{User: "switchboard", Password: "external-nats-password"}
+
 // startExternalNATS starts a NATS that the roles reach by URL, with no
-// streams: whichever role starts first creates them.
+// streams: whichever role starts first creates them. It requires
+// externalAuth's user, as a listening server must.
 func startExternalNATS(t *testing.T) *natsembed.Server {
 	t.Helper()
-	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerName: "external"})
+	ext, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerName: "external",
+		Auth: natsembed.Auth{User: externalAuth.User, Password: externalAuth.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +39,7 @@ func testRoleConfig(t *testing.T, r roles, natsURL string) serveConfig {
 	cfg := testServeConfig(t.TempDir())
 	cfg.Roles = r
 	cfg.NATSURL = natsURL
+	cfg.NATS = externalAuth
 	return cfg
 }
 
@@ -78,7 +84,7 @@ func TestWorker_StartsBeforeRegistryAndOutlivesIt(t *testing.T) {
 	if err := reg.Close(); err != nil {
 		t.Fatalf("close registry: %v", err)
 	}
-	nc, err := nats.Connect(ext.ClientURL())
+	nc, err := nats.Connect(ext.ClientURL(), externalAuth.options()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,9 +246,11 @@ func tenantDeleteCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg := defaultAdminConfig()
 	var yes bool
 	var natsURL string
+	var natsAuth natsAuth
 	fs := flag.NewFlagSet("tenant delete", flag.ContinueOnError)
 	fs.BoolVar(&yes, "yes", yes, "really delete: without it nothing is deleted")
 	registerNATSFlags(fs, &natsURL)
+	registerNATSAuthFlags(fs, &natsAuth, false)
 	cfg.register(fs)
 	return &ffcli.Command{
 		Name:       "delete",
@@ -285,7 +287,7 @@ Not reversible, short of a restore: --yes is required.`,
 			}
 			dead := -1
 			if natsURL != "" {
-				if dead, err = purgeDeadLetters(ctx, natsURL, t.ID); err != nil {
+				if dead, err = purgeDeadLetters(ctx, natsURL, natsAuth, t.ID); err != nil {
 					return err
 				}
 			}
@@ -307,12 +309,16 @@ Not reversible, short of a restore: --yes is required.`,
 	}
 }
 
-// purgeDeadLetters connects to NATS at url and purges the tenant's dead
+// purgeDeadLetters connects to NATS at url with auth (the registry's user
+// of deploy/nats/auth.conf may purge SB_DEAD) and purges the tenant's dead
 // letters.
-func purgeDeadLetters(ctx context.Context, url, tenantID string) (int, error) {
-	nc, err := nats.Connect(url, nats.Name("switchboard tenant delete"))
+func purgeDeadLetters(ctx context.Context, url string, auth natsAuth, tenantID string) (int, error) {
+	if err := errors.Join(auth.validate(true)...); err != nil {
+		return 0, err
+	}
+	nc, err := connectNATS(url, auth, nats.Name("switchboard tenant delete"))
 	if err != nil {
-		return 0, fmt.Errorf("connect to NATS %s: %w", url, err)
+		return 0, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +34,7 @@ const (
 const (
 	EventsPrefix     = "sb.events."
 	DeliveriesPrefix = "sb.deliveries."
+	ReplayPrefix     = "sb.replay."
 	RetryPrefix      = "sb.retry."
 	DeadPrefix       = "sb.dead."
 	AttemptsPrefix   = "sb.attempts."
@@ -43,6 +45,22 @@ func EventSubject(tenant, typ string) string { return EventsPrefix + tenant + ".
 
 // DeliverySubject is where deliveries to webhook are queued.
 func DeliverySubject(webhook string) string { return DeliveriesPrefix + webhook }
+
+// ReplaySubject is where the registry queues deliveries to webhook again
+// (dead-letter replay, recover). The deliverer takes them as it takes
+// DeliverySubject's; a subject of their own lets NATS permissions give the
+// registry replays without letting it queue deliveries of its own making
+// (deploy/nats/auth.conf).
+func ReplaySubject(webhook string) string { return ReplayPrefix + webhook }
+
+// DeliveryWebhook returns the webhook of a delivery or replay subject; ok
+// is false for any other subject.
+func DeliveryWebhook(subject string) (webhook string, ok bool) {
+	if w, ok := strings.CutPrefix(subject, DeliveriesPrefix); ok {
+		return w, true
+	}
+	return strings.CutPrefix(subject, ReplayPrefix)
+}
 
 // RetrySubject is the schedule subject of what follows the delivery message
 // to webhook stored at stream sequence seq of Deliveries (its retry or
@@ -116,6 +134,11 @@ type Config struct {
 	ShrinkLimits bool
 	// Logger, when set, hears every limit Setup changes or keeps.
 	Logger *slog.Logger
+	// CreateOnly makes Setup create what is missing and leave what exists
+	// as it is, for workers: their NATS user may create Switchboard's
+	// streams but not change them (deploy/nats/auth.conf); the registry
+	// keeps them up to date.
+	CreateOnly bool
 }
 
 // DefaultConfig is what `switchboard serve` uses unless told otherwise.
@@ -239,7 +262,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		{
 			Name:              Deliveries,
 			Description:       "Switchboard: deliveries to make, and scheduled retries",
-			Subjects:          []string{DeliveriesPrefix + ">", RetryPrefix + ">"},
+			Subjects:          []string{DeliveriesPrefix + ">", ReplayPrefix + ">", RetryPrefix + ">"},
 			Retention:         jetstream.WorkQueuePolicy,
 			Storage:           jetstream.FileStorage,
 			Replicas:          cfg.Replicas,
@@ -272,6 +295,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		if err := checkReplicas(ctx, js, sc.Name, sc.Replicas); err != nil {
 			return err
 		}
+		if cfg.CreateOnly {
+			// Creating an existing stream with another configuration
+			// fails with ErrStreamNameAlreadyInUse: it is there, as the
+			// registry keeps it.
+			if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("set up stream %s: %w", sc.Name, err)
+			}
+			continue
+		}
 		if err := applyLimits(ctx, js, &sc, cfg); err != nil {
 			return err
 		}
@@ -279,10 +311,29 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
 		}
 	}
+	if cfg.CreateOnly {
+		if err := checkReplicas(ctx, js, "KV_"+WebhooksBucket, cfg.Replicas); err != nil {
+			return err
+		}
+		if _, err := js.CreateKeyValue(ctx, webhooksKVConfig(cfg.Replicas)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("set up kv %s: %w", WebhooksBucket, err)
+		}
+		return nil
+	}
 	if _, err := WebhooksKV(ctx, js, cfg.Replicas); err != nil {
 		return err
 	}
 	return nil
+}
+
+func webhooksKVConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      WebhooksBucket,
+		Description: "Switchboard: webhooks mirrored from the registry",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
 }
 
 // WebhooksKV creates (or updates) and returns the webhooks bucket. Only the
@@ -296,13 +347,7 @@ func WebhooksKV(ctx context.Context, js jetstream.JetStream, replicas int) (jets
 	if err := checkReplicas(ctx, js, "KV_"+WebhooksBucket, replicas); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      WebhooksBucket,
-		Description: "Switchboard: webhooks mirrored from the registry",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, webhooksKVConfig(replicas))
 	if err != nil {
 		return nil, fmt.Errorf("set up kv %s: %w", WebhooksBucket, err)
 	}
