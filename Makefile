@@ -26,7 +26,7 @@ BENCH_FLAGS ?=
 # go.mod pins, installed into bin/ through the Go module proxy.
 NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 
-.PHONY: all build run test test-go test-deploy tools nats-server bench gobench lint fmt clean cgo attempt-size
+.PHONY: all build run test test-go test-deploy tools nats-server bench gobench fuzz lint fmt clean cgo attempt-size
 
 all: lint test
 
@@ -105,6 +105,19 @@ nats-server:
 ## bench: end-to-end benchmark against the raw HTTP ceiling of this machine
 bench: build
 	./$(BIN) bench --events $(EVENTS) --fanout $(FANOUT) --payload-size $(PAYLOAD) $(BENCH_FLAGS)
+
+## fuzz: every fuzz target of every package, one after the other, each for
+## FUZZTIME (make test runs their seed corpora only). A failing input is
+## saved under the package's testdata/fuzz, which go test then replays.
+FUZZTIME  ?= 10m
+FUZZFLAGS ?=
+fuzz: cgo
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+		done; \
+	done
 
 ## attempt-size: bytes one attempt takes in registry.db (docs/operations.md, Sizing)
 attempt-size: cgo

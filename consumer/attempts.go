@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -201,7 +202,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 	a.ResponseBody = dlv.timing.body
 	if err != nil {
 		a.ErrorClass = errorClass(err)
-		a.Error = truncate(printable([]byte(err.Error())), maxLastError)
+		a.Error = truncate(printable([]byte(netguard.PublicError(err))), maxLastError)
 	}
 	a.ID = switchboard.NewID("att_")
 	d.recorder.publish(&a)

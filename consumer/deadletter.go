@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -48,7 +49,7 @@ func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cau
 	m.Header.Set(streams.HeaderReason, reason)
 	m.Header.Set(streams.HeaderAttempts, strconv.Itoa(attempts))
 	if cause != nil {
-		m.Header.Set(streams.HeaderLastError, truncate(printable([]byte(cause.Error())), maxLastError))
+		m.Header.Set(streams.HeaderLastError, truncate(printable([]byte(netguard.PublicError(cause))), maxLastError))
 	}
 	if ae != nil && ae.Status > 0 {
 		m.Header.Set(streams.HeaderLastStatus, strconv.Itoa(ae.Status))

@@ -125,7 +125,7 @@ func NewHTTPClient(conns int, guard *netguard.Guard) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
-			DialContext:            guard.Dialer().DialContext,
+			DialContext:            guard.DialContext,
 			ForceAttemptHTTP2:      true,
 			MaxIdleConns:           conns * 4,
 			MaxIdleConnsPerHost:    conns,
@@ -545,7 +545,9 @@ func headerCount(h nats.Header, key string) int {
 	if err != nil || n < 0 {
 		return 0
 	}
-	return n
+	// Far above any count Switchboard writes, and far enough below MaxInt
+	// that one more attempt cannot wrap around to a negative count.
+	return min(n, 1<<30)
 }
 
 // printable makes b safe for a NATS header value and a log line: valid

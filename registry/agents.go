@@ -36,7 +36,8 @@ const agentColumns = `tenant_id, id, name, created_at, updated_at`
 // exists: name, when not nil, replaces its name (a new agent's name is ""
 // otherwise). It reports whether the agent was created. The id and name
 // must be valid already. It returns EUNAUTHORIZED when ctx carries no
-// tenant and ENOTFOUND when the tenant does not exist.
+// tenant, ENOTFOUND when the tenant does not exist and EINVALID when a new
+// agent would exceed the tenant's quota (see Quotas).
 func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, bool, error) {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -50,6 +51,9 @@ func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, boo
 		err := tx.GetContext(ctx, &a, `SELECT `+agentColumns+` FROM agents WHERE tenant_id = ? AND id = ?`, tenant, id)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
+			if err := checkCount(ctx, tx, "agents", tenant, db.Quotas.AgentsPerTenant, "agent_id", "agents"); err != nil {
+				return err
+			}
 			created = true
 			t := now()
 			a = Agent{ID: id, TenantID: tenant, CreatedAt: t, UpdatedAt: t}

@@ -211,11 +211,14 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// findEventAttempts returns the attempts to deliver event id of tenant, in
-// the order they were made.
+// findEventAttempts returns the first MaxEventAttempts attempts to deliver
+// event id of tenant, in the order they were made.
 func (db *DB) findEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error) {
 	var rows []attemptRow
-	err := db.db.SelectContext(ctx, &rows, attemptsWithBodies+` WHERE tenant_id = ? AND event_id = ? ORDER BY at, id`, tenant, id)
+	// Bounded: replays and recoveries add attempts without end, and each
+	// carries a response excerpt. Each webhook's attempt log has them all.
+	err := db.db.SelectContext(ctx, &rows, attemptsWithBodies+` WHERE tenant_id = ? AND event_id = ? ORDER BY at, id LIMIT ?`,
+		tenant, id, MaxEventAttempts)
 	if err != nil {
 		return nil, fmt.Errorf("find attempts of event %s: %w", id, err)
 	}

@@ -20,6 +20,10 @@ import (
 // and a SQLite row per event) to serve a lookup that is rare and that the
 // attempt log already narrows to a few messages.
 
+// MaxEventAttempts bounds the attempts GET /v1/events/{id} shows, the
+// first ones made.
+const MaxEventAttempts = 1000
+
 // Bounds of the scans.
 const (
 	// eventLookback is how long before its first attempt an event is
@@ -30,6 +34,9 @@ const (
 	maxEventScan = 100_000
 	scanBatch    = 512
 	scanWait     = time.Second
+	// scanBatchBytes bounds the bodies a recover call holds at once (see
+	// scanMaxBytes): a fetch, then the candidates awaiting their publish.
+	scanBatchBytes = 4 << 20
 )
 
 // eventScan reads SB_EVENTS (or stream) on filter from start (zero: the
@@ -86,8 +93,14 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 	if cons.CachedInfo().NumPending == 0 {
 		return nil
 	}
+	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(scanWait)}
+	if !s.headersOnly {
+		// Bodies are the tenant's, up to max_payload each: bound the bytes
+		// of a batch, not just its count.
+		opts = append(opts, jetstream.FetchMaxBytes(scanMaxBytes(js)))
+	}
 	for read := 0; ; {
-		batch, err := cons.Fetch(scanBatch, jetstream.FetchMaxWait(scanWait))
+		batch, err := cons.Fetch(scanBatch, opts...)
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", name, err)
 		}
@@ -115,6 +128,13 @@ func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jets
 			return err
 		}
 	}
+}
+
+// scanMaxBytes bounds the bytes of one fetch of a scan that reads bodies:
+// room for the largest message NATS takes, which a smaller bound would
+// refuse to deliver at all.
+func scanMaxBytes(js jetstream.JetStream) int {
+	return max(scanBatchBytes, 2*int(js.Conn().MaxPayload()))
 }
 
 // findEvent returns the SB_EVENTS message of event id of tenant, or nil

@@ -22,6 +22,8 @@ type DB struct {
 	// the KV mirror, which copies the stored form. Reads open them. With no
 	// key, values are written in plaintext, and sealed ones cannot be read.
 	EncryptionKey *sealed.Key
+	// Quotas bound what each tenant may keep; Open sets DefaultQuotas.
+	Quotas Quotas
 
 	db *sqlx.DB
 }
@@ -53,7 +55,7 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
-	db := &DB{db: sdb}
+	db := &DB{db: sdb, Quotas: DefaultQuotas()}
 	if err := db.migrate(context.Background()); err != nil {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("open registry %s: %w", path, err)

@@ -272,8 +272,9 @@ func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
 // and the scans filter on.
 func newDeadLetter(seq uint64, subject string, t time.Time, h nats.Header, body []byte) *DeadLetter {
 	dl := &DeadLetter{Seq: seq, DeadLetteredAt: t.UTC(), header: h, body: body}
-	rest, _ := strings.CutPrefix(subject, streams.DeadPrefix)
-	dl.TenantID, dl.WebhookID, _ = strings.Cut(rest, ".")
+	if rest, ok := strings.CutPrefix(subject, streams.DeadPrefix); ok { // else no tenant's
+		dl.TenantID, dl.WebhookID, _ = strings.Cut(rest, ".")
+	}
 	dl.EventID = h.Get(streams.HeaderEventID)
 	dl.Reason = h.Get(streams.HeaderReason)
 	dl.LastError = h.Get(streams.HeaderLastError)

@@ -16,9 +16,6 @@ import (
 const (
 	// MaxEventTypeDescriptionLength bounds a description, in characters.
 	MaxEventTypeDescriptionLength = 1024
-	// MaxCustomEventTypes bounds the types a tenant may add, so that the
-	// catalogue every webhook create and update reads stays small.
-	MaxCustomEventTypes = 1000
 )
 
 // EventType is an entry of a tenant's catalogue: one of
@@ -64,7 +61,7 @@ func (db *DB) FindEventTypes(ctx context.Context) ([]EventType, error) {
 // valid already. It returns EUNAUTHORIZED when ctx carries no tenant,
 // ENOTFOUND when the tenant does not exist, ECONFLICT when the catalogue
 // has a type of that name (a default one or the tenant's own) and EINVALID
-// when the tenant has MaxCustomEventTypes already.
+// when the tenant has its quota of them already (Quotas.EventTypesPerTenant).
 func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (EventType, error) {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -79,13 +76,8 @@ func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (Eve
 		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, conflict)
 	}
 	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM event_types WHERE tenant_id = ?`, tenant); err != nil {
+		if err := checkCount(ctx, tx, "event_types", tenant, db.Quotas.EventTypesPerTenant, "name", "event types of its own"); err != nil {
 			return err
-		}
-		if n >= MaxCustomEventTypes {
-			return switchboard.FieldErrors{"name": {fmt.Sprintf(
-				"cannot be added: the tenant has %d event types of its own, the most it may have", n)}}.Err()
 		}
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO event_types (tenant_id, name, description, created_at) VALUES (?, ?, ?, ?)`,

@@ -17,7 +17,9 @@ type eventTypeJSON struct {
 }
 
 type eventTypesJSON struct {
-	Data []eventTypeJSON `json:"data"`
+	Data       []eventTypeJSON `json:"data"`
+	HasMore    bool            `json:"has_more"`
+	NextCursor string          `json:"next_cursor"`
 }
 
 func defaultEventTypesJSON() []eventTypeJSON {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard"
@@ -44,17 +45,40 @@ type eventTypeInput struct {
 	Description *string `json:"description"`
 }
 
-// list serves GET /v1/event-types: the default types, then the tenant's own.
+// list serves GET /v1/event-types?limit=&cursor=: the default types, then
+// the tenant's own, a page at a time. The cursor is the name of the last
+// type of the previous page. The catalogue is read whole (its quota bounds
+// it) and cut here.
 func (a *eventTypeAPI) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fe := switchboard.FieldErrors{}
+	limit := parseLimit(fe, q)
+	if err := fe.Err(); err != nil {
+		httpjson.Error(w, r, a.logger, err)
+		return
+	}
 	types, err := a.store.FindEventTypes(r.Context())
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	body := struct {
-		Data []eventTypeBody `json:"data"`
-	}{Data: make([]eventTypeBody, 0, len(types))}
-	for _, t := range types {
+	start := 0
+	if cursor := q.Get("cursor"); cursor != "" {
+		i := slices.IndexFunc(types, func(t EventType) bool { return t.Name == cursor })
+		if i < 0 {
+			httpjson.Error(w, r, a.logger, switchboard.FieldErrors{"cursor": {"must be the next_cursor of a previous page"}}.Err())
+			return
+		}
+		start = i + 1
+	}
+	page := types[start:]
+	body := listBody[eventTypeBody]{HasMore: len(page) > limit}
+	if body.HasMore {
+		page = page[:limit]
+		body.NextCursor = page[len(page)-1].Name
+	}
+	body.Data = make([]eventTypeBody, 0, len(page))
+	for _, t := range page {
 		body.Data = append(body.Data, eventTypeBody{Name: t.Name, Description: t.Description, Custom: t.Custom})
 	}
 	httpjson.Write(w, http.StatusOK, body)

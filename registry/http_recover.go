@@ -95,7 +95,10 @@ type recovery struct {
 	wh   *Webhook
 	res  *recoverResult
 	cand []*jetstream.RawStreamMsg // matching events whose delivered attempts are not checked yet
-	pubs []recoverPub
+	// candBytes is the size of cand's bodies: cand is flushed at
+	// scanBatch events or scanBatchBytes, whichever comes first.
+	candBytes int
+	pubs      []recoverPub // published by the last flush, until settled
 }
 
 type recoverPub struct {
@@ -143,7 +146,8 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		rc.cand = append(rc.cand, &jetstream.RawStreamMsg{
 			Subject: msg.Subject(), Sequence: md.Sequence.Stream, Header: msg.Headers(), Data: msg.Data(), Time: md.Timestamp,
 		})
-		if len(rc.cand) == scanBatch {
+		rc.candBytes += len(msg.Data())
+		if len(rc.cand) == scanBatch || rc.candBytes >= scanBatchBytes {
 			ferr = rc.flush(ctx)
 		}
 		return ferr == nil
@@ -161,14 +165,13 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := rc.flush(ctx); err != nil {
-		return err
-	}
-	return rc.settle(ctx)
+	return rc.flush(ctx)
 }
 
 // flush publishes the candidates that have no delivered attempt, as the
-// matcher publishes a delivery, without waiting for the acks.
+// matcher publishes a delivery, then waits for their acks (settle): what a
+// call holds at once is one batch of bodies, whatever the number of
+// events it recovers.
 func (rc *recovery) flush(ctx context.Context) error {
 	if len(rc.cand) == 0 {
 		return nil
@@ -206,13 +209,19 @@ func (rc *recovery) flush(ctx context.Context) error {
 		rc.pubs = append(rc.pubs, recoverPub{msg: dm, fut: fut})
 		rc.res.Queued++
 	}
-	rc.cand = rc.cand[:0]
-	return nil
+	clear(rc.cand) // let the bodies go
+	rc.cand, rc.candBytes = rc.cand[:0], 0
+	return rc.settle(ctx)
 }
 
-// settle waits for every publish ack, publishing again (same msg id) what
-// failed, so that the answer counts only what JetStream stored.
+// settle waits for the acks of the last flush's publishes, publishing
+// again (same msg id) what failed, so that the answer counts only what
+// JetStream stored.
 func (rc *recovery) settle(ctx context.Context) error {
+	defer func() {
+		clear(rc.pubs)
+		rc.pubs = rc.pubs[:0]
+	}()
 	for _, p := range rc.pubs {
 		if p.fut != nil {
 			select {

@@ -72,6 +72,9 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, s.logger, err)
 		return
 	}
+	// The answer waits on the receiver for up to the webhook's timeout,
+	// which may be longer than the server's write timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wh.Timeout() + 10*time.Second))
 	now := time.Now().UTC()
 	evt := testEvent(&wh.Webhook, now)
 	res := testSendResult{EventID: evt.ID}
@@ -94,7 +97,7 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		res.LatencyMS = milliseconds(time.Since(start))
 		res.Error = sendError(err, wh.Timeout())
-		s.log(r, wh, &res)
+		s.log(r, wh, &res, err)
 		httpjson.Write(w, http.StatusOK, res)
 		return
 	}
@@ -113,13 +116,30 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 	default:
 		res.Success = true
 	}
-	s.log(r, wh, &res)
+	s.log(r, wh, &res, rerr)
 	httpjson.Write(w, http.StatusOK, res)
 }
 
-func (s *testSender) log(r *http.Request, wh *Webhook, res *testSendResult) {
-	s.logger.DebugContext(r.Context(), "test send", "tenant", wh.TenantID, "webhook_id", wh.ID,
-		"event_id", res.EventID, "status", res.Status, "success", res.Success, "err", res.Error)
+// log notes a test send; a failed request's whole error (cause), which
+// the tenant does not see, goes to the operator at info level.
+func (s *testSender) log(r *http.Request, wh *Webhook, res *testSendResult, cause error) {
+	attrs := []any{"tenant", wh.TenantID, "webhook_id", wh.ID,
+		"event_id", res.EventID, "status", res.Status, "success", res.Success, "err", res.Error}
+	if cause != nil {
+		s.logger.InfoContext(r.Context(), "test send failed", append(attrs, "cause", withoutURL(cause).Error())...)
+		return
+	}
+	s.logger.DebugContext(r.Context(), "test send", attrs...)
+}
+
+// withoutURL drops the *url.Error layer of a client error: its URL may
+// carry a query-string token.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // testEvent is the event a test send delivers to wh at now.
@@ -138,21 +158,14 @@ func testEvent(wh *switchboard.Webhook, now time.Time) switchboard.Event {
 	}
 }
 
-// sendError says why a request got no answer, without the URL, which may
-// carry a query-string token.
+// sendError says why a request got no answer as the tenant may read it
+// (netguard.PublicError): without the URL, which may carry a query-string
+// token, and without the addresses its host resolved to.
 func sendError(err error, timeout time.Duration) string {
-	var refused *netguard.RefusedError
-	if errors.As(err, &refused) {
-		return refused.Error()
-	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("no answer within the webhook's timeout of %v", timeout)
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return err.Error()
+	return netguard.PublicError(err)
 }
 
 func milliseconds(d time.Duration) float64 {

@@ -48,7 +48,8 @@ type webhookAPI struct {
 }
 
 // webhookBody is a webhook as the API shows it: never its auth password or
-// token; its secret in the create response only. The read-only fields are
+// token; its secret in the create response only; its custom headers'
+// values masked in lists (see maskHeaderValue). The read-only fields are
 // left out of the defaults (GET /v1/webhooks/defaults), which are no stored
 // webhook.
 type webhookBody struct {
@@ -262,7 +263,13 @@ func (a *webhookAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	body := listBody[webhookBody]{Data: make([]webhookBody, 0, len(whs)), HasMore: more}
 	for _, wh := range whs {
-		body.Data = append(body.Data, newWebhookBody(wh, false))
+		b := newWebhookBody(wh, false)
+		// A list shows many webhooks to whoever holds a key: not the API
+		// keys their headers hold. GET /v1/webhooks/{id} shows them.
+		if len(wh.Headers) > 0 {
+			b.Headers = maskHeaders(wh.Headers)
+		}
+		body.Data = append(body.Data, b)
 	}
 	if more {
 		body.NextCursor = whs[len(whs)-1].ID

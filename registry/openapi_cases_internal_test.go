@@ -351,6 +351,20 @@ func eventTypeCases() []specCase {
 		{name: "create/422", method: post, path: "/v1/event-types", invalid: true, want: 422, body: `{"name": "ticket created"}`, check: errorsOn("name")},
 		{name: "create/422/too-long", method: post, path: "/v1/event-types", invalid: true, want: 422,
 			body: `{"name": "` + strings.Repeat("t", 257) + `"}`, check: errorsOn("name")},
+		{name: "list/200/paged", method: get, path: "/v1/event-types?limit=2", want: 200,
+			check: func(t *testing.T, _ *specEnv, v map[string]any) {
+				if data, _ := v["data"].([]any); len(data) != 2 || v["has_more"] != true || v["next_cursor"] != "call.answered" {
+					t.Errorf("want the first 2 types and a cursor: %v", v)
+				}
+			}},
+		{name: "list/200/next-page", method: get, path: "/v1/event-types?limit=250&cursor=call.answered", want: 200,
+			check: func(t *testing.T, _ *specEnv, v map[string]any) {
+				if data, _ := v["data"].([]any); len(data) == 0 || v["has_more"] != false {
+					t.Errorf("want the rest of the catalogue: %v", v)
+				}
+			}},
+		{name: "list/422", method: get, path: "/v1/event-types?limit=0&cursor=no.such.type", invalid: true, want: 422, check: errorsOn("limit")},
+		{name: "list/422/cursor", method: get, path: "/v1/event-types?cursor=no.such.type", want: 422, check: errorsOn("cursor")},
 		{name: "list/200/custom-flag", method: get, path: "/v1/event-types", want: 200,
 			check: func(t *testing.T, _ *specEnv, v map[string]any) {
 				data, _ := v["data"].([]any)

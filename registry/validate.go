@@ -95,6 +95,7 @@ func newWebhook() switchboard.Webhook {
 // checks that wh has what every webhook needs. Every failure is added to fe.
 // catalogue is the event types the tenant may subscribe to.
 func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.EventType, fe switchboard.FieldErrors) {
+	prevURL, prevHeaders := wh.URL, wh.Headers
 	if in.Name != nil {
 		wh.Name = *in.Name
 	}
@@ -157,8 +158,11 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 	if in.Headers.Set {
 		wh.Headers = nil
 		if len(in.Headers.V) > 0 {
-			wh.Headers = in.Headers.V
+			wh.Headers = keepMaskedHeaders(in.Headers.V, prevHeaders)
 		}
+	}
+	if wh.ID != "" && prevURL != "" {
+		checkHostMove(fe, in, prevURL, wh)
 	}
 	// The headers are checked whenever either they or auth changed, since
 	// auth decides which of them are taken.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -23,7 +24,7 @@ const (
 	MaxAuthUsernameLength = 255
 	MaxAuthSecretLength   = 4096 // password and token, in bytes
 	MaxAuthNameLength     = 128  // header or query parameter name
-	MaxHeaders            = 20
+	MaxHeaders            = 100  // the ceiling of Quotas.HeadersPerWebhook
 	MaxHeaderNameLength   = 128
 	MaxHeaderValueLength  = 4096 // bytes
 	MaxHeadersSize        = 8 << 10
@@ -250,6 +251,8 @@ func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]s
 			fe.Add(key, fmt.Sprintf("must have a value of at most %d bytes", MaxHeaderValueLength))
 		case !validHeaderValue(value):
 			fe.Add(key, "must have a value without control characters")
+		case sealed.IsSealed(value):
+			fe.Add(key, sealedRule)
 		}
 	}
 	if size > MaxHeadersSize {
@@ -278,4 +281,74 @@ func checkProperties(fe switchboard.FieldErrors, field string, raw json.RawMessa
 		return nil
 	}
 	return b
+}
+
+// maskedPrefix starts every header value the API shows (see
+// maskHeaderValue).
+const maskedPrefix = "****"
+
+// maskHeaderValue is how the API shows a custom header's value after the
+// create response: users put API keys there, so no more of it than its
+// last 4 characters, and those only when it is long enough (16 bytes) for
+// them to say little.
+func maskHeaderValue(v string) string {
+	if len(v) < 16 {
+		return maskedPrefix
+	}
+	r := []rune(v)
+	return maskedPrefix + string(r[max(0, len(r)-4):])
+}
+
+// maskHeaders returns headers with each value masked; nil for none.
+func maskHeaders(headers map[string]string) map[string]string {
+	if len(headers) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(headers))
+	for name, v := range headers {
+		out[name] = maskHeaderValue(v)
+	}
+	return out
+}
+
+// keepMaskedHeaders returns the headers a request gives, where a value that
+// is exactly the masked form of the stored value of that header stands for
+// the stored value: a client that reads a webhook and sends its headers
+// back as shown keeps them, rather than storing "****".
+func keepMaskedHeaders(given, stored map[string]string) map[string]string {
+	out := make(map[string]string, len(given))
+	for name, v := range given {
+		if old, ok := stored[name]; ok && strings.HasPrefix(v, maskedPrefix) && v == maskHeaderValue(old) {
+			v = old
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// checkHostMove records, for a change of wh's url to another host than
+// prevURL's, each stored credential that the request does not give again:
+// the outbound auth (unless it is none) and the custom headers, which hold
+// API keys as often as not. They were given for the old host; sending them
+// to the new one on the strength of a url change alone would hand them to
+// whoever controls it. A client that means it sends them again (auth, and
+// headers: {} or null to drop them).
+func checkHostMove(fe switchboard.FieldErrors, in *webhookInput, prevURL string, wh *switchboard.Webhook) {
+	if in.URL == nil || sameHost(prevURL, wh.URL) {
+		return
+	}
+	if !in.Auth.Set && wh.Auth.Type != "" && wh.Auth.Type != switchboard.AuthNone {
+		fe.Add("auth", "must be given again when url moves to another host: the stored credential is not sent to a new host")
+	}
+	if !in.Headers.Set && len(wh.Headers) > 0 {
+		fe.Add("headers", "must be given again (or null) when url moves to another host: the stored values are not sent to a new host")
+	}
+}
+
+// sameHost reports whether two webhook URLs name the same host (any
+// scheme or port). An unparsable one is another host.
+func sameHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }

@@ -58,7 +58,8 @@ type WebhookFilter struct {
 // tenant, ENOTFOUND when the tenant does not exist, and ECONFLICT when the
 // name is taken in wh's scope (the tenant, or wh.AgentID).
 // It returns ENOTFOUND, naming the agent, when wh.AgentID is not an agent of
-// the tenant (see PutAgent).
+// the tenant (see PutAgent), and EINVALID when the tenant has its quota of
+// webhooks already or wh more custom headers than its quota (see Quotas).
 func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -70,6 +71,9 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 	wh.CreatedAt, wh.UpdatedAt = t, t
 	wh.CreatedBy = switchboard.ActorFromContext(ctx)
 	wh.UpdatedBy = wh.CreatedBy
+	if err := db.Quotas.checkHeaders(wh); err != nil {
+		return fmt.Errorf("create webhook %s: %w", wh.ID, err)
+	}
 	row, err := newWebhookRow(wh, db.EncryptionKey)
 	if err != nil {
 		return fmt.Errorf("create webhook %s: %w", wh.ID, err)
@@ -79,6 +83,9 @@ func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
 			if err := checkAgentExists(ctx, tx, tenant, wh.AgentID); err != nil {
 				return err
 			}
+		}
+		if err := checkCount(ctx, tx, "webhooks", tenant, db.Quotas.WebhooksPerTenant, "webhooks", "webhooks"); err != nil {
+			return err
 		}
 		_, err := tx.NamedExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (`+webhookParams+`)`, row)
 		switch {
@@ -126,6 +133,9 @@ func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webh
 		}
 		prev := wh.Status
 		if err := update(wh); err != nil {
+			return err
+		}
+		if err := db.Quotas.checkHeaders(wh); err != nil {
 			return err
 		}
 		wh.UpdatedAt = now()

@@ -86,10 +86,13 @@ func TestServe_MetricsCountWhatHappened(t *testing.T) {
 	}
 
 	var fams map[string]*dto.MetricFamily
+	// The deliverer counts a dead letter before the outcome of its attempt:
+	// wait for both, or a scrape between the two reads a half-counted attempt.
 	testenv.WaitFor(t, 20*time.Second, "a delivery and a dead letter counted", func() bool {
 		fams = scrape(t, sys.URL)
 		return value(fams, "switchboard_deliveries_total", map[string]string{"outcome": "delivered"}) == 1 &&
-			value(fams, "switchboard_dead_letters_total", nil) == 1
+			value(fams, "switchboard_dead_letters_total", nil) == 1 &&
+			value(fams, "switchboard_deliveries_total", map[string]string{"outcome": "dead_lettered"}) == 1
 	})
 	for _, c := range []struct {
 		name   string

@@ -59,6 +59,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 		return nil, err
 	}
 	s.db.EncryptionKey = encryptionKey
+	s.db.Quotas = s.cfg.Quotas
 	if err := s.db.CheckEncryptionKey(ctx); err != nil {
 		return nil, fmt.Errorf("--encryption-key: %w", err)
 	}

@@ -86,6 +86,14 @@ type serveConfig struct {
 	AttemptLogMaxBytes   byteSize
 	// Streams are the streams' retention flags (retention.go).
 	Streams streamLimits
+
+	// HTTP bounds what clients may hold of the HTTP servers (--listen and
+	// --metrics-listen).
+	HTTP registry.HTTPLimits
+	// MetricsListen, when set, serves /metrics there and not on Listen.
+	MetricsListen string
+	// Quotas bound what each tenant may keep (registry).
+	Quotas registry.Quotas
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -111,6 +119,8 @@ func defaultServeConfig() serveConfig {
 		AttemptRetention:     registry.DefaultAttemptRetention,
 		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
 		Streams:              defaultStreamLimits(),
+		HTTP:                 registry.DefaultHTTPLimits(),
+		Quotas:               registry.DefaultQuotas(),
 	}
 }
 
@@ -178,6 +188,17 @@ func (c serveConfig) validate() error {
 	if _, err := c.guard(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.HTTP.Validate("--http-"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Roles.Registry {
+		if err := c.Quotas.Validate("--max-"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, port, _ := net.SplitHostPort(c.Listen); c.MetricsListen != "" && c.MetricsListen == c.Listen && port != "0" {
+		errs = append(errs, errors.New("--metrics-listen must differ from --listen (leave it empty to serve /metrics on --listen)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -239,6 +260,30 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight deliveries before closing")
 	registerLogFlags(fs, &c.LogLevel, &c.LogFormat)
+	registerHTTPFlags(fs, &c.HTTP, &c.MetricsListen)
+	if r.Registry {
+		registerQuotaFlags(fs, &c.Quotas)
+	}
+}
+
+// registerQuotaFlags registers the per-tenant quotas of the registry.
+func registerQuotaFlags(fs *flag.FlagSet, q *registry.Quotas) {
+	fs.IntVar(&q.WebhooksPerTenant, "max-webhooks-per-tenant", q.WebhooksPerTenant, "webhooks one tenant may have; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.AgentsPerTenant, "max-agents-per-tenant", q.AgentsPerTenant, "agents one tenant may have; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.EventTypesPerTenant, "max-event-types-per-tenant", q.EventTypesPerTenant, "event types of its own one tenant may add to the catalogue; one more is refused (422); 0 = no bound")
+	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", registry.MaxHeaders, registry.MaxHeaders))
+}
+
+// registerHTTPFlags registers the limits of the HTTP servers and the
+// address of /metrics, which every role serves.
+func registerHTTPFlags(fs *flag.FlagSet, l *registry.HTTPLimits, metricsListen *string) {
+	fs.StringVar(metricsListen, "metrics-listen", *metricsListen, "serve /metrics (with /healthz and /readyz) on this address of its own, e.g. 127.0.0.1:9090, and not on --listen, so that it need not face the clients of the API; empty serves it on --listen")
+	fs.DurationVar(&l.ReadHeaderTimeout, "http-read-header-timeout", l.ReadHeaderTimeout, "how long a client may take to send a request's header")
+	fs.DurationVar(&l.ReadTimeout, "http-read-timeout", l.ReadTimeout, "how long a client may take to send a whole request, body included")
+	fs.DurationVar(&l.WriteTimeout, "http-write-timeout", l.WriteTimeout, "how long a request may take from the end of its header to the end of its answer (a test send waits for its webhook's timeout instead)")
+	fs.DurationVar(&l.IdleTimeout, "http-idle-timeout", l.IdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.IntVar(&l.MaxConns, "http-max-conns", l.MaxConns, "connections the HTTP server keeps open at once; more wait to be accepted; 0 = no bound")
+	fs.IntVar(&l.MaxConnsPerClient, "http-max-conns-per-client", l.MaxConnsPerClient, "connections one client (remote IP address) may hold open; more are closed at once; 0 = no bound (the default: behind a proxy every client is the proxy)")
 }
 
 // encryptionKey returns the parsed --encryption-key, nil when none is set.
@@ -334,7 +379,7 @@ func runSystem(ctx context.Context, cfg serveConfig, title string, stdout, stder
 	if cfg.Roles.Registry {
 		fmt.Fprintf(stdout, "  API:     %s\n", sys.URL)
 	}
-	fmt.Fprintf(stdout, "  Metrics: %s/metrics\n", sys.URL)
+	fmt.Fprintf(stdout, "  Metrics: %s/metrics\n", sys.MetricsURL)
 	if sys.NewKey != "" {
 		fmt.Fprintf(stdout, "  API key: %s\n  (shown once; keep it: it is stored hashed)\n", sys.NewKey)
 	}
@@ -363,6 +408,11 @@ type system struct {
 	http   *http.Server
 	group  *errgroup.Group
 	cancel context.CancelFunc // stops the background roles
+
+	// MetricsURL is the base URL of /metrics: URL, or that of
+	// --metrics-listen, which metricsHTTP serves (nil without it).
+	MetricsURL  string
+	metricsHTTP *http.Server
 }
 
 // startSystem starts the roles cfg.Roles names and returns once the HTTP
@@ -429,37 +479,62 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	}
 
 	s.registerOpsMetrics(reg)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	probes := func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !s.ready() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ready\n")
+		})
+	}
+	probes(mux)
+	if cfg.MetricsListen == "" {
+		mux.Handle("GET /metrics", metrics)
+	}
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	s.MetricsURL = s.URL
+	s.http = cfg.HTTP.Server(mux, errorLog)
+	s.serveHTTP(g, gctx, s.http, cfg.HTTP.Listener(ln))
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s (--metrics-listen): %w", cfg.MetricsListen, err)
+		}
+		s.MetricsURL = "http://" + mln.Addr().String()
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics)
+		probes(mmux)
+		s.metricsHTTP = cfg.HTTP.Server(mmux, errorLog)
+		s.serveHTTP(g, gctx, s.metricsHTTP, cfg.HTTP.Listener(mln))
+	}
+	logger.Info("switchboard serving", "roles", cfg.Roles.String(), "url", s.URL, "nats", s.natsDescription())
+	return s, nil
+}
+
+// serveHTTP serves srv on ln in g until gctx is done: a role that fails
+// cancels gctx, so serving stops too, and Wait reports the failure now
+// rather than at the next signal.
+func (s *system) serveHTTP(g *errgroup.Group, gctx context.Context, srv *http.Server, ln net.Listener) {
 	g.Go(func() error {
-		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http %s: %w", ln.Addr(), err)
 		}
 		return nil
 	})
-	// A role that fails cancels gctx: stop serving too, so that Wait
-	// reports the failure now rather than at the next signal.
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return s.http.Shutdown(shutdown)
+		return srv.Shutdown(shutdown)
 	})
-	logger.Info("switchboard serving", "roles", cfg.Roles.String(), "url", s.URL, "nats", s.natsDescription())
-	return s, nil
 }
 
 // String names the roles for logs: "registry+worker", "worker".
@@ -614,10 +689,12 @@ func (s *system) Wait(ctx context.Context) error {
 // SQLite, in that order. It is safe on a partly started system.
 func (s *system) Close() error {
 	var errs []error
-	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errs = append(errs, s.http.Shutdown(ctx))
-		cancel()
+	for _, srv := range []*http.Server{s.http, s.metricsHTTP} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, srv.Shutdown(ctx))
+			cancel()
+		}
 	}
 	if s.cancel != nil {
 		s.logger.Info("draining in-flight deliveries")

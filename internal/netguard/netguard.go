@@ -11,6 +11,7 @@
 package netguard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -70,10 +71,24 @@ type RefusedError struct {
 	// Kind says what the address is, as in "a private address": loopback,
 	// private, link-local, CGNAT, cloud metadata, ...
 	Kind string
+	// Host is the host that was asked for (the URL's, before name
+	// resolution) when the dial went through Guard.DialContext; "" when
+	// unknown.
+	Host string
 }
 
 func (e *RefusedError) Error() string {
+	if e.Host != "" && !e.hostIsAddr() {
+		return fmt.Sprintf("refused: %s (%s) is %s address; see --allow-private-targets", e.Host, e.Addr, e.Kind)
+	}
 	return fmt.Sprintf("refused: %s is %s address; see --allow-private-targets", e.Addr, e.Kind)
+}
+
+// hostIsAddr reports whether Host is Addr written as an IP address, so
+// that naming the address tells no more than the URL did.
+func (e *RefusedError) hostIsAddr() bool {
+	a, err := netip.ParseAddr(e.Host)
+	return err == nil && a.WithZone("").Unmap() == e.Addr.WithZone("").Unmap()
 }
 
 // Check returns nil when addr may be dialled, else a *RefusedError saying
@@ -112,6 +127,21 @@ func (g *Guard) Dialer() *net.Dialer {
 	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.Control}
 }
 
+// DialContext dials address ("host:port") as Dialer does; a refusal's
+// RefusedError also names the host asked for, so that PublicError can say
+// what was refused without the address the name resolved to. It is an
+// http.Transport's DialContext.
+func (g *Guard) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	conn, err := g.Dialer().DialContext(ctx, network, address)
+	var refused *RefusedError
+	if err != nil && errors.As(err, &refused) {
+		if host, _, serr := net.SplitHostPort(address); serr == nil {
+			refused.Host = host // a new error of this dial's Control: not shared
+		}
+	}
+	return conn, err
+}
+
 // rangeKind is a non-global range and what an address in it is called.
 type rangeKind struct {
 	prefix netip.Prefix
@@ -146,9 +176,21 @@ const (
 // unicast) is refused as reserved even when not listed.
 var refused = slices.Concat(
 	ranges(kindMetadata,
-		"169.254.169.254/32", // AWS, GCP, Azure, OpenStack...
-		"100.100.100.200/32", // Alibaba Cloud
-		"fd00:ec2::254/128",  // AWS over IPv6
+		"169.254.169.254/32", // AWS, GCP, Azure, OpenStack, Oracle, DigitalOcean, Hetzner...
+		"169.254.169.253/32", // AWS VPC DNS resolver
+		"169.254.169.123/32", // AWS time sync
+		"169.254.170.2/32",   // AWS ECS task metadata and credentials
+		"169.254.170.23/32",  // AWS EKS Pod Identity agent (credentials)
+		"169.254.0.23/32",    // Tencent Cloud metadata
+		"100.100.100.200/32", // Alibaba Cloud metadata
+		"192.0.0.192/32",     // Oracle Cloud (classic) metadata
+		// Azure's wire server (VM agent, extensions, DNS): a public
+		// address, which the rules below would let through.
+		"168.63.129.16/32",
+		"fd00:ec2::254/128", // AWS metadata over IPv6
+		"fd00:ec2::253/128", // AWS DNS resolver over IPv6
+		"fd00:ec2::123/128", // AWS time sync over IPv6
+		"fd00:ec2::23/128",  // AWS EKS Pod Identity agent over IPv6
 	),
 	ranges(kindUnspecified, "0.0.0.0/8", "::/128"),
 	ranges(kindLoopback, "127.0.0.0/8", "::1/128"),

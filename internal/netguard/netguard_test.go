@@ -25,6 +25,14 @@ func TestGuard_Check(t *testing.T) {
 		{"192.168.1.1", "a private"},
 		{"169.254.169.254", "a cloud metadata"},
 		{"100.100.100.200", "a cloud metadata"},
+		{"168.63.129.16", "a cloud metadata"}, // Azure wire server: public, refused by name
+		{"169.254.170.2", "a cloud metadata"},
+		{"169.254.170.23", "a cloud metadata"},
+		{"169.254.169.253", "a cloud metadata"},
+		{"169.254.0.23", "a cloud metadata"},
+		{"192.0.0.192", "a cloud metadata"},
+		{"::ffff:168.63.129.16", "a cloud metadata"},
+		{"fd00:ec2::23", "a cloud metadata"},
 		{"169.254.10.1", "a link-local"},
 		{"100.64.0.1", "a CGNAT (shared)"},
 		{"100.127.255.254", "a CGNAT (shared)"},
@@ -72,6 +80,7 @@ func TestGuard_Check(t *testing.T) {
 		{"2606:4700:4700::1111", ""},
 		{"64:ff9b::808:808", ""}, // NAT64 of 8.8.8.8: what an IPv6-only host dials
 		{"2002:808:808::1", ""},
+		{"168.63.129.17", ""}, // beside Azure's wire server
 	}
 	var nilGuard *netguard.Guard // the default policy
 	strict := netguard.New(false)

@@ -7,15 +7,21 @@ import (
 )
 
 // The confidential fields of a webhook, sealed by SealWebhook and opened by
-// OpenWebhook: its secrets, current and retiring, and its outbound
-// credentials. Each is bound to the webhook's id and the field.
+// OpenWebhook: its secrets, current and retiring, its outbound credentials
+// and the values of its custom headers (which users fill with API keys).
+// Each is bound to the webhook's id and the field.
 func contexts(w *switchboard.Webhook) (secret, password, token string) {
 	return w.ID + "/secret", w.ID + "/auth.password", w.ID + "/auth.token"
 }
 
+// headerContext binds a custom header's value to its webhook and name.
+func headerContext(w *switchboard.Webhook, name string) string {
+	return w.ID + "/headers/" + name
+}
+
 // SealWebhook seals w's confidential fields in place (see Key.Seal: a nil k
-// leaves them as they are). Retiring secrets are copied, not changed in the
-// slice w shared.
+// leaves them as they are). Retiring secrets and headers are copied, not
+// changed in the slice and map w shared.
 func (k *Key) SealWebhook(w *switchboard.Webhook) {
 	secret, password, token := contexts(w)
 	w.Secret = k.Seal(w.Secret, secret)
@@ -28,6 +34,13 @@ func (k *Key) SealWebhook(w *switchboard.Webhook) {
 	}
 	w.Auth.Password = k.Seal(w.Auth.Password, password)
 	w.Auth.Token = k.Seal(w.Auth.Token, token)
+	if len(w.Headers) > 0 {
+		hs := make(map[string]string, len(w.Headers))
+		for name, v := range w.Headers {
+			hs[name] = k.Seal(v, headerContext(w, name))
+		}
+		w.Headers = hs
+	}
 }
 
 // OpenWebhook opens w's confidential fields in place; plaintext ones stay
@@ -55,6 +68,15 @@ func (k *Key) OpenWebhook(w *switchboard.Webhook) error {
 	}
 	if w.Auth.Token, err = k.Open(w.Auth.Token, token); err != nil {
 		return fmt.Errorf("auth token of webhook %s: %w", w.ID, err)
+	}
+	if len(w.Headers) > 0 {
+		hs := make(map[string]string, len(w.Headers))
+		for name, v := range w.Headers {
+			if hs[name], err = k.Open(v, headerContext(w, name)); err != nil {
+				return fmt.Errorf("header %q of webhook %s: %w", name, w.ID, err)
+			}
+		}
+		w.Headers = hs
 	}
 	return nil
 }

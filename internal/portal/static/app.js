@@ -140,7 +140,17 @@ async function api(method, path, body, keep401 = false) {
 }
 
 async function eventTypes() {
-  if (!catalogue) catalogue = (await api("GET", "/event-types")).data;
+  if (!catalogue) {
+    // Paginated like every list: read each page.
+    const all = [];
+    let cursor = "";
+    do {
+      const page = await api("GET", "/event-types" + q({ limit: 250, cursor }));
+      all.push(...page.data);
+      cursor = page.has_more ? page.next_cursor : "";
+    } while (cursor);
+    catalogue = all;
+  }
   return catalogue;
 }
 
