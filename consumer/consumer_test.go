@@ -220,6 +220,15 @@ func (s *system) publishDelivery(evt switchboard.Event, webhookID string) {
 	}
 }
 
+// publishDeliveries publishes n deliveries to webhookID of call.started
+// events prefix+"0" to prefix+strconv.Itoa(n-1).
+func (s *system) publishDeliveries(prefix, webhookID string, n int) {
+	s.t.Helper()
+	for i := range n {
+		s.publishDelivery(event(prefix+strconv.Itoa(i), "call.started", ""), webhookID)
+	}
+}
+
 // consumerIdle reports whether a consumer has nothing pending or unacked.
 func (s *system) consumerIdle(stream, name string) bool {
 	info, err := s.env.JS.Consumer(context.Background(), stream, name)

@@ -196,7 +196,7 @@ func decide(err error, made, maxRetries int, policy RetryPolicy) decision {
 	}
 	var de *deferError
 	if errors.As(err, &de) {
-		return decision{action: actDefer, outcome: outcomeDeferred, reason: de.Reason, delay: de.Delay}
+		return decision{action: actDefer, outcome: outcomeDeferred, reason: deferWebhookBusy, delay: de.Delay}
 	}
 	var we *webhookError
 	if errors.As(err, &we) {

@@ -39,7 +39,7 @@ func TestDecide(t *testing.T) {
 		{"webhook never known", &webhookError{Reason: reasonUnknown, Tries: unknownWebhookTries}, 1, 0, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonUnknown}},
 		{"breaker open counts as a failed attempt", &openError{}, 1, 3, decision{action: actRetry, outcome: outcomeRetryScheduled, delay: time.Second}},
 		{"breaker open, retries spent", &openError{}, 2, 1, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonRetriesExhausted}},
-		{"cap reached defers", &deferError{Reason: deferWebhookBusy, Delay: time.Second}, 4, 3, decision{action: actDefer, outcome: outcomeDeferred, reason: deferWebhookBusy, delay: time.Second}},
+		{"cap reached defers", &deferError{Delay: time.Second}, 4, 3, decision{action: actDefer, outcome: outcomeDeferred, reason: deferWebhookBusy, delay: time.Second}},
 		{"webhook inactive", &webhookError{Reason: reasonInactive}, 1, 0, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonInactive}},
 		{"webhook invalid", &webhookError{Reason: reasonInvalid, Err: errors.New("bad secret")}, 1, 0, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonInvalid}},
 		{"malformed delivery", errNoEventID, 1, 3, decision{action: actDeadLetter, outcome: outcomeDeadLettered, reason: reasonMalformed}},

@@ -409,15 +409,6 @@ func (x *Index) setRevision(rev uint64, reset bool) {
 	x.revCh = make(chan struct{})
 }
 
-// Revision returns the KV revision (the bucket stream's sequence) that the
-// index reflects: every change up to it is in the index.
-func (x *Index) Revision() uint64 {
-	x.init()
-	x.revMu.Lock()
-	defer x.revMu.Unlock()
-	return x.rev
-}
-
 // awaitCurrent returns once the index holds every change made to the bucket
 // before stored, an event's time in SB_EVENTS, so that the event is matched
 // against every webhook whose create or update returned before it was

@@ -107,15 +107,15 @@ const (
 	stateHalfOpen = "half_open"
 )
 
-// deferError says a delivery was not attempted and is to be deferred by
-// Delay.
+// deferError says a delivery was not attempted, its webhook's cap being
+// reached, and is to be deferred by Delay: the one reason left to defer
+// (deferWebhookBusy), an open breaker's refusal being an *openError.
 type deferError struct {
-	Reason string // deferWebhookBusy
-	Delay  time.Duration
+	Delay time.Duration
 }
 
 func (e *deferError) Error() string {
-	return "deferred (" + e.Reason + ") for " + e.Delay.String()
+	return "deferred (" + deferWebhookBusy + ") for " + e.Delay.String()
 }
 
 // gate is one webhook's cap and breaker.
@@ -248,7 +248,7 @@ func (d *Deliverer) attemptIsolated(ctx context.Context, w *worker, h *hook, dlv
 	// a wait for a slot, the breaker could open during the wait and the
 	// attempt would go ahead anyway.
 	if !g.acquire(ctx, d.iso.latency.Load()) {
-		return &deferError{Reason: deferWebhookBusy, Delay: d.iso.busyDeferral(dlv.deferrals)}
+		return &deferError{Delay: d.iso.busyDeferral(dlv.deferrals)}
 	}
 	start := time.Now()
 	if open, until := g.open(start, d.iso.cooldown); open {

@@ -270,9 +270,7 @@ func TestDeliverer_OpenBreakerKeepsTheSchedule(t *testing.T) {
 
 	const n = 10
 	start := time.Now()
-	for i := range n {
-		s.publishDelivery(event("msg_hang_"+strconv.Itoa(i), "call.started", ""), "wh_hang")
-	}
+	s.publishDeliveries("msg_hang_", "wh_hang", n)
 	// The schedule: 1 s and 2 s (+10 %), each rounded up to a whole second,
 	// three attempts of at most the 1 s timeout, a cool-down, and slack
 	// for a loaded machine.
@@ -324,9 +322,7 @@ func TestDeliverer_PerWebhookCap(t *testing.T) {
 	goRun(t, "deliverer", d.Run)
 
 	const n = 12
-	for i := range n {
-		s.publishDelivery(event("msg_cap_"+strconv.Itoa(i), "call.started", ""), "wh_slow")
-	}
+	s.publishDeliveries("msg_cap_", "wh_slow", n)
 	testenv.WaitFor(t, 60*time.Second, "every delivery", func() bool {
 		_, delivered, _ := recv.stats()
 		return len(delivered) == n

@@ -161,9 +161,12 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 		m.Metrics.events[resultInvalid].Inc()
 		return nil, matches
 	}
+	// Read once: parsing the reply subject allocates, and the wait, the
+	// matched record and the accepted time all need it. nil when unreadable.
+	md, _ := msg.Metadata()
 	// A webhook whose change was stored before the event must be in the
 	// index before the event is matched, however late this worker's watch.
-	if err := m.Index.awaitCurrent(ctx, m.JS.Conn(), storedAt(msg)); err != nil {
+	if err := m.Index.awaitCurrent(ctx, m.JS.Conn(), storedAt(md)); err != nil {
 		nak(msg, log) // stopping
 		return nil, matches
 	}
@@ -186,9 +189,9 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 	// the type in the body.
 	eventID := []string{evt.ID}
 	tenant := []string{evt.TenantID}
-	accepted := []string{acceptedAt(msg)}
+	accepted := []string{acceptedAt(msg.Headers(), md)}
 
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(msg, &evt, matches)}
+	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(md, &evt, matches)}
 	for i, h := range matches {
 		dm := &nats.Msg{
 			Subject: streams.DeliverySubject(h.id),
@@ -281,23 +284,23 @@ func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
 }
 
 // acceptedAt is when the event was accepted, in Unix nanoseconds: the
-// producer's header if it set one, else the time JetStream stored it.
-func acceptedAt(msg jetstream.Msg) string {
-	if v := msg.Headers().Get(streams.HeaderAcceptedAt); v != "" {
+// producer's header h if it set one, else the time JetStream stored it (md,
+// the event's metadata, nil when unreadable).
+func acceptedAt(h nats.Header, md *jetstream.MsgMetadata) string {
+	if v := h.Get(streams.HeaderAcceptedAt); v != "" {
 		return v
 	}
-	if md, err := msg.Metadata(); err == nil {
+	if md != nil {
 		return strconv.FormatInt(md.Timestamp.UnixNano(), 10)
 	}
 	return strconv.FormatInt(time.Now().UnixNano(), 10)
 }
 
-// storedAt is when JetStream stored msg, by the server's clock; the zero
-// time, which makes the index read the bucket's revision afresh, when the
-// metadata cannot be read.
-func storedAt(msg jetstream.Msg) time.Time {
-	md, err := msg.Metadata()
-	if err != nil {
+// storedAt is when JetStream stored the event of metadata md, by the
+// server's clock; the zero time, which makes the index read the bucket's
+// revision afresh, when the metadata could not be read (md nil).
+func storedAt(md *jetstream.MsgMetadata) time.Time {
+	if md == nil {
 		return time.Time{}
 	}
 	return md.Timestamp

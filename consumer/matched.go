@@ -43,10 +43,11 @@ const (
 )
 
 // matchedRecord returns the JSON of the records of the webhooks evt was
-// matched to, one per chunk of up to matchedChunk of them.
-func matchedRecord(msg jetstream.Msg, evt *switchboard.Event, matches []*hook) [][]byte {
+// matched to, one per chunk of up to matchedChunk of them; md is the
+// event's metadata, nil when unreadable (event_seq 0).
+func matchedRecord(md *jetstream.MsgMetadata, evt *switchboard.Event, matches []*hook) [][]byte {
 	var seq uint64
-	if md, err := msg.Metadata(); err == nil {
+	if md != nil {
 		seq = md.Sequence.Stream
 	}
 	at := time.Now().UTC()

@@ -66,9 +66,7 @@ func TestDeliverer_FlakyBurstArrivesOnAttemptThree(t *testing.T) {
 	goRun(t, "deliverer", s.deliverer().Run) // default breaker: 5 failures, 30 s cool-down
 
 	const n = 100
-	for i := range n {
-		s.publishDelivery(event("msg_flaky_"+strconv.Itoa(i), "call.started", ""), "wh_flaky")
-	}
+	s.publishDeliveries("msg_flaky_", "wh_flaky", n)
 	// The schedule: retries after about 1 s and 2 s (+10 %), each fired at
 	// a whole second; the slack covers the burst and a loaded machine,
 	// and is far below one 30 s cool-down.
@@ -301,9 +299,7 @@ func TestDeliverer_RetryAfterHoldsTheOpenBreaker(t *testing.T) {
 	goRun(t, "deliverer", d.Run)
 
 	const n = 6
-	for i := range n {
-		s.publishDelivery(event("msg_pause_"+strconv.Itoa(i), "call.started", ""), "wh_pause")
-	}
+	s.publishDeliveries("msg_pause_", "wh_pause", n)
 	testenv.WaitFor(t, 60*time.Second, "every delivery", func() bool {
 		_, delivered, _ := recv.stats()
 		return len(delivered) == n

@@ -128,9 +128,7 @@ func TestDeliverer_NoRedeliveryMidAttempt(t *testing.T) {
 	goRun(t, "deliverer", d.Run)
 
 	const n = 6
-	for i := range n {
-		s.publishDelivery(event("msg_slow_"+strconv.Itoa(i), "call.started", ""), "wh_slow")
-	}
+	s.publishDeliveries("msg_slow_", "wh_slow", n)
 	testenv.WaitFor(t, 60*time.Second, "deliveries settled", func() bool {
 		return recv.Count() >= n && s.streamMsgs(streams.Deliveries) == 0 && s.consumerIdle(streams.Deliveries, streams.DelivererConsumer)
 	})

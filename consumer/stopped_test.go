@@ -21,9 +21,7 @@ func TestDeliverer_TooManyErrorsWebhookParksDeliveries(t *testing.T) {
 	// Its deliveries were queued before the registry stopped it, as when
 	// auto-disable strikes while a backlog waits.
 	const n = 5
-	for i := range n {
-		s.publishDelivery(event(fmt.Sprintf("msg_%d", i), "call.started", ""), wh.ID)
-	}
+	s.publishDeliveries("msg_", wh.ID, n)
 	wh.Status = switchboard.StatusTooManyErrors
 	s.putWebhook(wh)
 	s.startIndex()

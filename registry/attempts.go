@@ -258,21 +258,8 @@ func (db *DB) PruneAttempts(ctx context.Context, cutoff time.Time) (int64, error
 	if _, err := db.ClearAttemptBodies(ctx, cutoff); err != nil {
 		return 0, err
 	}
-	var total int64
-	for {
-		res, err := db.db.ExecContext(ctx, `DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts WHERE at < ? LIMIT 5000)`, cutoff.UnixNano())
-		if err != nil {
-			return total, fmt.Errorf("prune attempts before %s: %w", cutoff.Format(time.RFC3339), err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, fmt.Errorf("prune attempts: %w", err)
-		}
-		total += n
-		if n < 5000 {
-			return total, nil
-		}
-	}
+	return db.deleteInBatches(ctx, "prune attempts before "+cutoff.Format(time.RFC3339),
+		`DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts WHERE at < ? LIMIT ?)`, cutoff.UnixNano())
 }
 
 // retiredHealthConsumer is the durable consumer through which auto-disable

@@ -24,16 +24,26 @@ const pruneBatch = 5000
 // deleted. Bodies are stored in the order attempts are, so this empties,
 // and frees, whole pages of attempt_bodies.
 func (db *DB) ClearAttemptBodies(ctx context.Context, cutoff time.Time) (int64, error) {
+	return db.deleteInBatches(ctx, "clear attempt bodies before "+cutoff.Format(time.RFC3339),
+		`DELETE FROM attempt_bodies WHERE rowid IN (SELECT b.rowid FROM attempt_bodies b
+			JOIN attempts a ON a.id = b.attempt_id WHERE a.at < ? LIMIT ?)`, cutoff.UnixNano())
+}
+
+// deleteInBatches runs query, a DELETE of at most as many rows as its last
+// parameter (pruneBatch, appended to args), until a run deletes fewer, and
+// returns how many it deleted: each run is its own transaction. what names
+// the deletion in errors.
+func (db *DB) deleteInBatches(ctx context.Context, what, query string, args ...any) (int64, error) {
+	args = append(args, pruneBatch)
 	var total int64
 	for {
-		res, err := db.db.ExecContext(ctx, `DELETE FROM attempt_bodies WHERE rowid IN (SELECT b.rowid FROM attempt_bodies b
-			JOIN attempts a ON a.id = b.attempt_id WHERE a.at < ? LIMIT ?)`, cutoff.UnixNano(), pruneBatch)
+		res, err := db.db.ExecContext(ctx, query, args...)
 		if err != nil {
-			return total, fmt.Errorf("clear attempt bodies before %s: %w", cutoff.Format(time.RFC3339), err)
+			return total, fmt.Errorf("%s: %w", what, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return total, fmt.Errorf("clear attempt bodies: %w", err)
+			return total, fmt.Errorf("%s: %w", what, err)
 		}
 		total += n
 		if n < pruneBatch {

@@ -146,19 +146,6 @@ func (db *DB) ledgerOf(ctx context.Context, rows []ledgerRow) ([]ledgerRow, erro
 // PruneMatched deletes the ledger's records of events matched before
 // cutoff, in small transactions, and returns how many it deleted.
 func (db *DB) PruneMatched(ctx context.Context, cutoff time.Time) (int64, error) {
-	var total int64
-	for {
-		res, err := db.db.ExecContext(ctx, `DELETE FROM matched WHERE rowid IN (SELECT rowid FROM matched WHERE matched_at < ? LIMIT 5000)`, cutoff.UnixNano())
-		if err != nil {
-			return total, fmt.Errorf("prune matched records before %s: %w", cutoff.Format(time.RFC3339), err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, fmt.Errorf("prune matched records: %w", err)
-		}
-		total += n
-		if n < 5000 {
-			return total, nil
-		}
-	}
+	return db.deleteInBatches(ctx, "prune matched records before "+cutoff.Format(time.RFC3339),
+		`DELETE FROM matched WHERE rowid IN (SELECT rowid FROM matched WHERE matched_at < ? LIMIT ?)`, cutoff.UnixNano())
 }

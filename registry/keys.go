@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -57,26 +58,11 @@ var scopeGrants = map[Scope][]Scope{
 
 // Grants reports whether a key of scope s may use a route that needs need.
 func (s Scope) Grants(need Scope) bool {
-	if s == need {
-		return true
-	}
-	for _, g := range scopeGrants[s] {
-		if g == need {
-			return true
-		}
-	}
-	return false
+	return s == need || slices.Contains(scopeGrants[s], need)
 }
 
 // ValidKeyScope reports whether s is a scope a key may be given.
-func ValidKeyScope(s Scope) bool {
-	for _, k := range KeyScopes {
-		if s == k {
-			return true
-		}
-	}
-	return false
-}
+func ValidKeyScope(s Scope) bool { return slices.Contains(KeyScopes, s) }
 
 // KeyScope gives the key scope s (and the admin flag when s is ScopeAdmin).
 func KeyScope(s Scope) KeyOption {

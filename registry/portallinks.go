@@ -76,12 +76,8 @@ func (db *DB) CreatePortalLink(ctx context.Context, agentID string, ttl time.Dur
 	}
 	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
 		if agentID != "" {
-			var n int
-			if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM agents WHERE tenant_id = ? AND id = ?`, tenant, agentID); err != nil {
+			if err := checkAgentExists(ctx, tx, tenant, agentID); err != nil {
 				return err
-			}
-			if n == 0 {
-				return agentNotFound(agentID)
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO portal_links

@@ -21,14 +21,7 @@ func TestBench_BadReceiversReportsRatio(t *testing.T) {
 		Events: 2000, Fanout: 1, PayloadSize: 256, BadShare: 0.2, Rounds: 1, Verify: true,
 		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
 	}
-	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cfg.run(ctx, &out, io.Discard); err != nil {
-		t.Fatalf("bench: %v\n%s", err, out.String())
-	}
-	report := out.String()
-	for _, want := range []*regexp.Regexp{
+	report := runBench(t, cfg,
 		regexp.MustCompile(`lost 0, duplicated 0, bad signatures 0`),
 		regexp.MustCompile(`\(d\) round 1: healthy webhooks, baseline +\d+ deliveries/s .* beside bad receivers \(20% of events\) +\d+ deliveries/s .*: \d+\.\d%`),
 		regexp.MustCompile(`median of 1: \d+\.\d%`),
@@ -39,11 +32,7 @@ func TestBench_BadReceiversReportsRatio(t *testing.T) {
 		// the open-breaker count is reported, the cap's deferrals counted.
 		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="circuit_open"\} \d`),
 		regexp.MustCompile(`switchboard_deliveries_deferred_total\{reason="webhook_busy"\} [1-9]`),
-	} {
-		if !want.MatchString(report) {
-			t.Errorf("report lacks %s:\n%s", want, report)
-		}
-	}
+	)
 	if strings.Contains(report, "NaN") || strings.Contains(report, "Inf") {
 		t.Errorf("report has a NaN or Inf:\n%s", report)
 	}
@@ -60,6 +49,18 @@ func TestBench_BacklogReportsRatioAndMemory(t *testing.T) {
 		Events: 1000, Fanout: 1, PayloadSize: 256, Backlog: 500, Rounds: 1, Verify: true,
 		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
 	}
+	runBench(t, cfg,
+		regexp.MustCompile(`lost 0, duplicated 0, bad signatures 0`),
+		regexp.MustCompile(`beside a backlog of 500 for a dead receiver +\d+ deliveries/s .*: \d+\.\d%`),
+		regexp.MustCompile(`backlog: built in \d+\.\ds, peak RSS [1-9]\d* MB, CPU once settled \d+\.\d% of a core`),
+		regexp.MustCompile(`switchboard_deliveries_total\{outcome="retry_scheduled"\} [1-9]`),
+	)
+}
+
+// runBench runs the bench as cfg says, within two minutes, and returns its
+// report, failing t unless every one of want matches it.
+func runBench(t *testing.T, cfg benchConfig, want ...*regexp.Regexp) string {
+	t.Helper()
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -67,14 +68,10 @@ func TestBench_BacklogReportsRatioAndMemory(t *testing.T) {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	report := out.String()
-	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`lost 0, duplicated 0, bad signatures 0`),
-		regexp.MustCompile(`beside a backlog of 500 for a dead receiver +\d+ deliveries/s .*: \d+\.\d%`),
-		regexp.MustCompile(`backlog: built in \d+\.\ds, peak RSS [1-9]\d* MB, CPU once settled \d+\.\d% of a core`),
-		regexp.MustCompile(`switchboard_deliveries_total\{outcome="retry_scheduled"\} [1-9]`),
-	} {
-		if !want.MatchString(report) {
-			t.Errorf("report lacks %s:\n%s", want, report)
+	for _, w := range want {
+		if !w.MatchString(report) {
+			t.Errorf("report lacks %s:\n%s", w, report)
 		}
 	}
+	return report
 }

@@ -77,15 +77,11 @@ usable at once.
 			if err := errors.Join(errs...); err != nil {
 				return err
 			}
-			logger, db, err := cfg.open(stderr)
+			logger, db, t, err := cfg.openTenant(ctx, stderr, "key create", tenant)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			t, err := db.FindTenant(ctx, tenant)
-			if err != nil {
-				return clientError("key create", err)
-			}
 			plaintext, k, err := db.CreateKey(ctx, t.ID, name, opts...)
 			if err != nil {
 				return clientError("key create", err)
@@ -119,15 +115,11 @@ cannot be shown.`,
 			if tenant == "" {
 				return errors.New("--tenant is required")
 			}
-			_, db, err := cfg.open(stderr)
+			_, db, t, err := cfg.openTenant(ctx, stderr, "key list", tenant)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			t, err := db.FindTenant(ctx, tenant)
-			if err != nil {
-				return clientError("key list", err)
-			}
 			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tEXPIRES\tLAST USED")
 			f := registry.PageFilter{Limit: registry.MaxPageSize}
@@ -172,15 +164,11 @@ clients, then revoke the old one.`,
 			if tenant == "" {
 				return errors.New("--tenant is required")
 			}
-			logger, db, err := cfg.open(stderr)
+			logger, db, t, err := cfg.openTenant(ctx, stderr, "key revoke", tenant)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			t, err := db.FindTenant(ctx, tenant)
-			if err != nil {
-				return clientError("key revoke", err)
-			}
 			k, err := db.FindKey(ctx, t.ID, args[0])
 			if err != nil {
 				return clientError("key revoke", err)

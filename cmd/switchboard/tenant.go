@@ -65,6 +65,22 @@ func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *registry.DB, error) 
 	return logger, db, err
 }
 
+// openTenant opens the registry (see open) and finds in it the tenant
+// called, or whose id is, idOrName: what every command on one tenant does
+// first. Not finding it is cmd's clientError. The caller closes db.
+func (c adminConfig) openTenant(ctx context.Context, stderr io.Writer, cmd, idOrName string) (*slog.Logger, *registry.DB, registry.Tenant, error) {
+	logger, db, err := c.open(stderr)
+	if err != nil {
+		return nil, nil, registry.Tenant{}, err
+	}
+	t, err := db.FindTenant(ctx, idOrName)
+	if err != nil {
+		db.Close()
+		return nil, nil, registry.Tenant{}, clientError(cmd, err)
+	}
+	return logger, db, t, nil
+}
+
 // parseTrailingFlags lets flags follow the positional arguments, as in
 // `switchboard tenant create acme --data-dir /srv/sb`: the flag package
 // stops at the first argument that is not a flag.
@@ -221,15 +237,11 @@ a line.`,
 			if err != nil {
 				return err
 			}
-			_, db, err := cfg.open(stderr)
+			_, db, t, err := cfg.openTenant(ctx, stderr, "tenant show", args[0])
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			t, err := db.FindTenant(ctx, args[0])
-			if err != nil {
-				return clientError("tenant show", err)
-			}
 			c, err := db.TenantUsage(ctx, t.ID)
 			if err != nil {
 				return clientError("tenant show", err)
@@ -276,15 +288,11 @@ Not reversible, short of a restore: --yes is required.`,
 			if !yes {
 				return errors.New("tenant delete: add --yes to delete the tenant and everything it holds")
 			}
-			logger, db, err := cfg.open(stderr)
+			logger, db, t, err := cfg.openTenant(ctx, stderr, "tenant delete", args[0])
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			t, err := db.FindTenant(ctx, args[0])
-			if err != nil {
-				return clientError("tenant delete", err)
-			}
 			dead := -1
 			if natsURL != "" {
 				if dead, err = purgeDeadLetters(ctx, natsURL, natsAuth, t.ID); err != nil {
