@@ -160,13 +160,8 @@ func TestAudit_FindsADroppedDelivery(t *testing.T) {
 	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
 		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
 	}))
-	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	// The matcher alone: deliveries stay queued.
-	logger := slog.New(slog.DiscardHandler)
-	index := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, index.Run)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
-	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
+	startMatcher(t, a, wh.ID)
 	ids := publishEvents(t, a, "evt-drop", 2)
 
 	testenv.WaitFor(t, 10*time.Second, "the deliveries owed recorded", func() bool {
@@ -226,17 +221,12 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
 		"name": "crm", "url": failing.URL, "events": []string{"call.*"}, "max_retries": 5,
 	}))
-	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
-	logger := slog.New(slog.DiscardHandler)
-	index := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, index.Run)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
+	index := startMatcher(t, a, wh.ID)
 	runUntilCleanup(t, (&consumer.Deliverer{
-		JS: a.JS.JS, Index: index, Logger: logger, Workers: 2, MaxAckPending: 8,
+		JS: a.JS.JS, Index: index, Logger: slog.New(slog.DiscardHandler), Workers: 2, MaxAckPending: 8,
 		Retry: consumer.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1},
 		Guard: netguard.New(true),
 	}).Run)
-	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
 	publishEvents(t, a, "evt-retry", 2)
 
 	testenv.WaitFor(t, 10*time.Second, "both attempts failed, retries scheduled", func() bool {
@@ -311,12 +301,7 @@ func TestAudit_CountsQueuedReplays(t *testing.T) {
 	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
 		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
 	}))
-	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
-	logger := slog.New(slog.DiscardHandler)
-	index := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, index.Run)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
-	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
+	startMatcher(t, a, wh.ID)
 	ids := publishEvents(t, a, "evt-replay", 1)
 	testenv.WaitFor(t, 10*time.Second, "the delivery owed recorded", func() bool {
 		return a.audit(t, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 1
@@ -336,4 +321,18 @@ func TestAudit_CountsQueuedReplays(t *testing.T) {
 	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Pending != 1 || got.Unaccounted != 0 {
 		t.Errorf("a replay queued: %+v, want 1 pending", got)
 	}
+}
+
+// startMatcher runs the attempt ingester, a webhook index and a matcher on
+// a's streams until the test ends, and returns the index once it holds
+// webhookID, so that events published next are matched to it.
+func startMatcher(t *testing.T, a *api, webhookID string) *consumer.Index {
+	t.Helper()
+	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	logger := slog.New(slog.DiscardHandler)
+	index := &consumer.Index{KV: a.KV, Logger: logger}
+	runUntilCleanup(t, index.Run)
+	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
+	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(webhookID) })
+	return index
 }
