@@ -1,0 +1,188 @@
+package streams
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Retry batches. Deliveries of one webhook whose retries (or deferrals)
+// are scheduled at the same moment share one message schedule instead of
+// one each: under a dead receiver's backlog, a schedule per delivery cost
+// the embedded server about 140 bytes of schedule index and a subject in
+// its subject tree per pending delivery (docs/benchmarks.md, issue 16).
+//
+// A batch is a message schedule on RetryBatchSubject, targeting the
+// webhook's DeliverySubject like a single retry, with HeaderRetryBatch set
+// to the number of items and a body AppendRetryBatch writes. When it
+// fires, the deliverer either settles every item at once (breaker open,
+// webhook inactive or deleted) or expands it into one delivery message per
+// item, each with the Nats-Msg-Id RetryItemMsgID names. A retry that is
+// alone when it is scheduled is stored as before, one schedule on
+// RetrySubject with the delivery's headers and body.
+//
+// The body, version 1 (integers are unsigned varints, strings and bytes
+// are a varint length then the bytes):
+//
+//	version (1 byte, = 1)
+//	item count
+//	per item: stream sequence of the delivery message it retries,
+//	          header count, per header: key, value (one value per key),
+//	          body
+//
+// Workers read it from the stream, so its decoder refuses anything
+// malformed rather than trust it (FuzzDecodeRetryBatch).
+
+// HeaderRetryBatch marks a retry batch (the schedule, and the message it
+// fires): its value is the number of items.
+const HeaderRetryBatch = "Sb-Retry-Batch"
+
+// retryBatchVersion is the first byte of a batch body.
+const retryBatchVersion = 1
+
+// RetryItem is one delivery in a retry batch: the stream sequence of the
+// delivery message it follows, and the headers and body the delivery
+// message it becomes will carry.
+type RetryItem struct {
+	Seq    uint64
+	Header map[string][]string // first value of each key only
+	Body   []byte
+}
+
+// RetryBatchSubject is the schedule subject of a batch whose first item
+// follows the delivery message to webhook at stream sequence seq; token
+// makes it unique (a process-unique id): two batches must never share a
+// subject, or the second would replace the first and its items with it,
+// some of them perhaps acked already.
+func RetryBatchSubject(webhook string, seq uint64, token string) string {
+	return RetryPrefix + webhook + "." + strconv.FormatUint(seq, 10) + "." + token
+}
+
+// RetryItemMsgID is the Nats-Msg-Id of the delivery message a batch item
+// that follows the delivery message at stream sequence seq expands into,
+// so that a batch expanded again (its worker failed mid-way and it was
+// redelivered within the duplicates window) queues no item twice.
+func RetryItemMsgID(event, webhook string, seq uint64) string {
+	return DeliveryMsgID(event, webhook) + ".r" + strconv.FormatUint(seq, 10)
+}
+
+// AppendRetryBatch appends the body of a batch of items to b.
+func AppendRetryBatch(b []byte, items []RetryItem) []byte {
+	b = append(b, retryBatchVersion)
+	b = binary.AppendUvarint(b, uint64(len(items)))
+	for _, it := range items {
+		b = binary.AppendUvarint(b, it.Seq)
+		n := 0
+		for _, v := range it.Header {
+			if len(v) > 0 {
+				n++
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(n))
+		for k, v := range it.Header {
+			if len(v) == 0 {
+				continue
+			}
+			b = appendBytes(b, []byte(k))
+			b = appendBytes(b, []byte(v[0]))
+		}
+		b = appendBytes(b, it.Body)
+	}
+	return b
+}
+
+// RetryItemSize is about what an item adds to a batch body, to keep
+// batches within a byte bound without encoding them twice.
+func RetryItemSize(it RetryItem) int {
+	n := 3*binary.MaxVarintLen64 + len(it.Body)
+	for k, v := range it.Header {
+		if len(v) > 0 {
+			n += 2*binary.MaxVarintLen64 + len(k) + len(v[0])
+		}
+	}
+	return n
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// errBadBatch is wrapped by every error DecodeRetryBatch returns.
+var errBadBatch = errors.New("malformed retry batch")
+
+// DecodeRetryBatch reads a batch body. Its items' headers and bodies are
+// copies, not views of data.
+func DecodeRetryBatch(data []byte) ([]RetryItem, error) {
+	if len(data) == 0 || data[0] != retryBatchVersion {
+		return nil, fmt.Errorf("%w: unknown version", errBadBatch)
+	}
+	r := batchReader{data: data[1:]}
+	count := r.uvarint()
+	// Every item takes at least 3 bytes: a bound that keeps a forged count
+	// from allocating more than the body could hold.
+	if r.err != nil || count > uint64(len(r.data))/3 {
+		return nil, fmt.Errorf("%w: item count", errBadBatch)
+	}
+	items := make([]RetryItem, 0, count)
+	for range count {
+		it := RetryItem{Seq: r.uvarint()}
+		nh := r.uvarint()
+		if r.err != nil || nh > uint64(len(r.data))/2 {
+			return nil, fmt.Errorf("%w: header count", errBadBatch)
+		}
+		if nh > 0 {
+			it.Header = make(map[string][]string, nh)
+		}
+		for range nh {
+			k, v := r.bytes(), r.bytes()
+			if r.err != nil {
+				return nil, r.err
+			}
+			it.Header[string(k)] = []string{string(v)}
+		}
+		it.Body = append([]byte(nil), r.bytes()...)
+		if r.err != nil {
+			return nil, r.err
+		}
+		items = append(items, it)
+	}
+	if len(r.data) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes past the last item", errBadBatch, len(r.data))
+	}
+	return items, nil
+}
+
+// batchReader reads a batch body; its first error sticks.
+type batchReader struct {
+	data []byte
+	err  error
+}
+
+func (r *batchReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.data)
+	if n <= 0 {
+		r.err = fmt.Errorf("%w: truncated number", errBadBatch)
+		return 0
+	}
+	r.data = r.data[n:]
+	return v
+}
+
+func (r *batchReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.data)) {
+		r.err = fmt.Errorf("%w: truncated bytes", errBadBatch)
+		return nil
+	}
+	b := r.data[:n]
+	r.data = r.data[n:]
+	return b
+}
