@@ -27,10 +27,7 @@ const maxLastError = 1024
 // deduplicated, while a replayed delivery (a new message) that dies again
 // gets a dead letter of its own.
 func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cause error, reason string) error {
-	var seq uint64
-	if md, err := dlv.msg.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
+	seq := dlv.seq
 	attempts := dlv.attempts // no attempt was made when the webhook itself is the problem
 	var ae *attemptError
 	if errors.As(cause, &ae) || errors.As(cause, new(*openError)) { // an open breaker's refusal counts as an attempt

@@ -111,6 +111,10 @@ type Deliverer struct {
 	client   *http.Client
 	iso      *isolation
 	recorder *attemptRecorder // publishes the attempt log (attempts.go)
+	retries  *retryBatcher    // publishes retry schedules (retrybatch.go)
+	// expandFault, set by tests, stops expanding a fired batch before item
+	// i when it returns true, as a worker killed there would.
+	expandFault func(i, n int) bool
 }
 
 // NewHTTPClient returns the HTTP client of deliveries and test sends: it
@@ -148,7 +152,12 @@ type delivery struct {
 	tenant    string
 	attempts  int // attempts made before this one
 	deferrals int // times deferred since the last attempt
-	timing    attemptTiming
+	// seq is the stream sequence of the delivery message (for an item of a
+	// fired retry batch, of the one it follows): it names its schedule and
+	// its dead letter.
+	seq    uint64
+	batch  *firedBatch // the fired retry batch it is an item of, nil for a delivery message
+	timing attemptTiming
 }
 
 // worker holds one worker goroutine's scratch space.
@@ -184,6 +193,8 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		return nil
 	}
 	defer d.startRecorder()() // stops once every worker is done (wg.Wait below)
+	d.retries = newRetryBatcher(d.JS)
+	defer d.retries.start()() // likewise; runs before the recorder's stop
 	// Attempts run under attemptCtx, which outlives ctx by DrainTimeout so
 	// that a shutdown lets them finish.
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
@@ -316,7 +327,14 @@ func checkNotScheduled(h nats.Header) error {
 
 // deliver makes one attempt of msg and settles it.
 func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
+	if isRetryBatch(msg.Headers()) {
+		d.deliverBatch(ctx, msg)
+		return
+	}
 	dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data()}
+	if md, err := msg.Metadata(); err == nil {
+		dlv.seq = md.Sequence.Stream
+	}
 	dlv.webhookID, _ = streams.DeliveryWebhook(msg.Subject())
 	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
 	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
@@ -451,11 +469,11 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 	var perr error
 	switch dec.action {
 	case actRetry:
-		perr = d.schedule(ctx, dlv, made, 0, dec.delay, "schedule retry")
+		perr = d.schedule(ctx, dlv, made, 0, dec.delay, retryAfterOf(err), "schedule retry")
 	case actDeadLetter:
 		perr = d.deadLetter(ctx, dlv, made, err, dec.reason)
 	case actDefer:
-		perr = d.schedule(ctx, dlv, dlv.attempts, dlv.deferrals+1, dec.delay, "defer")
+		perr = d.schedule(ctx, dlv, dlv.attempts, dlv.deferrals+1, dec.delay, 0, "defer")
 	}
 	if perr != nil { // not stored: the delivery is settled as that failure says
 		d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
@@ -472,19 +490,42 @@ func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
 	d.recordAttempt(dlv, made, err, dec) // published before the ack, not awaited: see attempts.go
 
 	var aerr error
-	switch dec.action {
-	case actAck, actRetry, actDeadLetter, actDefer:
-		aerr = dlv.msg.Ack()
-	case actNak:
-		aerr = dlv.msg.Nak()
-	case actNakDelay:
-		aerr = dlv.msg.NakWithDelay(dec.delay)
+	switch {
+	case dlv.batch != nil:
+		// An item of a fired batch: the batch is acked once every item
+		// is settled, or handed back whole if one of them asks for it.
+		if dec.action == actNak || dec.action == actNakDelay {
+			dlv.batch.failed.Store(true)
+		}
+	default:
+		aerr = d.ack(dlv.msg, dec)
 	}
 	d.Metrics.outcomes[dec.outcome].Inc()
 	if dec.outcome == outcomeDelivered {
 		d.observeLatency(dlv)
 	}
 	d.logAttempt(dlv, made, err, aerr, dec)
+}
+
+// ack settles a delivery message as dec says.
+func (d *Deliverer) ack(msg jetstream.Msg, dec decision) error {
+	switch dec.action {
+	case actNak:
+		return msg.Nak()
+	case actNakDelay:
+		return msg.NakWithDelay(dec.delay)
+	}
+	return msg.Ack()
+}
+
+// retryAfterOf returns the Retry-After of the attempt that failed with
+// err, 0 when none.
+func retryAfterOf(err error) time.Duration {
+	var ae *attemptError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
 }
 
 func (d *Deliverer) observeLatency(dlv *delivery) {

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
@@ -117,42 +117,30 @@ func scheduleAt(now time.Time, delay time.Duration) time.Time {
 // now+delay onto the webhook's delivery subject, with the same body and
 // headers, and HeaderAttempts and HeaderDeferrals set to attempts and
 // deferrals (left out when 0). A retry raises the attempts and clears the
-// deferrals; a deferral keeps the attempts and raises the deferrals. The
-// schedule subject is named by the delivery message's stream sequence, so
-// scheduling the same message again after a crash replaces it instead of
-// adding one, and no other delivery can replace it (not even one of
-// another event with the same id). It returns once JetStream has stored
-// it; only then may the delivery message be acked.
-func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, deferrals int, delay time.Duration, op string) error {
-	md, err := dlv.msg.Metadata()
-	if err != nil {
-		return &publishError{Op: op, Err: fmt.Errorf("delivery metadata: %w", err)}
+// deferrals; a deferral keeps the attempts and raises the deferrals.
+// retryAfter is the receiver's Retry-After that set delay, 0 when the
+// policy drew it.
+//
+// It goes through the retry batcher (retrybatch.go): stored alone, on a
+// schedule subject named by the delivery message's stream sequence (so
+// that scheduling the same message again after a crash replaces it), or
+// as an item of a batch of the webhook's deliveries due together. It
+// returns once JetStream has stored it; only then may the delivery
+// message be acked.
+func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, deferrals int, delay, retryAfter time.Duration, op string) error {
+	if dlv.seq == 0 {
+		return &publishError{Op: op, Err: errors.New("delivery metadata: no stream sequence")}
 	}
-	m := nats.NewMsg(streams.RetrySubject(dlv.webhookID, md.Sequence.Stream))
-	copyDeliveryHeaders(m.Header, dlv.header)
-	if attempts > 0 {
-		m.Header[streams.HeaderAttempts] = []string{strconv.Itoa(attempts)}
+	req := &retryReq{dlv: dlv, delay: delay, key: retryKey{webhook: dlv.webhookID, op: op, attempts: attempts, deferrals: deferrals}}
+	if retryAfter > 0 { // the receiver's time, not a draw: only those due the same second share it
+		req.key.at = scheduleAt(time.Now(), delay).Unix()
 	}
-	if deferrals > 0 {
-		m.Header[streams.HeaderDeferrals] = []string{strconv.Itoa(deferrals)}
+	if d.retries == nil { // not running (Run sets it up): alone, at once
+		b := newRetryBatcher(d.JS)
+		defer b.start()()
+		return b.schedule(req)
 	}
-	m.Data = dlv.body
-	return d.publishSchedule(ctx, m, dlv.webhookID, delay, op)
-}
-
-// publishSchedule stores m as a message schedule firing once after delay
-// onto webhookID's delivery subject. It returns a *publishError naming op
-// when JetStream did not store it.
-func (d *Deliverer) publishSchedule(ctx context.Context, m *nats.Msg, webhookID string, delay time.Duration, op string) error {
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	_, err := d.JS.PublishMsg(ctx, m,
-		jetstream.WithScheduleAt(scheduleAt(time.Now(), delay)),
-		jetstream.WithScheduleTarget(streams.DeliverySubject(webhookID)))
-	if err != nil {
-		return &publishError{Op: op, Err: err}
-	}
-	return nil
+	return d.retries.schedule(req)
 }
 
 // publishTimeout bounds one publish of a retry or dead letter.

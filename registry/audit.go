@@ -28,7 +28,8 @@ import (
 //   - dead_lettered: its last attempt recorded is dead_lettered, or its dead
 //     letter is in SB_DEAD;
 //   - retrying: its last attempt recorded failed and a message of it (the
-//     scheduled retry, or the retry fired and queued) is in SB_DELIVERIES,
+//     scheduled retry, or the retry fired and queued, alone or as an item
+//     of a retry batch) is in SB_DELIVERIES,
 //     or that attempt is younger than the grace period;
 //   - pending: it has no attempt recorded and a message of it is in
 //     SB_DELIVERIES (queued, or held by a worker), or it was matched less
@@ -365,8 +366,25 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 		if _, ok := streams.DeliveryWebhook(subject); !ok {
 			subject = msg.Header.Get(jetstream.ScheduleTargetHeader)
 		}
-		if wid, ok := streams.DeliveryWebhook(subject); ok {
+		wid, ok := streams.DeliveryWebhook(subject)
+		if !ok {
+			continue
+		}
+		if msg.Header.Get(streams.HeaderRetryBatch) == "" {
 			ev.queued[deliveryKey{wid, msg.Header.Get(streams.HeaderEventID)}] = true
+			continue
+		}
+		// A retry batch (scheduled, or fired and queued): many
+		// deliveries of its webhook in one message. One that cannot be
+		// read accounts for none of them; the deliverer dead-letters it.
+		items, err := streams.DecodeRetryBatch(msg.Data)
+		if err != nil {
+			continue
+		}
+		for _, it := range items {
+			if v := it.Header[streams.HeaderEventID]; len(v) > 0 {
+				ev.queued[deliveryKey{wid, v[0]}] = true
+			}
 		}
 	}
 	err = eventScan{stream: streams.Dead, filter: streams.DeadPrefix + ">", start: since, headersOnly: true, limit: MaxAuditLimit}.run(ctx, js, func(msg jetstream.Msg) bool {

@@ -250,6 +250,45 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 	}
 }
 
+// Retries scheduled together are stored as retry batches, many deliveries
+// to a message: the audit reads a batch's items, so each of them is
+// retrying, never unaccounted, however long the wait.
+func TestAudit_CountsBatchedRetries(t *testing.T) {
+	a := startDeadLetterAPI(t)
+	ctx := context.Background()
+	failing := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusInternalServerError })
+	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+		"name": "crm", "url": failing.URL, "events": []string{"call.*"}, "max_retries": 5,
+	}))
+	index := startMatcher(t, a, wh.ID)
+	runUntilCleanup(t, (&consumer.Deliverer{
+		JS: a.JS.JS, Index: index, Logger: slog.New(slog.DiscardHandler), Workers: 16, MaxAckPending: 64,
+		Retry: consumer.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1},
+		Guard: netguard.New(true),
+	}).Run)
+	const n = 40
+	publishEvents(t, a, "evt-batch", n)
+
+	testenv.WaitFor(t, 20*time.Second, "every attempt failed, retries scheduled", func() bool {
+		return failing.Count() == n && a.audit(t, a.Key, "?since=1h&grace=1s").Total.Retrying == n
+	})
+	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs >= n {
+		t.Fatalf("%d schedules for %d retries: none batched", info.State.Msgs, n)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the grace period: only the batches account for them
+	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Retrying != n || got.Unaccounted != 0 {
+		t.Errorf("%d retries in %d schedules: %+v, want %d retrying", n, info.State.Msgs, got, n)
+	}
+}
+
 // While the attempt ingester has records to go (a registry catching up),
 // a delivery owed whose outcome may be among them is pending, never
 // unaccounted, and the audit says it is truncated; once they are

@@ -1,0 +1,428 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchboard-hq/switchboard/internal/streams"
+)
+
+// Retry batches (internal/streams/retrybatch.go has the wire format).
+//
+// Why: a message schedule per pending delivery cost the embedded server
+// about 140 bytes of schedule index, a subject in its subject tree and a
+// stored message each; a dead receiver's backlog of a million deliveries
+// held hundreds of megabytes for them (docs/benchmarks.md, issue 16).
+//
+// How: a worker that must schedule a retry or a deferral hands it to the
+// retry batcher and waits, as it waited for its own publish before. The
+// batcher's goroutine takes whatever requests have arrived while its
+// earlier publishes awaited their acks (no timer: a request that finds it
+// idle goes out at once, alone, in the old one-schedule-per-delivery form),
+// groups them by webhook and by what sets their delay (the attempt or
+// deferral count, or the Retry-After that fixes the time), and publishes
+// one schedule per group of up to retryBatchCount items and
+// retryBatchBytes. A group's items share the delay its first item drew:
+// each delivery's delay still follows the policy's distribution, the
+// jitter is drawn per batch. The worker acks its delivery only once
+// JetStream has stored the schedule holding it.
+//
+// When a batch fires (deliverBatch), its webhook's breaker open, or the
+// webhook not deliverable, settles every item at once without expanding
+// it: a circuit_open failed attempt, scheduled again through the batcher
+// (so items keep together) or dead-lettered once max_retries are spent,
+// or dead-lettered or dropped as the webhook's state says. Otherwise the
+// batch is expanded into one delivery message per item, each with a
+// Nats-Msg-Id naming it, and acked once all are stored: a batch redelivered
+// within the duplicates window (its worker failed mid-way) queues no item
+// twice; one redelivered later (a worker killed mid-expansion comes back
+// after AckWait, past the window) may queue an item twice, which is the
+// at-least-once the receiver dedupes on webhook-id.
+
+// Tuning of the retry batcher.
+const (
+	// retryBatchCount and retryBatchBytes bound a batch: its items and the
+	// size of its body (NATS refuses messages over max_payload, 1 MiB by
+	// default; a delivery body is at most switchboard.MaxPayloadBytes).
+	retryBatchCount = 1000
+	retryBatchBytes = 512 << 10
+	// retryInflight bounds the rounds of schedules whose acks are awaited:
+	// while both are, requests gather for the next round.
+	retryInflight = 2
+	// retryQueue bounds the requests handed over and not yet taken: the
+	// workers', and a fired batch's items, one each.
+	retryQueue = 1024
+)
+
+// retryKey groups the requests whose items may share a schedule.
+type retryKey struct {
+	webhook   string
+	op        string
+	attempts  int
+	deferrals int
+	at        int64 // a fixed fire time, Unix s (Retry-After); 0 when the first item's delay sets it
+}
+
+// retryReq is a delivery to schedule again, handed to the batcher.
+type retryReq struct {
+	dlv   *delivery
+	key   retryKey
+	delay time.Duration
+	done  chan error // one result: nil once stored, else a *publishError
+}
+
+// item is the request's delivery as a batch item.
+func (r *retryReq) item() streams.RetryItem {
+	h := make(map[string][]string, len(deliveryHeaders)+2)
+	copyDeliveryHeaders(h, r.dlv.header)
+	if r.key.attempts > 0 {
+		h[streams.HeaderAttempts] = []string{strconv.Itoa(r.key.attempts)}
+	}
+	if r.key.deferrals > 0 {
+		h[streams.HeaderDeferrals] = []string{strconv.Itoa(r.key.deferrals)}
+	}
+	return streams.RetryItem{Seq: r.dlv.seq, Header: h, Body: r.dlv.body}
+}
+
+// retryPublish is one schedule published and its requests.
+type retryPublish struct {
+	reqs []*retryReq
+	fut  jetstream.PubAckFuture // nil when err
+	err  error
+}
+
+// retryBatcher publishes retry schedules in batches. Its two goroutines,
+// started by start and ended by the function it returns: collect, which
+// groups the requests and publishes the schedules, and check, which awaits
+// their acks in order and answers the requests.
+type retryBatcher struct {
+	js      jetstream.JetStream
+	in      chan *retryReq
+	pending chan []retryPublish // a round of publishes, for check
+	slots   chan struct{}       // a token per round not yet checked
+	done    chan struct{}       // closed once check has answered the last request
+	// Counts, for tests and the log: schedules stored, and items in them.
+	schedules, items atomic.Int64
+}
+
+func newRetryBatcher(js jetstream.JetStream) *retryBatcher {
+	return &retryBatcher{
+		js: js, in: make(chan *retryReq, retryQueue),
+		pending: make(chan []retryPublish, retryInflight),
+		slots:   make(chan struct{}, retryInflight),
+		done:    make(chan struct{}),
+	}
+}
+
+// start runs the batcher until the returned stop, which must be called
+// once nothing schedules any more; it returns once every request handed
+// over has its answer.
+func (b *retryBatcher) start() (stop func()) {
+	go b.collect()
+	go b.check()
+	return func() {
+		close(b.in)
+		<-b.done
+	}
+}
+
+// schedule hands req over and waits until its schedule is stored or not.
+func (b *retryBatcher) schedule(req *retryReq) error {
+	req.done = make(chan error, 1)
+	b.in <- req
+	return <-req.done
+}
+
+// retryGroup is the requests of one schedule being formed.
+type retryGroup struct {
+	key   retryKey
+	reqs  []*retryReq
+	items []streams.RetryItem
+	size  int
+}
+
+// collect publishes the requests as they arrive, each round made of those
+// that arrived while the batcher waited for a slot, until in is closed
+// and drained.
+func (b *retryBatcher) collect() {
+	defer close(b.pending)
+	for {
+		req, ok := <-b.in
+		if !ok {
+			return
+		}
+		// A slot first: what arrives while it is awaited joins this round.
+		b.slots <- struct{}{}
+		var groups []*retryGroup
+		open := map[retryKey]*retryGroup{}
+		add := func(r *retryReq) {
+			it := r.item()
+			n := streams.RetryItemSize(it)
+			g := open[r.key]
+			if g == nil || len(g.reqs) >= retryBatchCount || g.size+n > retryBatchBytes {
+				g = &retryGroup{key: r.key}
+				open[r.key] = g
+				groups = append(groups, g)
+			}
+			g.reqs = append(g.reqs, r)
+			g.items = append(g.items, it)
+			g.size += n
+		}
+		add(req)
+	round:
+		for {
+			select {
+			case r, ok := <-b.in:
+				if !ok {
+					break round // the next turn returns
+				}
+				add(r)
+			default:
+				break round
+			}
+		}
+		round := make([]retryPublish, 0, len(groups))
+		now := time.Now()
+		for _, g := range groups {
+			round = append(round, b.publish(g, now))
+		}
+		b.pending <- round
+	}
+}
+
+// publish publishes g's schedule without waiting for its ack: a batch
+// when it has more than one item, else the delivery's own schedule as
+// before batches.
+func (b *retryBatcher) publish(g *retryGroup, now time.Time) retryPublish {
+	first := g.reqs[0]
+	var m *nats.Msg
+	if len(g.reqs) == 1 {
+		m = nats.NewMsg(streams.RetrySubject(g.key.webhook, first.dlv.seq))
+		for k, v := range g.items[0].Header {
+			m.Header[k] = v
+		}
+		m.Data = first.dlv.body
+	} else {
+		m = nats.NewMsg(streams.RetryBatchSubject(g.key.webhook, first.dlv.seq, nuid.Next()))
+		m.Header.Set(streams.HeaderRetryBatch, strconv.Itoa(len(g.items)))
+		m.Data = streams.AppendRetryBatch(make([]byte, 0, g.size), g.items)
+	}
+	at := scheduleAt(now, first.delay)
+	if g.key.at > 0 {
+		at = time.Unix(g.key.at, 0)
+	}
+	fut, err := b.js.PublishMsgAsync(m, jetstream.WithScheduleAt(at),
+		jetstream.WithScheduleTarget(streams.DeliverySubject(g.key.webhook)))
+	return retryPublish{reqs: g.reqs, fut: fut, err: err}
+}
+
+// check awaits each round's acks in order and answers its requests, until
+// pending is closed and drained.
+func (b *retryBatcher) check() {
+	defer close(b.done)
+	timer := time.NewTimer(publishTimeout)
+	defer timer.Stop()
+	for round := range b.pending {
+		timer.Reset(publishTimeout) // the round's publishes went out together
+		for _, p := range round {
+			if p.err == nil {
+				select {
+				case <-p.fut.Ok():
+				case p.err = <-p.fut.Err():
+				case <-timer.C:
+					p.err = errors.New("no publish ack")
+					timer.Reset(0) // the round's time is up: the rest fail at once unless acked
+				}
+			}
+			if p.err == nil {
+				b.schedules.Add(1)
+				b.items.Add(int64(len(p.reqs)))
+			}
+			for _, r := range p.reqs {
+				if p.err != nil {
+					r.done <- &publishError{Op: r.key.op, Err: p.err}
+				} else {
+					r.done <- nil
+				}
+			}
+		}
+		<-b.slots
+	}
+}
+
+// firedBatch is a retry batch being handled: its items are settled
+// without an ack of their own, and it is acked once all are, or handed
+// back when one could not be.
+type firedBatch struct {
+	failed atomic.Bool
+}
+
+// isRetryBatch reports whether h is that of a fired retry batch: set by
+// a worker's batch schedule, never by a client (Nats-Scheduler is
+// JetStream's own; see checkNotScheduled).
+func isRetryBatch(h nats.Header) bool {
+	return h.Get(streams.HeaderRetryBatch) != "" && strings.HasPrefix(h.Get("Nats-Scheduler"), streams.RetryPrefix)
+}
+
+// deliverBatch handles a fired retry batch (see the top of this file).
+func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
+	if err := msg.InProgress(); err != nil {
+		d.log.Debug("in progress", "err", err)
+	}
+	webhookID, _ := streams.DeliveryWebhook(msg.Subject())
+	items, derr := streams.DecodeRetryBatch(msg.Data())
+	if derr != nil {
+		// Never dropped: the batch as it is goes to SB_DEAD, malformed.
+		dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data(), webhookID: webhookID}
+		if md, err := msg.Metadata(); err == nil {
+			dlv.seq = md.Sequence.Stream
+		}
+		if h, ok := d.Index.lookup(webhookID); ok && h.usable() {
+			dlv.tenant = h.webhook.TenantID
+		}
+		err := fmt.Errorf("%w: %w", errMalformed, derr)
+		d.settle(&dlv, 1, err, decide(err, 1, 0, d.Retry))
+		return
+	}
+	fb := &firedBatch{}
+	dlvs := make([]delivery, len(items))
+	for i, it := range items {
+		dlvs[i] = delivery{
+			msg: msg, header: nats.Header(it.Header), body: it.Body, webhookID: webhookID,
+			seq: it.Seq, batch: fb,
+		}
+		if dlvs[i].header == nil {
+			dlvs[i].header = nats.Header{}
+		}
+		dlv := &dlvs[i]
+		dlv.eventID = dlv.header.Get(streams.HeaderEventID)
+		dlv.tenant = dlv.header.Get(streams.HeaderTenant)
+		dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
+		dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+	}
+	if len(dlvs) == 0 {
+		ackBatch(d, msg, fb)
+		return
+	}
+
+	h, err := d.webhookFor(&dlvs[0])
+	var we *webhookError
+	switch {
+	case errors.As(err, &we) && we.Reason == reasonUnknown && we.Tries < unknownWebhookTries:
+		// Not known yet: the whole batch waits, as a delivery would.
+		d.settle(&delivery{msg: msg, header: msg.Headers(), webhookID: webhookID}, 1, err, decide(err, 1, 0, d.Retry))
+		return
+	case err == nil:
+		g := d.iso.get(webhookID)
+		open, until := g.open(time.Now(), d.iso.cooldown)
+		d.iso.put(g)
+		if !open {
+			d.expand(msg, webhookID, items)
+			return
+		}
+		var wg sync.WaitGroup
+		for i := range dlvs {
+			dlv := &dlvs[i]
+			wg.Go(func() {
+				if dlv.tenant == "" {
+					dlv.tenant = h.webhook.TenantID
+				}
+				var ierr error = d.refused(until)
+				if dlv.eventID == "" {
+					ierr = errNoEventID
+				}
+				made := dlv.attempts + 1
+				d.settle(dlv, made, ierr, decide(ierr, made, h.webhook.MaxRetries, d.Retry))
+			})
+		}
+		wg.Wait()
+		ackBatch(d, msg, fb)
+		return
+	}
+	// The webhook cannot take them: each is dead-lettered or dropped as a
+	// delivery would be.
+	var wg sync.WaitGroup
+	for i := range dlvs {
+		dlv := &dlvs[i]
+		wg.Go(func() {
+			made := dlv.attempts + 1
+			d.settle(dlv, made, err, decide(err, made, 0, d.Retry))
+		})
+	}
+	wg.Wait()
+	ackBatch(d, msg, fb)
+}
+
+// ackBatch acks a fired batch whose items are all settled, or hands it
+// back when what one of them needed stored was not.
+func ackBatch(d *Deliverer, msg jetstream.Msg, fb *firedBatch) {
+	var err error
+	if fb.failed.Load() {
+		err = msg.NakWithDelay(publishFailureDelay)
+	} else {
+		err = msg.Ack()
+	}
+	if err != nil {
+		d.log.Warn("retry batch: ack", "err", err)
+	}
+}
+
+// expand queues each item of a fired batch as a delivery message of its
+// own, then acks the batch; if one is not stored, it hands the batch back,
+// to be expanded again: the items' Nats-Msg-Ids keep those already stored
+// from being queued twice.
+func (d *Deliverer) expand(msg jetstream.Msg, webhookID string, items []streams.RetryItem) {
+	futs := make([]jetstream.PubAckFuture, 0, len(items))
+	var err error
+	for i, it := range items {
+		if d.expandFault != nil && d.expandFault(i, len(items)) {
+			return // as if the process died here: neither acked nor handed back
+		}
+		m := nats.NewMsg(streams.DeliverySubject(webhookID))
+		for k, v := range it.Header {
+			m.Header[k] = v
+		}
+		m.Header.Set(jetstream.MsgIDHeader, streams.RetryItemMsgID(m.Header.Get(streams.HeaderEventID), webhookID, it.Seq))
+		m.Data = it.Body
+		fut, perr := d.JS.PublishMsgAsync(m)
+		if perr != nil {
+			err = perr
+			break
+		}
+		futs = append(futs, fut)
+	}
+	timer := time.NewTimer(publishTimeout)
+	defer timer.Stop()
+wait:
+	for _, fut := range futs {
+		select {
+		case <-fut.Ok():
+		case e := <-fut.Err():
+			err = errors.Join(err, e)
+		case <-timer.C:
+			err = errors.Join(err, errors.New("no publish ack"))
+			break wait
+		}
+	}
+	if err != nil {
+		d.log.Warn("retry batch: not expanded; handed back", "webhook_id", webhookID, "items", len(items), "err", err)
+		d.Metrics.outcomes[outcomeRequeued].Inc()
+		if nerr := msg.NakWithDelay(publishFailureDelay); nerr != nil {
+			d.log.Warn("retry batch: nak", "err", nerr)
+		}
+		return
+	}
+	if aerr := msg.Ack(); aerr != nil {
+		d.log.Warn("retry batch: ack", "err", aerr)
+	}
+}
