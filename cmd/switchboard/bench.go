@@ -49,12 +49,13 @@ type benchConfig struct {
 	DataDir       string
 	CPUProfile    string
 	Backlog       int    // --backlog: deliveries pending for a dead receiver beside the healthy run
+	BacklogHooks  int    // --backlog-webhooks: dead receivers, each with a backlog of Backlog
 	MemProfile    string // --memprofile: heap profile once the backlog has settled
 }
 
 func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg := benchConfig{
-		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute, Rounds: 1,
+		Events: 100_000, Fanout: 1, PayloadSize: 512, Verify: true, Timeout: 10 * time.Minute, Rounds: 1, BacklogHooks: 1,
 		Workers: consumer.DefaultWorkers, MaxAckPending: consumer.DefaultMaxAckPending,
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -74,6 +75,7 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up waiting for deliveries after this long")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write a CPU profile of the end-to-end run to this file (go tool pprof)")
 	fs.IntVar(&cfg.Backlog, "backlog", cfg.Backlog, "deliveries left pending for a receiver refusing every connection (max_retries 10) before the healthy run; the healthy throughput is then measured alone and beside that backlog, with the process's peak RSS and its CPU once the backlog has settled")
+	fs.IntVar(&cfg.BacklogHooks, "backlog-webhooks", cfg.BacklogHooks, "with --backlog: this many webhooks refusing every connection, each matching every backlog event, so each has a backlog of --backlog deliveries")
 	fs.StringVar(&cfg.MemProfile, "memprofile", cfg.MemProfile, "with --backlog: write a heap profile to this file once the backlog has settled (go tool pprof)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the bench's JetStream and SQLite live (default: a temporary folder, removed after)")
 	return &ffcli.Command{
@@ -95,8 +97,9 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
       the same load (the bad share to a fast receiver); --rounds repeats
       the pair and reports the median ratio.
   (e) with --backlog n: the same pair of runs, the second beside n
-      deliveries pending for a receiver that refuses every connection,
-      with the process's peak RSS and its CPU once the backlog settled.
+      deliveries pending for a receiver that refuses every connection
+      (for each of --backlog-webhooks such receivers), with the process's
+      peak RSS and its CPU once the backlog settled.
 Compare figures within one run: this machine may be shared and noisy.`,
 		FlagSet: fs,
 		Exec: func(ctx context.Context, _ []string) error {
@@ -127,6 +130,9 @@ func (c benchConfig) validate() error {
 	}
 	if c.Backlog < 0 {
 		errs = append(errs, errors.New("--backlog must not be negative"))
+	}
+	if c.BacklogHooks < 1 || c.BacklogHooks > 100 {
+		errs = append(errs, errors.New("--backlog-webhooks must be 1..100"))
 	}
 	if c.Backlog > 0 && (c.BadShare > 0 || c.DeadShare > 0) {
 		errs = append(errs, errors.New("--backlog does not mix with --bad-share or --dead-share: pick one"))
@@ -511,13 +517,19 @@ func (c benchConfig) createWebhooks(ctx context.Context, api apiClient, recvURL,
 		}
 		down := "http://" + l.Addr().String() + "/"
 		l.Close() // nothing listens: every connection is refused
-		id, err := api.createWebhook(ctx, map[string]any{
-			"name": "bench-backlog", "url": down, "events": []string{backlogEventType}, "secret": secret, "max_retries": 10,
-		})
-		if err != nil {
-			return nil, err
+		for k := range c.BacklogHooks {
+			name := "bench-backlog"
+			if k > 0 {
+				name += "-" + strconv.Itoa(k)
+			}
+			id, err := api.createWebhook(ctx, map[string]any{
+				"name": name, "url": down, "events": []string{backlogEventType}, "secret": secret, "max_retries": 10,
+			})
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
 		}
-		ids = append(ids, id)
 	}
 	if c.BadShare > 0 && mode == badReal {
 		for k, kind := range badKinds {
@@ -647,6 +659,9 @@ func (c benchConfig) report(w io.Writer, r *benchResult) {
 		beside := fmt.Sprintf("bad receivers (%.0f%% of events)", c.BadShare*100)
 		if c.Backlog > 0 {
 			beside = fmt.Sprintf("a backlog of %d for a dead receiver", c.Backlog)
+			if c.BacklogHooks > 1 {
+				beside = fmt.Sprintf("a backlog of %d for each of %d dead receivers", c.Backlog, c.BacklogHooks)
+			}
 		}
 		ratios := make([]float64, len(r.BadRates))
 		for i := range r.BadRates {
@@ -721,8 +736,9 @@ func (c benchConfig) buildBacklog(ctx context.Context, sys *system, res *benchRe
 				}
 			}
 		}
-		fmt.Fprintf(stderr, "bench: backlog %5.1fs  settled %.0f for %d\n", time.Since(start).Seconds(), n, c.Backlog)
-		if int(n) >= c.Backlog {
+		want := c.Backlog * c.BacklogHooks
+		fmt.Fprintf(stderr, "bench: backlog %5.1fs  settled %.0f for %d  RSS %d MB\n", time.Since(start).Seconds(), n, want, readRSS()>>20)
+		if int(n) >= want {
 			break
 		}
 		select {
