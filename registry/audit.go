@@ -62,9 +62,10 @@ const (
 	// SB_EVENTS and the deliveries owed read from the ledger, each.
 	DefaultAuditLimit = 100_000
 	MaxAuditLimit     = 1_000_000
-	// maxQueueScan bounds the messages of SB_DELIVERIES read, one by one
-	// (a work queue takes no second consumer): in a healthy system it
-	// holds the deliveries in flight and the scheduled retries.
+	// maxQueueScan bounds the deliveries in SB_DELIVERIES read, message
+	// by message (a work queue takes no second consumer; a retry batch
+	// counts for its items): in a healthy system it holds the deliveries
+	// in flight and the scheduled retries.
 	maxQueueScan = 50_000
 	// auditRecheck is how long the second look waits after the first.
 	auditRecheck = 2 * time.Second
@@ -386,6 +387,9 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 				ev.queued[deliveryKey{wid, v[0]}] = true
 			}
 		}
+		// maxQueueScan bounds deliveries, not messages: a batch of a
+		// thousand would otherwise let the scan hold millions.
+		read += max(len(items)-1, 0)
 	}
 	err = eventScan{stream: streams.Dead, filter: streams.DeadPrefix + ">", start: since, headersOnly: true, limit: MaxAuditLimit}.run(ctx, js, func(msg jetstream.Msg) bool {
 		h := msg.Headers()

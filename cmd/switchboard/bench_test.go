@@ -46,7 +46,7 @@ func TestBench_BacklogReportsRatioAndMemory(t *testing.T) {
 		t.Skip("starts two systems")
 	}
 	cfg := benchConfig{
-		Events: 1000, Fanout: 1, PayloadSize: 256, Backlog: 500, Rounds: 1, Verify: true,
+		Events: 1000, Fanout: 1, PayloadSize: 256, Backlog: 500, Rounds: 1, Verify: true, settleRetries: 1,
 		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
 	}
 	runBench(t, cfg,
