@@ -115,6 +115,9 @@ type Deliverer struct {
 	// expandFault, set by tests, stops expanding a fired batch before item
 	// i when it returns true, as a worker killed there would.
 	expandFault func(i, n int) bool
+	// expandTokens holds a token per chunk of a fired batch being expanded
+	// (retrybatch.go), bounding the async publishes awaiting acks.
+	expandTokens chan struct{}
 }
 
 // NewHTTPClient returns the HTTP client of deliveries and test sends: it
@@ -281,6 +284,7 @@ func (d *Deliverer) setDefaults() error {
 	if d.BreakerCooldown <= 0 {
 		d.BreakerCooldown = DefaultBreakerCooldown
 	}
+	d.expandTokens = make(chan struct{}, expandChunks)
 	d.iso = newIsolation(d.MaxInFlightPerWebhook, d.BreakerFailures, d.BreakerCooldown)
 	if d.AckWait <= 0 {
 		d.AckWait = DefaultAckWait

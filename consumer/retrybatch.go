@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
@@ -234,14 +235,22 @@ func (b *retryBatcher) check() {
 	defer timer.Stop()
 	for round := range b.pending {
 		timer.Reset(publishTimeout) // the round's publishes went out together
+		expired := false
 		for _, p := range round {
-			if p.err == nil {
+			if p.err == nil && !expired {
 				select {
 				case <-p.fut.Ok():
 				case p.err = <-p.fut.Err():
 				case <-timer.C:
+					expired = true
+				}
+			}
+			if p.err == nil && expired { // the round's time is up: what is not acked by now failed
+				select {
+				case <-p.fut.Ok():
+				case p.err = <-p.fut.Err():
+				default:
 					p.err = errors.New("no publish ack")
-					timer.Reset(0) // the round's time is up: the rest fail at once unless acked
 				}
 			}
 			if p.err == nil {
@@ -264,7 +273,8 @@ func (b *retryBatcher) check() {
 // without an ack of their own, and it is acked once all are, or handed
 // back when one could not be.
 type firedBatch struct {
-	failed atomic.Bool
+	failed  atomic.Bool
+	faulted atomic.Bool // a test's expandFault stopped its expansion
 }
 
 // isRetryBatch reports whether h is that of a fired retry batch: set by
@@ -325,14 +335,30 @@ func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
 	case err == nil:
 		g := d.iso.get(webhookID)
 		open, until := g.open(time.Now(), d.iso.cooldown)
+		halfOpen := !open && g.breaker.State() == gobreaker.StateHalfOpen
 		d.iso.put(g)
-		if !open {
-			d.expand(msg, webhookID, items)
+		if !open && !halfOpen {
+			if err := d.expand(webhookID, items); err != nil {
+				fb.failed.Store(true)
+				fb.faulted.Store(errors.Is(err, errExpandFault))
+			}
+			ackBatch(d, msg, fb)
 			return
 		}
+		refuse := dlvs
+		if halfOpen {
+			// One probe is all the breaker lets through: the first item
+			// becomes a delivery message, to be attempted as the probe;
+			// the others are refused as they would be while it is under
+			// way, rather than queued to be refused one by one.
+			if err := d.expand(webhookID, items[:1]); err != nil {
+				fb.failed.Store(true)
+			}
+			refuse, until = dlvs[1:], time.Now().Add(d.iso.cooldown)
+		}
 		var wg sync.WaitGroup
-		for i := range dlvs {
-			dlv := &dlvs[i]
+		for i := range refuse {
+			dlv := &refuse[i]
 			wg.Go(func() {
 				if dlv.tenant == "" {
 					dlv.tenant = h.webhook.TenantID
@@ -366,6 +392,9 @@ func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
 // ackBatch acks a fired batch whose items are all settled, or hands it
 // back when what one of them needed stored was not.
 func ackBatch(d *Deliverer, msg jetstream.Msg, fb *firedBatch) {
+	if fb.faulted.Load() {
+		return // a test's expandFault: as if the process had died
+	}
 	var err error
 	if fb.failed.Load() {
 		err = msg.NakWithDelay(publishFailureDelay)
@@ -377,16 +406,45 @@ func ackBatch(d *Deliverer, msg jetstream.Msg, fb *firedBatch) {
 	}
 }
 
+// expandChunk bounds the items one expansion publishes before it awaits
+// their acks, and expandChunks the chunks of all workers outstanding at
+// once: nats.go refuses async publishes past 4,000 awaiting acks
+// (ErrTooManyStalledMsgs), which a few workers expanding batches of a
+// thousand would reach.
+const (
+	expandChunk  = 128
+	expandChunks = 8
+)
+
 // expand queues each item of a fired batch as a delivery message of its
-// own, then acks the batch; if one is not stored, it hands the batch back,
-// to be expanded again: the items' Nats-Msg-Ids keep those already stored
-// from being queued twice.
-func (d *Deliverer) expand(msg jetstream.Msg, webhookID string, items []streams.RetryItem) {
-	futs := make([]jetstream.PubAckFuture, 0, len(items))
+// own, under the Nats-Msg-Id RetryItemMsgID names, and returns once all
+// are stored, or the first error; the caller then hands the batch back, to
+// be expanded again, the msg ids keeping those already stored from being
+// queued twice.
+func (d *Deliverer) expand(webhookID string, items []streams.RetryItem) error {
+	for start := 0; start < len(items); start += expandChunk {
+		if err := d.expandPart(webhookID, items, start, min(start+expandChunk, len(items))); err != nil {
+			d.log.Warn("retry batch: not expanded; handed back", "webhook_id", webhookID, "items", len(items), "err", err)
+			d.Metrics.outcomes[outcomeRequeued].Inc()
+			return err
+		}
+	}
+	return nil
+}
+
+// expandPart publishes items[from:to] holding one of the expandChunks
+// tokens, and awaits their acks.
+func (d *Deliverer) expandPart(webhookID string, items []streams.RetryItem, from, to int) error {
+	d.expandTokens <- struct{}{}
+	defer func() { <-d.expandTokens }()
+	futs := make([]jetstream.PubAckFuture, 0, to-from)
 	var err error
-	for i, it := range items {
+	for i := from; i < to; i++ {
+		it := items[i]
 		if d.expandFault != nil && d.expandFault(i, len(items)) {
-			return // as if the process died here: neither acked nor handed back
+			// As if the process died here: nothing more is published,
+			// and the batch is neither acked nor handed back.
+			return errExpandFault
 		}
 		m := nats.NewMsg(streams.DeliverySubject(webhookID))
 		for k, v := range it.Header {
@@ -403,26 +461,18 @@ func (d *Deliverer) expand(msg jetstream.Msg, webhookID string, items []streams.
 	}
 	timer := time.NewTimer(publishTimeout)
 	defer timer.Stop()
-wait:
 	for _, fut := range futs {
 		select {
 		case <-fut.Ok():
 		case e := <-fut.Err():
 			err = errors.Join(err, e)
 		case <-timer.C:
-			err = errors.Join(err, errors.New("no publish ack"))
-			break wait
+			return errors.Join(err, errors.New("no publish ack"))
 		}
 	}
-	if err != nil {
-		d.log.Warn("retry batch: not expanded; handed back", "webhook_id", webhookID, "items", len(items), "err", err)
-		d.Metrics.outcomes[outcomeRequeued].Inc()
-		if nerr := msg.NakWithDelay(publishFailureDelay); nerr != nil {
-			d.log.Warn("retry batch: nak", "err", nerr)
-		}
-		return
-	}
-	if aerr := msg.Ack(); aerr != nil {
-		d.log.Warn("retry batch: ack", "err", aerr)
-	}
+	return err
 }
+
+// errExpandFault is what expandPart returns when a test's expandFault
+// stopped it.
+var errExpandFault = errors.New("expansion stopped by a test fault")
