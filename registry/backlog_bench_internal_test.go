@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // fillBacklog stores, in a real SQLite file, webhooks webhooks of one
@@ -91,4 +95,59 @@ func BenchmarkBacklog_Top10(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkBacklog_Record is the ingester's cost of keeping the backlog:
+// a transaction of 256 matched records and their 256 delivered attempts,
+// as recordLog stores them, with the backlog's triggers and without them
+// (dropped: the code before migration 11 wrote the same rows).
+//
+//	go test -run '^$' -bench BenchmarkBacklog_Record -benchtime 200x ./registry/
+func BenchmarkBacklog_Record(b *testing.B) {
+	const batch = 256
+	for _, triggers := range []bool{true, false} {
+		b.Run(fmt.Sprintf("triggers=%v", triggers), func(b *testing.B) {
+			db := fillBacklog(b, 1, 1)
+			ctx := context.Background()
+			if !triggers {
+				for _, stmt := range []string{`DROP TRIGGER matched_backlog_insert`, `DROP TRIGGER matched_backlog_settle`,
+					`DROP TRIGGER matched_backlog_delete`, `DROP TRIGGER attempts_backlog_settle`, `DROP INDEX matched_pending`} {
+					if _, err := db.db.ExecContext(ctx, stmt); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			seq := 0
+			cpu0 := cpuTime(b)
+			for b.Loop() {
+				matched := make([]streams.Matched, batch)
+				attempts := make([]switchboard.Attempt, batch)
+				at := time.Now()
+				for i := range batch {
+					seq++
+					id := fmt.Sprintf("evt_r%d", seq)
+					matched[i] = streams.Matched{TenantID: "t", EventID: id, EventSeq: uint64(seq), EventType: "call.started",
+						WebhookIDs: []string{"wh_bench0000"}, At: at}
+					attempts[i] = switchboard.Attempt{ID: fmt.Sprintf("att_r%d", seq), TenantID: "t", WebhookID: "wh_bench0000",
+						EventID: id, EventType: "call.started", Number: 1, At: at, Outcome: switchboard.AttemptDelivered}
+				}
+				if _, err := db.recordLog(ctx, attempts, matched, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/delivery")
+			// CPU time, less sensitive than wall time to the other
+			// processes of a shared machine.
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N*batch), "cpu-ns/delivery")
+		})
+	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

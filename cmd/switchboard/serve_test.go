@@ -31,6 +31,7 @@ func testServeConfig(dir string) serveConfig {
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = time.Second
 	cfg.ShutdownTimeout = 20 * time.Second
+	cfg.BacklogInterval = time.Second
 	return cfg
 }
 
