@@ -39,7 +39,7 @@ type isolationCase func(ids isolationIDs) (path, body string)
 // isolationIDs are the ids a case names: another tenant's objects, or the
 // same kinds of ids that exist nowhere.
 type isolationIDs struct {
-	Agent, Webhook, Event, DeadLetter, EventType, PortalLink, Key string
+	Agent, Webhook, Event, DeadLetter, EventType, PortalLink, Key, Tenant string
 }
 
 // isolationCases has a case for every route the Server serves (but
@@ -78,6 +78,9 @@ var isolationCases = map[string]isolationCase{
 	"POST /v1/events": func(i isolationIDs) (string, string) {
 		return "/v1/events", `{"id": "` + i.Event + `", "type": "call.started", "agent_id": "` + i.Agent + `", "data": {}}`
 	},
+	// A key that is no admin's sees its own tenant's backlog: naming
+	// another tenant is refused alike whether it exists or not.
+	"GET /v1/backlog": func(i isolationIDs) (string, string) { return "/v1/backlog?tenant_id=" + i.Tenant, "" },
 	"GET /v1/dead-letters": func(i isolationIDs) (string, string) {
 		return "/v1/dead-letters?webhook_id=" + i.Webhook, ""
 	},
@@ -177,6 +180,11 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 	}}, 0); err != nil {
 		t.Fatal(err)
 	}
+	// A delivery owed to A's webhook, in the backlog.
+	if err := db.RecordMatched(ctx, []streams.Matched{{TenantID: tenantA.ID, EventID: "msg_secret_a", EventSeq: 1,
+		EventType: "secret.type", WebhookIDs: []string{whID}, At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
 	m := nats.NewMsg(streams.DeadSubject(tenantA.ID, whID))
 	m.Header.Set(streams.HeaderEventID, "msg_secret_a")
 	m.Header.Set(streams.HeaderTenant, tenantA.ID)
@@ -192,10 +200,10 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	theirs := isolationIDs{Agent: "agent-secret-a", Webhook: whID, Event: "msg_secret_a", DeadLetter: DeadLetterID(ack.Sequence),
-		EventType: "secret.type", PortalLink: link["id"].(string), Key: keyOfA.ID}
+		EventType: "secret.type", PortalLink: link["id"].(string), Key: keyOfA.ID, Tenant: tenantA.ID}
 	nowhere := isolationIDs{Agent: "agent-nowhere-b", Webhook: "wh_0000000000000000000000000000000a", Event: "msg_nowhere_b",
 		DeadLetter: DeadLetterID(ack.Sequence + 1000), EventType: "nowhere.type", PortalLink: "pl_0000000000000000000000000000000a",
-		Key: "key_0000000000000000000000000000000a"}
+		Key: "key_0000000000000000000000000000000a", Tenant: "ten_0000000000000000000000000000000a"}
 	secrets := []string{"SecretAgentName", "SecretHookName", "secret-a.example.com", "SecretHeaderValue", "SecretData", "SecretError", tenantA.ID}
 
 	// Every route; last those that create B's own agent or event type of
@@ -249,6 +257,20 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 		}
 	}
 
+	// B's own backlog, unfiltered, shows none of A's.
+	if status, b := do(t, http.MethodGet, "/v1/backlog", keyB, ""); status != http.StatusOK || strings.Contains(b, whID) {
+		t.Errorf("B's backlog: %d %s", status, b)
+	} else {
+		for _, s := range secrets {
+			if strings.Contains(b, s) {
+				t.Errorf("B's backlog shows A's %q: %s", s, b)
+			}
+		}
+	}
+	if got := must(http.MethodGet, "/v1/backlog", "", http.StatusOK); got["total_pending"] != 1.0 {
+		t.Errorf("A's backlog: %v, want its one delivery owed", got)
+	}
+
 	// A's objects are as they were.
 	if got := must(http.MethodGet, "/v1/webhooks/"+whID, "", http.StatusOK); got["name"] != "SecretHookName" {
 		t.Errorf("A's webhook now %v", got)
@@ -272,7 +294,8 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 // normalise replaces the ids a case named by placeholders.
 func normalise(body string, ids isolationIDs) string {
 	return strings.NewReplacer(ids.Agent, "{agent}", ids.Webhook, "{webhook}", ids.Event, "{event}",
-		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}", ids.PortalLink, "{portal_link}", ids.Key, "{key}").Replace(body)
+		ids.DeadLetter, "{dead_letter}", ids.EventType, "{event_type}", ids.PortalLink, "{portal_link}", ids.Key, "{key}",
+		ids.Tenant, "{tenant}").Replace(body)
 }
 
 // shapeOf is the shape of a JSON body: its keys and the kinds of their

@@ -211,6 +211,66 @@ CREATE TABLE attempt_bodies (
 INSERT INTO attempt_bodies (attempt_id, body) SELECT id, response_body FROM attempts WHERE response_body != '' ORDER BY at;
 UPDATE attempts SET response_body = '' WHERE response_body != '';
 `,
+	// 11: the backlog (backlog.go): which deliveries owed are not settled
+	// yet, kept by triggers in the transaction that changes them, so that
+	// the top webhooks by backlog are read from a row per webhook, not
+	// counted over the ledger. A delivery owed is settled when the last
+	// attempt recorded of it (at, then id, as the audit orders them) is
+	// delivered or dead_lettered: the audit's rule (audit.go).
+	`
+ALTER TABLE matched ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+UPDATE matched SET settled = 1 WHERE ifnull((SELECT a.outcome FROM attempts a
+	WHERE a.tenant_id = matched.tenant_id AND a.event_id = matched.event_id AND a.webhook_id = matched.webhook_id
+	ORDER BY a.at DESC, a.id DESC LIMIT 1), '') IN ('delivered', 'dead_lettered');
+-- The oldest unsettled delivery of a webhook, by seek.
+CREATE INDEX matched_pending ON matched (webhook_id, matched_at) WHERE settled = 0;
+
+-- Unsettled rows of matched per webhook; a deleted webhook's row stays
+-- (readers join webhooks) until pruning the ledger takes it to 0.
+CREATE TABLE backlog (
+	webhook_id TEXT PRIMARY KEY,
+	tenant_id  TEXT NOT NULL,
+	pending    INTEGER NOT NULL
+);
+CREATE INDEX backlog_top ON backlog (pending, webhook_id) WHERE pending > 0;
+INSERT INTO backlog (webhook_id, tenant_id, pending)
+SELECT webhook_id, min(tenant_id), count(*) FROM matched WHERE settled = 0 GROUP BY webhook_id;
+
+-- A row INSERT OR IGNORE ignores fires nothing: a matched record stored
+-- twice counts once. One inserted after an attempt that settled it (the
+-- ingester may see them in either order) is settled at once.
+CREATE TRIGGER matched_backlog_insert AFTER INSERT ON matched BEGIN
+	INSERT INTO backlog (webhook_id, tenant_id, pending) VALUES (NEW.webhook_id, NEW.tenant_id, 1)
+		ON CONFLICT (webhook_id) DO UPDATE SET pending = pending + 1;
+	-- Settled: a final attempt with none after it (a sorter per row would
+	-- cost more than the probe of the common case, no attempt yet).
+	UPDATE matched SET settled = 1 WHERE rowid = NEW.rowid AND NEW.settled = 0 AND EXISTS (SELECT 1 FROM attempts f
+		WHERE f.tenant_id = NEW.tenant_id AND f.event_id = NEW.event_id AND f.webhook_id = NEW.webhook_id
+			AND f.outcome IN ('delivered', 'dead_lettered') AND NOT EXISTS (SELECT 1 FROM attempts a
+				WHERE a.tenant_id = f.tenant_id AND a.event_id = f.event_id AND a.webhook_id = f.webhook_id
+					AND (a.at > f.at OR a.at = f.at AND a.id > f.id)));
+END;
+-- The row of backlog exists: the insert made it, and none is deleted.
+CREATE TRIGGER matched_backlog_settle AFTER UPDATE OF settled ON matched WHEN OLD.settled != NEW.settled BEGIN
+	UPDATE backlog SET pending = pending + (CASE WHEN NEW.settled = 0 THEN 1 ELSE -1 END) WHERE webhook_id = NEW.webhook_id;
+END;
+CREATE TRIGGER matched_backlog_delete AFTER DELETE ON matched WHEN OLD.settled = 0 BEGIN
+	UPDATE backlog SET pending = pending - 1 WHERE webhook_id = OLD.webhook_id;
+END;
+-- A stored attempt (a duplicate id is ignored, and fires nothing) that is
+-- the last of its delivery (none later by at, then id) settles it when
+-- final and unsettles it when not (a replay of a dead letter owes the
+-- delivery again); one that is not the last changes nothing, as the last
+-- says what the delivery is. Pruning attempts changes nothing either.
+CREATE TRIGGER attempts_backlog_settle AFTER INSERT ON attempts
+WHEN NOT EXISTS (SELECT 1 FROM attempts a WHERE a.tenant_id = NEW.tenant_id AND a.event_id = NEW.event_id AND a.webhook_id = NEW.webhook_id
+	AND (a.at > NEW.at OR a.at = NEW.at AND a.id > NEW.id))
+BEGIN
+	UPDATE matched SET settled = (NEW.outcome IN ('delivered', 'dead_lettered'))
+	WHERE tenant_id = NEW.tenant_id AND event_id = NEW.event_id AND webhook_id = NEW.webhook_id
+		AND settled != (NEW.outcome IN ('delivered', 'dead_lettered'));
+END;
+`,
 }
 
 // SchemaVersion is the schema version this binary migrates a registry to

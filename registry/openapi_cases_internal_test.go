@@ -585,7 +585,30 @@ func attemptCases() []specCase {
 			check: expect(map[string]any{"id": "evt-att", "type": "call.started", "agent_id": "agent-1", "data": map[string]any{"call": 2}},
 				deliveryState("{att_wh}", "pending", 0))},
 
+		// GET /v1/backlog, before any attempt: evt-att's delivery is owed
+		{name: "backlog/200", method: get, path: "/v1/backlog", want: 200,
+			check: expect(map[string]any{"total_pending": 1, "webhooks": 1, "limit": 20}, present("read_at"), listLen(1),
+				func(t *testing.T, e *specEnv, v map[string]any) {
+					row, _ := v["data"].([]any)[0].(map[string]any)
+					if row["webhook_id"] != e.vars["att_wh"] || row["pending"] != 1.0 || row["tenant_id"] != e.vars["tenant_id"] {
+						t.Errorf("data[0] = %v, want att_wh with 1 pending", row)
+					}
+				})},
+		{name: "backlog/200/tenant-filter", method: get, path: "/v1/backlog?tenant_id={tenant_id}&limit=5", want: 200,
+			check: expect(map[string]any{"total_pending": 1, "tenant_id": "{tenant_id}", "limit": 5}, listLen(1))},
+		{name: "backlog/200/own-tenant", method: get, path: "/v1/backlog", key: keyUser, want: 200,
+			check: expect(map[string]any{"total_pending": 1, "tenant_id": "{tenant_id}"}, listLen(1))},
+		{name: "backlog/200/other-tenant-sees-its-own", method: get, path: "/v1/backlog", key: keyOther, want: 200,
+			check: expect(map[string]any{"total_pending": 0, "webhooks": 0}, listLen(0))},
+		{name: "backlog/401", method: get, path: "/v1/backlog", key: keyNone, invalid: true, want: 401},
+		{name: "backlog/403/another-tenant", method: get, path: "/v1/backlog?tenant_id={tenant_id}", key: keyOther, want: 403},
+		{name: "backlog/422", method: get, path: "/v1/backlog?limit=0", invalid: true, want: 422, check: errorsOn("limit")},
+
 		{name: "setup/attempts", method: get, path: "/v1/webhooks/{att_wh}", want: 200, check: seed},
+
+		// GET /v1/backlog: the dead-lettered last attempt settled it
+		{name: "backlog/200/settled", method: get, path: "/v1/backlog", want: 200,
+			check: expect(map[string]any{"total_pending": 0, "webhooks": 0}, listLen(0))},
 
 		// GET /v1/webhooks/{id}/attempts
 		{name: "attempts/200", method: get, path: "/v1/webhooks/{att_wh}/attempts", want: 200,

@@ -139,6 +139,8 @@ func (s *Server) Handler() http.Handler {
 	h.handleScoped("POST /v1/portal-links", scopeCredentials, http.HandlerFunc(h.portal.create))
 	h.handle("GET /v1/portal-links/current", http.HandlerFunc(h.portal.current))
 	h.handleScoped("DELETE /v1/portal-links/{id}", scopeCredentials, http.HandlerFunc(h.portal.revoke))
+	backlog := &backlogAPI{db: s.DB, logger: h.logger}
+	h.handle("GET /v1/backlog", http.HandlerFunc(backlog.list))
 	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
 	h.handle("GET /v1/webhooks/{id}/attempts", http.HandlerFunc(attempts.list))
 	if s.JS != nil {

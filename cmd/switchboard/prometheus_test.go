@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
@@ -62,6 +63,25 @@ func deliverSome(t *testing.T, n int) *system {
 func TestServe_MetricsPassPromtoolAndMatchTheList(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool")
 	sys := deliverSome(t, 3)
+	// A delivery owed and never attempted, so that the backlog's gauge,
+	// which exports only webhooks with a backlog, has a series.
+	ctx := context.Background()
+	var hooks struct {
+		Data []struct {
+			ID       string `json:"id"`
+			TenantID string `json:"tenant_id"`
+		} `json:"data"`
+	}
+	if err := (apiClient{url: sys.URL, key: testKey}).do(ctx, http.MethodGet, "/v1/webhooks", nil, &hooks); err != nil || len(hooks.Data) == 0 {
+		t.Fatalf("list webhooks: %v %v", err, hooks)
+	}
+	if err := sys.db.RecordMatched(ctx, []streams.Matched{{TenantID: sys.Tenant, EventID: "evt-owed", EventSeq: 1 << 40,
+		EventType: "call.started", WebhookIDs: []string{hooks.Data[0].ID}, At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "switchboard_backlog_deliveries", func() bool {
+		return bytes.Contains(getBody(t, sys.URL+"/metrics"), []byte("switchboard_backlog_deliveries{"))
+	})
 
 	body := getBody(t, sys.URL+"/metrics")
 	cmd := exec.Command(promtool, "check", "metrics")
@@ -83,7 +103,8 @@ func TestServe_MetricsPassPromtoolAndMatchTheList(t *testing.T) {
 	}
 	slices.Sort(got)
 	// Every family must be there, not only those that happened to count.
-	for _, must := range []string{"switchboard_consumer_pending gauge", "switchboard_consumer_ack_pending gauge", "switchboard_webhooks gauge"} {
+	for _, must := range []string{"switchboard_consumer_pending gauge", "switchboard_consumer_ack_pending gauge", "switchboard_webhooks gauge",
+		"switchboard_backlog_deliveries gauge"} {
 		if !slices.Contains(got, must) {
 			t.Errorf("/metrics lacks %s", must)
 		}

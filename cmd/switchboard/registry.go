@@ -47,8 +47,8 @@ API key, printed once.`,
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
 // It returns what must run in the background: the KV mirror, the attempt
 // log's ingestion with auto-disable (registry.AttemptIngester), the
-// alerts' publishing (registry.Health) and the periodic audit
-// (registry.Auditor).
+// alerts' publishing (registry.Health), the periodic audit
+// (registry.Auditor) and the backlog's metric (registry.BacklogCollector).
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
 	encryptionKey, err := s.cfg.encryptionKey()
 	if err != nil {
@@ -105,7 +105,9 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
 	auditor := registry.NewAuditor(s.db, s.js, reg)
 	auditor.Logger = s.logger
-	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run, auditor.Run}, nil
+	backlog := registry.NewBacklogCollector(s.db, s.cfg.BacklogTop, reg)
+	backlog.Logger, backlog.Interval = s.logger, s.cfg.BacklogInterval
+	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run, auditor.Run, backlog.Run}, nil
 }
 
 // logDefaultKeyChange logs, before Bootstrap applies it, that --api-key

@@ -85,6 +85,10 @@ type serveConfig struct {
 	// oldest first (registry.AttemptIngester); 0 disables either.
 	AttemptBodyRetention time.Duration
 	AttemptLogMaxBytes   byteSize
+	// BacklogTop is how many webhooks switchboard_backlog_deliveries
+	// reports (0: none), read every BacklogInterval.
+	BacklogTop      int
+	BacklogInterval time.Duration
 	// Streams are the streams' retention flags (retention.go).
 	Streams streamLimits
 
@@ -119,6 +123,8 @@ func defaultServeConfig() serveConfig {
 
 		AttemptRetention:     registry.DefaultAttemptRetention,
 		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
+		BacklogTop:           registry.DefaultBacklogTop,
+		BacklogInterval:      registry.DefaultBacklogInterval,
 		Streams:              defaultStreamLimits(),
 		HTTP:                 registry.DefaultHTTPLimits(),
 		Quotas:               registry.DefaultQuotas(),
@@ -183,6 +189,12 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && c.AttemptBodyRetention < 0 {
 		errs = append(errs, fmt.Errorf("--attempt-body-retention must be 0 (as long as the attempt) or positive, got %v", c.AttemptBodyRetention))
 	}
+	if c.Roles.Registry && (c.BacklogTop < 0 || c.BacklogTop > registry.MaxBacklogLimit) {
+		errs = append(errs, fmt.Errorf("--backlog-top must be 0 (none) to %d, got %d", registry.MaxBacklogLimit, c.BacklogTop))
+	}
+	if c.Roles.Registry && c.BacklogInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--backlog-interval must be at least 1s, got %v", c.BacklogInterval))
+	}
 	errs = append(errs, c.Streams.validate()...)
 	if _, err := c.encryptionKey(); err != nil {
 		errs = append(errs, err)
@@ -243,6 +255,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		fs.BoolVar(&c.AdoptMirror, "adopt-mirror", c.AdoptMirror, "take over a KV bucket of webhooks that another registry database mirrored into, making it match this one (webhooks only the other has stop being delivered); without it the registry refuses to start on such a bucket")
 		fs.DurationVar(&c.AttemptBodyRetention, "attempt-body-retention", c.AttemptBodyRetention, "how long an attempt keeps the excerpt of the receiver's response body, the largest part of it; then it is cleared, the rest kept; 0 keeps it as long as the attempt")
 		fs.Var(&c.AttemptLogMaxBytes, "attempt-log-max-bytes", "prune the oldest attempts hourly while registry.db's pages in use exceed this, e.g. 4GiB (keep it below the volume's size); 0 none")
+		fs.IntVar(&c.BacklogTop, "backlog-top", c.BacklogTop, "webhooks with the most deliveries not yet settled that switchboard_backlog_deliveries reports, a series each (GET /v1/backlog lists more); 0 reports none")
+		fs.DurationVar(&c.BacklogInterval, "backlog-interval", c.BacklogInterval, "how often the registry reads the backlog of the --backlog-top webhooks for switchboard_backlog_deliveries")
 	}
 	if r.Worker {
 		fs.DurationVar(&c.Retry.InitialInterval, "retry-initial-interval", c.Retry.InitialInterval, "delay before the first retry of a failed delivery")

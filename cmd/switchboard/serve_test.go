@@ -31,6 +31,7 @@ func testServeConfig(dir string) serveConfig {
 	cfg.Retry.InitialInterval = time.Second
 	cfg.Retry.MaxInterval = time.Second
 	cfg.ShutdownTimeout = 20 * time.Second
+	cfg.BacklogInterval = time.Second
 	return cfg
 }
 
@@ -318,14 +319,16 @@ func TestRun_ServeRefusesBadSettingsNamingEach(t *testing.T) {
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
 		"--retry-multiplier", "0.5", "--workers", "0", "--max-ack-pending", "-1",
 		"--encryption-key", "c2hvcnQta2V5", "--disable-after", "-1",
-		"--max-in-flight-per-webhook", "-1", "--breaker-failures", "0", "--breaker-cooldown", "10ms"}, io.Discard, &errOut)
+		"--max-in-flight-per-webhook", "-1", "--breaker-failures", "0", "--breaker-cooldown", "10ms",
+		"--backlog-top", "-1", "--backlog-interval", "0s"}, io.Discard, &errOut)
 	if err == nil {
 		t.Fatal("serve started with unusable settings")
 	}
 	if strings.Contains(err.Error(), "c2hvcnQta2V5") {
 		t.Errorf("the error shows the encryption key: %v", err)
 	}
-	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key", "--disable-after", "--max-in-flight-per-webhook", "--breaker-failures", "--breaker-cooldown"} {
+	for _, flag := range []string{"multiplier", "--workers", "--max-ack-pending", "--encryption-key", "--disable-after", "--max-in-flight-per-webhook", "--breaker-failures", "--breaker-cooldown",
+		"--backlog-top", "--backlog-interval"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s: %v", flag, err)
 		}

@@ -82,7 +82,7 @@ func TestTwoWorkers_ShareOneBacklog(t *testing.T) {
 }
 
 func testTwoWorkers(t *testing.T, kill bool) {
-	ctx := testContext(t, 60*time.Second)
+	ctx := testContext(t, 120*time.Second)
 	const n = 1500
 	recv := startSlowReceiver(t, receiverDelay)
 	ns := startNATS(ctx, t)
