@@ -3,10 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // A ledger written before the backlog (schema 10) is counted at the
@@ -15,16 +12,11 @@ import (
 // pending; and the triggers keep counting from there.
 func TestMigrate_BacklogFromSchema10(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	old, err := sqlx.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := append([]string{}, migrations[:10]...)
-	stmts = append(stmts, `PRAGMA user_version = 10`,
+	stmts := []string{
 		`INSERT INTO tenants VALUES ('ten_d', 'default', '2026-01-01T00:00:00Z')`,
 		`INSERT INTO webhooks (id, tenant_id, name, url, events, secret, timeout, max_retries, status, created_at, updated_at, created_by, updated_by)
-			VALUES ('wh_1', 'ten_d', 'n', 'https://example.com', '["*"]', 's', 30, 3, 'active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'k', 'k')`)
+			VALUES ('wh_1', 'ten_d', 'n', 'https://example.com', '["*"]', 's', 30, 3, 'active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'k', 'k')`,
+	}
 	// e1 delivered, e2 dead-lettered then replayed (retrying last), e3
 	// never attempted, e4 retrying then delivered.
 	for i := 1; i <= 4; i++ {
@@ -35,19 +27,7 @@ func TestMigrate_BacklogFromSchema10(t *testing.T) {
 	}
 	stmts = append(stmts, attempt("att_1", "e1", "delivered", 10), attempt("att_2", "e2", "dead_lettered", 10),
 		attempt("att_3", "e2", "retrying", 20), attempt("att_4", "e4", "retrying", 10), attempt("att_5", "e4", "delivered", 20))
-	for _, s := range stmts {
-		if _, err := old.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	if err := old.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openFromSchema(t, 10, stmts...)
 	rep, err := db.Backlog(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)

@@ -2,40 +2,18 @@ package registry
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // A registry of schema 6 keeps its admin keys admin and gives its other
 // keys scope manage: each may do what it did before scopes.
 func TestMigrate_KeyScopesFromSchema6(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	old, err := sqlx.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := append([]string{}, migrations[:6]...)
-	stmts = append(stmts, `PRAGMA user_version = 6`,
+	db := openFromSchema(t, 6,
 		`INSERT INTO tenants VALUES ('ten_d', 'default', '2026-01-01T00:00:00Z')`,
 		`INSERT INTO api_keys (id, tenant_id, name, hash, created_at, admin) VALUES
 			('key_1', 'ten_d', 'default', 'h1', '2026-01-01T00:00:00Z', 1),
 			('key_2', 'ten_d', 'ci', 'h2', '2026-01-01T00:00:00Z', 0)`)
-	for _, s := range stmts {
-		if _, err := old.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	if err := old.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	keys, _, err := db.FindKeys(ctx, "ten_d", PageFilter{})
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("keys: %+v, %v", keys, err)

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -17,15 +18,8 @@ import (
 // the default tenant's "default" key becomes the admin key.
 func TestMigrate_FromSchema1(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "registry.db")
-	old, err := sqlx.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	stmts := []string{
-		migrations[0],
-		`PRAGMA user_version = 1`,
 		`INSERT INTO tenants VALUES ('ten_d', 'default', '2026-01-01T00:00:00Z'), ('ten_o', 'other', '2026-01-01T00:00:00Z')`,
 		`INSERT INTO api_keys (id, tenant_id, name, hash, created_at) VALUES
 			('key_1', 'ten_d', 'default', 'h1', '2026-01-01T00:00:00Z'),
@@ -43,20 +37,7 @@ func TestMigrate_FromSchema1(t *testing.T) {
 		stmts = append(stmts, `INSERT INTO webhooks VALUES ('`+wh.id+`', '`+wh.tenant+`', `+agent+`, 'n`+string(rune('0'+i))+
 			`', 'https://example.com', '["*"]', 's', 30, 3, 'active', '`+created.Format(time.RFC3339)+`', '`+created.Format(time.RFC3339)+`', 'k', 'k')`)
 	}
-	for _, s := range stmts {
-		if _, err := old.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	if err := old.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openFromSchema(t, 1, stmts...)
 	for tenant, want := range map[string][]string{"ten_d": {"a1", "a2"}, "ten_o": {"a1"}} {
 		tctx := switchboard.NewContextWithTenant(ctx, tenant)
 		agents, more, err := db.FindAgents(tctx, PageFilter{})
@@ -88,4 +69,31 @@ func TestMigrate_FromSchema1(t *testing.T) {
 	if !slices.Equal(admins, []string{"key_1"}) {
 		t.Errorf("admin keys %v, want only the default tenant's default key", admins)
 	}
+}
+
+// openFromSchema opens, with this binary's Open, a registry written by
+// one of schema version: its migrations applied as they were then, and
+// then stmts (the rows an old registry held).
+func openFromSchema(t *testing.T, version int, stmts ...string) *DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	old, err := sqlx.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(append([]string{}, migrations[:version]...), fmt.Sprintf("PRAGMA user_version = %d", version))
+	for _, s := range append(all, stmts...) {
+		if _, err := old.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
