@@ -27,7 +27,7 @@ const maxLastError = 1024
 // deduplicated, while a replayed delivery (a new message) that dies again
 // gets a dead letter of its own.
 func (d *Deliverer) deadLetter(ctx context.Context, dlv *delivery, made int, cause error, reason string) error {
-	seq := dlv.seq
+	seq := dlv.streamSeq()
 	attempts := dlv.attempts // no attempt was made when the webhook itself is the problem
 	var ae *attemptError
 	if errors.As(cause, &ae) || errors.As(cause, new(*openError)) { // an open breaker's refusal counts as an attempt

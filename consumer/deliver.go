@@ -157,7 +157,7 @@ type delivery struct {
 	deferrals int // times deferred since the last attempt
 	// seq is the stream sequence of the delivery message (for an item of a
 	// fired retry batch, of the one it follows): it names its schedule and
-	// its dead letter.
+	// its dead letter. Read it with streamSeq.
 	seq    uint64
 	batch  *firedBatch // the fired retry batch it is an item of, nil for a delivery message
 	timing attemptTiming
@@ -336,14 +336,8 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 		return
 	}
 	dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data()}
-	if md, err := msg.Metadata(); err == nil {
-		dlv.seq = md.Sequence.Stream
-	}
 	dlv.webhookID, _ = streams.DeliveryWebhook(msg.Subject())
-	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
-	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
-	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
-	dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+	dlv.readHeaders()
 	made := dlv.attempts + 1
 
 	maxRetries := 0
@@ -599,6 +593,28 @@ func withoutURL(err error) error {
 
 // headerCount reads a count kept in header key of a delivery
 // (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
+// readHeaders sets what dlv's headers say of it: its event, tenant and
+// counts.
+func (dlv *delivery) readHeaders() {
+	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
+	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
+	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
+	dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+}
+
+// streamSeq returns the stream sequence of dlv's delivery message (for an
+// item of a fired batch, of the one it follows), 0 when unknown. It is
+// read when a retry or a dead letter needs it, not on every delivery:
+// parsing the message's metadata costs allocations on the hot path.
+func (dlv *delivery) streamSeq() uint64 {
+	if dlv.seq == 0 && dlv.batch == nil {
+		if md, err := dlv.msg.Metadata(); err == nil {
+			dlv.seq = md.Sequence.Stream
+		}
+	}
+	return dlv.seq
+}
+
 func headerCount(h nats.Header, key string) int {
 	v := h.Get(key)
 	if v == "" { // the usual case; Atoi would allocate an error

@@ -128,17 +128,12 @@ func scheduleAt(now time.Time, delay time.Duration) time.Time {
 // returns once JetStream has stored it; only then may the delivery
 // message be acked.
 func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, deferrals int, delay, retryAfter time.Duration, op string) error {
-	if dlv.seq == 0 {
+	if dlv.streamSeq() == 0 {
 		return &publishError{Op: op, Err: errors.New("delivery metadata: no stream sequence")}
 	}
 	req := &retryReq{dlv: dlv, delay: delay, key: retryKey{webhook: dlv.webhookID, op: op, attempts: attempts, deferrals: deferrals}}
 	if retryAfter > 0 { // the receiver's time, not a draw: only those due the same second share it
 		req.key.at = scheduleAt(time.Now(), delay).Unix()
-	}
-	if d.retries == nil { // not running (Run sets it up): alone, at once
-		b := newRetryBatcher(d.JS)
-		defer b.start()()
-		return b.schedule(req)
 	}
 	return d.retries.schedule(req)
 }

@@ -294,9 +294,6 @@ func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
 	if derr != nil {
 		// Never dropped: the batch as it is goes to SB_DEAD, malformed.
 		dlv := delivery{msg: msg, header: msg.Headers(), body: msg.Data(), webhookID: webhookID}
-		if md, err := msg.Metadata(); err == nil {
-			dlv.seq = md.Sequence.Stream
-		}
 		if h, ok := d.Index.lookup(webhookID); ok && h.usable() {
 			dlv.tenant = h.webhook.TenantID
 		}
@@ -314,11 +311,7 @@ func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
 		if dlvs[i].header == nil {
 			dlvs[i].header = nats.Header{}
 		}
-		dlv := &dlvs[i]
-		dlv.eventID = dlv.header.Get(streams.HeaderEventID)
-		dlv.tenant = dlv.header.Get(streams.HeaderTenant)
-		dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
-		dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+		dlvs[i].readHeaders()
 	}
 	if len(dlvs) == 0 {
 		ackBatch(d, msg, fb)
