@@ -15,6 +15,14 @@ import (
 type apiClient struct {
 	url string
 	key string
+	hc  *http.Client // nil: http.DefaultClient
+}
+
+func (a apiClient) httpClient() *http.Client {
+	if a.hc != nil {
+		return a.hc
+	}
+	return http.DefaultClient
 }
 
 // do sends in as JSON (when non-nil) and decodes a 2xx answer into out (when
@@ -28,15 +36,9 @@ func (a apiClient) do(ctx context.Context, method, path string, in, out any) err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.url+path, body)
+	resp, err := a.send(ctx, method, path, body)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -49,6 +51,21 @@ func (a apiClient) do(ctx context.Context, method, path string, in, out any) err
 		}
 	}
 	return nil
+}
+
+// send sends a request with the key and a JSON body (when non-nil).
+func (a apiClient) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.url+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return resp, nil
 }
 
 func (a apiClient) createWebhook(ctx context.Context, wh map[string]any) (string, error) {

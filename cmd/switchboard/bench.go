@@ -104,7 +104,8 @@ func benchCommand(stdout, stderr io.Writer) *ffcli.Command {
       (for each of --backlog-webhooks such receivers), with the process's
       peak RSS and its CPU once the backlog settled.
 Compare figures within one run: this machine may be shared and noisy.`,
-		FlagSet: fs,
+		FlagSet:     fs,
+		Subcommands: []*ffcli.Command{benchOutageCommand(stdout, stderr)},
 		Exec: func(ctx context.Context, _ []string) error {
 			return cfg.run(ctx, stdout, stderr)
 		},
@@ -830,19 +831,7 @@ func sampleRSS() (stop func() int64) {
 	return func() int64 { close(done); <-ended; return peak.Load() }
 }
 
-// readRSS returns VmRSS of /proc/self/status in bytes, 0 when unreadable.
-func readRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+// readRSS returns this process's VmRSS in bytes, 0 when unreadable.
+func readRSS() int64 { return procStatus(os.Getpid(), "VmRSS:") }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
