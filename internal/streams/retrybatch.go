@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Retry batches. Deliveries of one webhook whose retries (or deferrals)
@@ -31,6 +33,15 @@ import (
 //	          header count, per header: key, value (one value per key),
 //	          body
 //
+// Version 2, which AppendRetryBatch writes, is the byte 2 and then what
+// follows version 1's first byte, compressed as one S2 block
+// (github.com/klauspost/compress/s2, which the embedded nats-server
+// already links). The items of one webhook repeat their header keys and
+// mostly their bodies' JSON, so batches shrink 1.5-8 times (random 400-byte
+// strings in each body; a bench's small bodies), and with them what the
+// server reads and writes at every retry wave and keeps of it in its
+// block cache (docs/benchmarks.md, issue 16). Version 1 is still read.
+//
 // Workers read it from the stream, so its decoder refuses anything
 // malformed rather than trust it (FuzzDecodeRetryBatch).
 
@@ -38,8 +49,16 @@ import (
 // fires): its value is the number of items.
 const HeaderRetryBatch = "Sb-Retry-Batch"
 
-// retryBatchVersion is the first byte of a batch body.
-const retryBatchVersion = 1
+// The first byte of a batch body: its version.
+const (
+	retryBatchPlain      = 1
+	retryBatchCompressed = 2
+)
+
+// maxRetryBatchDecoded bounds what a compressed batch may claim to
+// decompress to: above any batch a worker writes (512 KiB of items and
+// one item past it) and any message JetStream takes (8 MiB at most).
+const maxRetryBatchDecoded = 8 << 20
 
 // RetryItem is one delivery in a retry batch: the stream sequence of the
 // delivery message it follows, and the headers and body the delivery
@@ -67,9 +86,14 @@ func RetryItemMsgID(event, webhook string, seq uint64) string {
 	return DeliveryMsgID(event, webhook) + ".r" + strconv.FormatUint(seq, 10)
 }
 
-// AppendRetryBatch appends the body of a batch of items to b.
+// AppendRetryBatch appends the body of a batch of items to b, version 2.
 func AppendRetryBatch(b []byte, items []RetryItem) []byte {
-	b = append(b, retryBatchVersion)
+	b = append(b, retryBatchCompressed)
+	return append(b, s2.Encode(nil, appendRetryItems(nil, items))...)
+}
+
+// appendRetryItems appends what follows a version 1 body's first byte.
+func appendRetryItems(b []byte, items []RetryItem) []byte {
 	b = binary.AppendUvarint(b, uint64(len(items)))
 	for _, it := range items {
 		b = binary.AppendUvarint(b, it.Seq)
@@ -115,10 +139,24 @@ var errBadBatch = errors.New("malformed retry batch")
 // DecodeRetryBatch reads a batch body. Its items' headers and bodies are
 // copies, not views of data.
 func DecodeRetryBatch(data []byte) ([]RetryItem, error) {
-	if len(data) == 0 || data[0] != retryBatchVersion {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty", errBadBatch)
+	}
+	switch data[0] {
+	case retryBatchPlain:
+		data = data[1:]
+	case retryBatchCompressed:
+		n, err := s2.DecodedLen(data[1:])
+		if err != nil || n > maxRetryBatchDecoded {
+			return nil, fmt.Errorf("%w: compressed length", errBadBatch)
+		}
+		if data, err = s2.Decode(make([]byte, n), data[1:]); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadBatch, err)
+		}
+	default:
 		return nil, fmt.Errorf("%w: unknown version", errBadBatch)
 	}
-	r := batchReader{data: data[1:]}
+	r := batchReader{data: data}
 	count := r.uvarint()
 	// Every item takes at least 3 bytes: a bound that keeps a forged count
 	// from allocating more than the body could hold.
