@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +113,9 @@ func (c outageConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	at, err := c.validate()
 	if err != nil {
 		return err
+	}
+	if runtime.GOOS != "linux" {
+		return errors.New("bench outage reads the serve process's /proc entry: Linux only")
 	}
 	bin := c.Binary
 	if bin == "" {
