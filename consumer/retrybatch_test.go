@@ -2,12 +2,17 @@ package consumer_test
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/streams"
@@ -179,4 +184,51 @@ func TestDeliverer_KilledMidExpansionLosesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("the dead worker had expanded %d items of its batch", killed.Load())
+}
+
+// TestDeliverer_ReadsBatchesOfEarlierWorkers: a batch that a worker of
+// v0.1.0 scheduled in the uncompressed form (body version 1) and that
+// fires once every worker is upgraded delivers each of its items once.
+func TestDeliverer_ReadsBatchesOfEarlierWorkers(t *testing.T) {
+	env := testenv.StartJetStream(t)
+	s := newSystem(t, env)
+	recv := testenv.StartReceiver(t, nil)
+	s.putWebhook(webhook(t, "wh_v1", recv.URL+"/hook", "call.started"))
+	s.startIndex()
+	goRun(t, "deliverer", s.deliverer().Run)
+
+	// Version 1, by hand: version, item count, then per item its sequence,
+	// its headers and its body (varints, and lengths before bytes).
+	appendBytes := func(b []byte, s string) []byte { return append(binary.AppendUvarint(b, uint64(len(s))), s...) }
+	const n = 150
+	body := binary.AppendUvarint([]byte{1}, n)
+	for i := range n {
+		dm := deliveryMsg(t, event("msg_v1_"+strconv.Itoa(i), "call.started", ""), "wh_v1")
+		body = binary.AppendUvarint(body, uint64(1000+i))
+		keys := []string{streams.HeaderEventID, streams.HeaderTenant, streams.HeaderAcceptedAt}
+		body = binary.AppendUvarint(body, uint64(len(keys)+1))
+		for _, k := range keys {
+			body = appendBytes(appendBytes(body, k), dm.Header.Get(k))
+		}
+		body = appendBytes(appendBytes(body, streams.HeaderAttempts), "1")
+		body = appendBytes(body, string(dm.Data))
+	}
+	m := nats.NewMsg(streams.RetryBatchSubject("wh_v1", 1000, "v010"))
+	m.Header.Set(streams.HeaderRetryBatch, strconv.Itoa(n))
+	m.Data = body
+	if _, err := env.JS.PublishMsg(context.Background(), m, jetstream.WithScheduleAt(time.Now().Add(time.Second)),
+		jetstream.WithScheduleTarget(streams.DeliverySubject("wh_v1"))); err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.WaitFor(t, 30*time.Second, "every item delivered", func() bool { return len(recv.CountByID()) == n })
+	testenv.WaitFor(t, 10*time.Second, "queue empty", func() bool { return s.consumerIdle(streams.Deliveries, streams.DelivererConsumer) })
+	for id, c := range recv.CountByID() {
+		if c != 1 {
+			t.Errorf("%s arrived %d times, want once", id, c)
+		}
+	}
+	if dead := len(s.deadLetters()); dead != 0 {
+		t.Errorf("%d dead letters, want none", dead)
+	}
 }
