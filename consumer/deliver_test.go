@@ -51,6 +51,11 @@ func TestDeliverer_SignedPayloadVerifies(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "delivered counted", func() bool {
 		return s.counter("switchboard_deliveries_total", "outcome", "delivered") == 1
 	})
+	// The matcher counts a delivery once its event is settled, which can
+	// come after the receiver has it.
+	testenv.WaitFor(t, 5*time.Second, "delivery created counted", func() bool {
+		return s.counter("switchboard_deliveries_created_total", "", "") >= 1
+	})
 	if got := s.counter("switchboard_deliveries_created_total", "", ""); got != 1 {
 		t.Errorf("deliveries created = %v, want 1", got)
 	}

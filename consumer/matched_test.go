@@ -58,6 +58,10 @@ func TestMatcher_RecordsTheWebhooksItChose(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("matched records %v, want %v", got, want)
 	}
+	// Counted once the event is acked, just after its record is stored.
+	testenv.WaitFor(t, 5*time.Second, "deliveries created counted", func() bool {
+		return s.counter("switchboard_deliveries_created_total", "", "") >= 4
+	})
 	if n := s.counter("switchboard_deliveries_created_total", "", ""); n != 4 {
 		t.Errorf("deliveries created = %v, want 4", n)
 	}
