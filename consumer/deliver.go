@@ -591,8 +591,6 @@ func withoutURL(err error) error {
 	return err
 }
 
-// headerCount reads a count kept in header key of a delivery
-// (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
 // readHeaders sets what dlv's headers say of it: its event, tenant and
 // counts.
 func (dlv *delivery) readHeaders() {
@@ -615,6 +613,8 @@ func (dlv *delivery) streamSeq() uint64 {
 	return dlv.seq
 }
 
+// headerCount reads a count kept in header key of a delivery
+// (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
 func headerCount(h nats.Header, key string) int {
 	v := h.Get(key)
 	if v == "" { // the usual case; Atoi would allocate an error

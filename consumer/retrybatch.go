@@ -216,7 +216,7 @@ func (b *retryBatcher) publish(g *retryGroup, now time.Time) retryPublish {
 	} else {
 		m = nats.NewMsg(streams.RetryBatchSubject(g.key.webhook, first.dlv.seq, nuid.Next()))
 		m.Header.Set(streams.HeaderRetryBatch, strconv.Itoa(len(g.items)))
-		m.Data = streams.AppendRetryBatch(make([]byte, 0, g.size), g.items)
+		m.Data = streams.AppendRetryBatch(nil, g.items)
 	}
 	at := scheduleAt(now, first.delay)
 	if g.key.at > 0 {

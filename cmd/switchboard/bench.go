@@ -810,25 +810,8 @@ func writeHeapProfile(path string) error {
 // sampleRSS samples the process's resident set every 200 ms until the
 // returned stop, which returns the peak in bytes (0 where /proc is not).
 func sampleRSS() (stop func() int64) {
-	var peak atomic.Int64
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if rss := readRSS(); rss > peak.Load() {
-				peak.Store(rss)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() int64 { close(done); <-ended; return peak.Load() }
+	s := sampleProcess(os.Getpid())
+	return func() int64 { s.stop(); return s.peakRSS() }
 }
 
 // readRSS returns this process's VmRSS in bytes, 0 when unreadable.

@@ -158,11 +158,12 @@ func (c outageConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	defer samples.stop()
 	fmt.Fprintf(stderr, "bench outage: serve is pid %d, its log in %s\n", srv.pid, srv.logPath)
 	start := time.Now()
+	cpuAtStart := samples.cpuAt(start)
 	if err := c.publish(ctx, api, stderr); err != nil {
 		return err
 	}
 	last := time.Now()
-	cpuAtLast := samples.cpuAt(last)
+	cpuAtLast := samples.cpuAt(last) - cpuAtStart
 
 	var rows []outagePoint
 	for _, d := range at {
@@ -205,7 +206,7 @@ func (c outageConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 			p.after, p.rss>>20, 100*p.cpu, p.deferred, p.retries, p.deadLetters)
 	}
 	fmt.Fprintf(stdout, "\npeak RSS (VmHWM) %d MB; CPU %.1fs in the first %.0fs, %.1fs of it while publishing (%.0fs); data folder %d MB\n",
-		peak>>20, samples.cpuAt(end).Seconds(), end.Sub(start).Seconds(), cpuAtLast.Seconds(), pub.Seconds(), size>>20)
+		peak>>20, (samples.cpuAt(end) - cpuAtStart).Seconds(), end.Sub(start).Seconds(), cpuAtLast.Seconds(), pub.Seconds(), size>>20)
 	return nil
 }
 
@@ -389,6 +390,7 @@ type processSamples struct {
 	at   []time.Time
 	cpu  []time.Duration
 	last int64 // RSS at the latest sample
+	peak int64 // the largest RSS sampled
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -419,12 +421,14 @@ func (s *processSamples) take() {
 	if ok {
 		s.at, s.cpu = append(s.at, time.Now()), append(s.cpu, cpu)
 	}
-	s.last = rss
+	s.last, s.peak = rss, max(s.peak, rss)
 }
 
 func (s *processSamples) stop() { close(s.done); s.wg.Wait() }
 
 func (s *processSamples) rss() int64 { s.take(); s.mu.Lock(); defer s.mu.Unlock(); return s.last }
+
+func (s *processSamples) peakRSS() int64 { s.mu.Lock(); defer s.mu.Unlock(); return s.peak }
 
 // hwm is the process's peak RSS, as the kernel counted it.
 func (s *processSamples) hwm() int64 { return procStatus(s.pid, "VmHWM:") }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/klauspost/compress/s2"
@@ -88,8 +89,9 @@ func RetryItemMsgID(event, webhook string, seq uint64) string {
 
 // AppendRetryBatch appends the body of a batch of items to b, version 2.
 func AppendRetryBatch(b []byte, items []RetryItem) []byte {
-	b = append(b, retryBatchCompressed)
-	return append(b, s2.Encode(nil, appendRetryItems(nil, items))...)
+	raw := appendRetryItems(nil, items)
+	b = append(slices.Grow(b, 1+s2.MaxEncodedLen(len(raw))), retryBatchCompressed)
+	return b[:len(b)+len(s2.Encode(b[len(b):cap(b)], raw))]
 }
 
 // appendRetryItems appends what follows a version 1 body's first byte.
