@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,14 +188,15 @@ func maxBytes(n int64) int64 {
 // applyLimits compares the age and size limits of sc with those of the
 // stream already there, if any: a larger existing limit (0 or -1:
 // unlimited) is kept in sc unless cfg.ShrinkLimits, and every difference
-// is logged, so that no limit changes silently.
-func applyLimits(ctx context.Context, js jetstream.JetStream, sc *jetstream.StreamConfig, cfg Config) error {
+// is logged, so that no limit changes silently. It returns the existing
+// stream's configuration, nil when there is none.
+func applyLimits(ctx context.Context, js jetstream.JetStream, sc *jetstream.StreamConfig, cfg Config) (*jetstream.StreamConfig, error) {
 	s, err := js.Stream(ctx, sc.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up stream %s: %w", sc.Name, err)
+		return nil, fmt.Errorf("look up stream %s: %w", sc.Name, err)
 	}
 	have := s.CachedInfo().Config
 	log := cfg.Logger
@@ -222,7 +224,7 @@ func applyLimits(ctx context.Context, js jetstream.JetStream, sc *jetstream.Stre
 			log.Info("stream limit changed", "stream", sc.Name, "limit", l.name, "from", l.show(l.have), "to", l.show(l.want))
 		}
 	}
-	return nil
+	return &have, nil
 }
 
 func showAge(ns int64) string {
@@ -292,23 +294,8 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 			Duplicates:  2 * time.Minute,
 		},
 	} {
-		if err := checkReplicas(ctx, js, sc.Name, sc.Replicas); err != nil {
+		if err := setupStream(ctx, js, sc, cfg); err != nil {
 			return err
-		}
-		if cfg.CreateOnly {
-			// Creating an existing stream with another configuration
-			// fails with ErrStreamNameAlreadyInUse: it is there, as the
-			// registry keeps it.
-			if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				return fmt.Errorf("set up stream %s: %w", sc.Name, err)
-			}
-			continue
-		}
-		if err := applyLimits(ctx, js, &sc, cfg); err != nil {
-			return err
-		}
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
 		}
 	}
 	if cfg.CreateOnly {
@@ -324,6 +311,48 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// setupStream creates sc, or updates the stream there to it. An update is
+// only sent when a field Setup manages differs: every process runs Setup at
+// start, and nats-server (v2.15) reads a stream's configuration without its
+// lock while it creates a consumer on it, so a needless update from a
+// starting registry races with the consumers a running worker creates.
+func setupStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, cfg Config) error {
+	if err := checkReplicas(ctx, js, sc.Name, sc.Replicas); err != nil {
+		return err
+	}
+	if cfg.CreateOnly {
+		// Creating an existing stream with another configuration
+		// fails with ErrStreamNameAlreadyInUse: it is there, as the
+		// registry keeps it.
+		if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
+		}
+		return nil
+	}
+	have, err := applyLimits(ctx, js, &sc, cfg)
+	if err != nil {
+		return err
+	}
+	if have != nil && sameManagedConfig(*have, sc) {
+		return nil
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("set up stream %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// sameManagedConfig reports whether have already has every field of want
+// that Setup sets; the server fills the others with its defaults. A field
+// added to Setup's configurations must be added here.
+func sameManagedConfig(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		showAge(int64(have.MaxAge)) == showAge(int64(want.MaxAge)) &&
+		showBytes(have.MaxBytes) == showBytes(want.MaxBytes)
 }
 
 func webhooksKVConfig(replicas int) jetstream.KeyValueConfig {
@@ -347,7 +376,16 @@ func WebhooksKV(ctx context.Context, js jetstream.JetStream, replicas int) (jets
 	if err := checkReplicas(ctx, js, "KV_"+WebhooksBucket, replicas); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, webhooksKVConfig(replicas))
+	want := webhooksKVConfig(replicas)
+	// As for streams (setupStream), a bucket that is as wanted is not
+	// updated: workers create watchers on it while a registry starts.
+	if s, err := js.Stream(ctx, "KV_"+WebhooksBucket); err == nil {
+		if have := s.CachedInfo().Config; have.Description == want.Description && have.MaxMsgsPerSubject == int64(want.History) &&
+			have.Storage == want.Storage {
+			return OpenWebhooksKV(ctx, js)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("set up kv %s: %w", WebhooksBucket, err)
 	}

@@ -3,6 +3,8 @@ package streams_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +28,38 @@ func TestSetup_Idempotent(t *testing.T) {
 	}
 	if _, err := streams.OpenWebhooksKV(ctx, env.JS); err != nil {
 		t.Errorf("open kv: %v", err)
+	}
+}
+
+// A process that starts while others run sends no update for streams
+// and a bucket that are already as wanted (nats-server reads a stream's
+// configuration unlocked while it creates a consumer on it), and still
+// updates one whose limits it changes.
+func TestSetup_UpdatesOnlyWhatDiffers(t *testing.T) {
+	env := testenv.StartJetStream(t) // runs Setup once
+	ctx := context.Background()
+	updates, err := env.NC.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Setup(ctx, env.JS, streams.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := streams.DefaultConfig()
+	cfg.DeadMaxAge = 2 * cfg.DeadMaxAge
+	if err := streams.Setup(ctx, env.JS, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		m, err := updates.NextMsg(500 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		got = append(got, strings.TrimPrefix(m.Subject, "$JS.EVENT.ADVISORY.STREAM.UPDATED."))
+	}
+	if want := []string{streams.Dead}; !slices.Equal(got, want) {
+		t.Errorf("streams updated by a Setup as before and one that raises the dead letters' age: %v, want %v", got, want)
 	}
 }
 
