@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 
 	switchboard "github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -37,18 +36,10 @@ const (
 	DefaultAckWait = switchboard.MaxTimeoutSeconds*time.Second + 30*time.Second
 )
 
-// How much of a response is read: the start of a failure's body is kept
-// for the dead letter; up to maxDrain bytes are read and discarded so the
-// connection can be reused; a longer body closes the connection instead.
-const (
-	maxExcerpt = 256
-	maxDrain   = 64 << 10
-)
-
 // Deliverer signs and sends deliveries. It consumes SB_DELIVERIES with a
 // durable pull consumer (streams.DelivererConsumer) and hands each message
 // to one of Workers goroutines, which send the stored body to the webhook
-// as its signer.Endpoint builds the request (method, URL, auth, headers,
+// as its outbound.Endpoint builds the request (method, URL, auth, headers,
 // properties, Standard Webhooks signatures) and then settle the message as
 // decide says: ack, ack after scheduling a retry, ack after dead-lettering,
 // or Nak.
@@ -120,29 +111,12 @@ type Deliverer struct {
 	expandTokens chan struct{}
 }
 
-// NewHTTPClient returns the HTTP client of deliveries and test sends: it
-// dials only the addresses guard allows (nil: public addresses only; see
-// netguard), never through a proxy (HTTP_PROXY would let a request reach
-// what the guard refuses, and would be the one dialled), never follows
-// redirects (a 3xx is a failed attempt), keeps up to conns idle connections
-// per host so that each worker can reuse one, and leaves per-request
-// deadlines to the caller's context.
+// NewHTTPClient returns the client a Deliverer makes when its Client is
+// nil: outbound.NewHTTPClient (SSRF guard, no proxy, no redirects, conns
+// idle connections per host). It stays here for the programs that set
+// Deliverer.Client themselves.
 func NewHTTPClient(conns int, guard *netguard.Guard) *http.Client {
-	conns = max(conns, 1)
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            guard.DialContext,
-			ForceAttemptHTTP2:      true,
-			MaxIdleConns:           conns * 4,
-			MaxIdleConnsPerHost:    conns,
-			IdleConnTimeout:        90 * time.Second,
-			TLSHandshakeTimeout:    10 * time.Second,
-			ExpectContinueTimeout:  time.Second,
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return outbound.NewHTTPClient(conns, guard)
 }
 
 // delivery is one delivery message being worked on.
@@ -163,23 +137,10 @@ type delivery struct {
 	timing attemptTiming
 }
 
-// worker holds one worker goroutine's scratch space.
+// worker holds one worker goroutine's scratch space: the buffer
+// outbound.Send reads answers into, reused across its attempts.
 type worker struct {
 	buf [4096]byte
-}
-
-// drain reads and discards up to maxDrain bytes of a response body, so
-// that its connection can be reused; past that, closing the body drops the
-// connection, which is cheaper than reading on. Unlike io.CopyN, it
-// allocates nothing.
-func (w *worker) drain(body io.Reader) {
-	for n := 0; n < maxDrain; {
-		m, err := body.Read(w.buf[:])
-		n += m
-		if err != nil {
-			return
-		}
-	}
 }
 
 // Run delivers until ctx is done. It first waits for the Index to be ready,
@@ -394,28 +355,17 @@ func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delive
 	}
 
 	d.Metrics.inFlight.Inc()
-	resp, err := d.client.Do(req)
-	if err != nil {
-		d.Metrics.inFlight.Dec()
-		d.Metrics.duration.Observe(time.Since(start).Seconds())
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %v", errShutdown, withoutURL(err))
-		}
-		return &attemptError{Err: withoutURL(err)}
-	}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	dlv.timing.status = resp.StatusCode
-	n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
-	excerpt := printable(w.buf[:n])
-	w.drain(resp.Body)
-	resp.Body.Close()
+	ans, err := outbound.Send(d.client, req, w.buf[:])
 	d.Metrics.inFlight.Dec()
 	d.Metrics.duration.Observe(time.Since(start).Seconds())
-	dlv.timing.body = excerpt
-	if ok {
+	dlv.timing.status, dlv.timing.body = ans.Status, ans.Body
+	if err == nil {
 		return nil
 	}
-	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
+	if ae, ok := err.(*attemptError); ok && ae.Status == 0 && ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", errShutdown, ae.Err)
+	}
+	return err
 }
 
 // keepAlive keeps the ack deadline ahead of an attempt of msg that may run
@@ -581,16 +531,6 @@ func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec d
 	d.log.LogAttrs(ctx, level, "delivery attempt", attrs...)
 }
 
-// withoutURL drops the *url.Error layer of a client error: its URL may
-// carry a query-string token, and the error goes to logs and dead letters.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 // readHeaders sets what dlv's headers say of it: its event, tenant and
 // counts.
 func (dlv *delivery) readHeaders() {
@@ -629,14 +569,6 @@ func headerCount(h nats.Header, key string) int {
 	return min(n, 1<<30)
 }
 
-// printable makes b safe for a NATS header value and a log line: valid
-// UTF-8 without control characters.
-func printable(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// printable is outbound.Printable, for the error texts of attempt records
+// and dead letters: the same rule as the answers' excerpts.
+func printable(b []byte) string { return outbound.Printable(b) }

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/signer"
 )
 
 // Index is the in-memory mirror of the webhooks KV bucket that the Matcher
@@ -79,7 +79,7 @@ type hook struct {
 	// value as decoded (sealed fields unopened): enough to match events,
 	// so that their deliveries are dead-lettered rather than never made.
 	webhook  *switchboard.Webhook
-	endpoint *signer.Endpoint // builds its requests; nil with err
+	endpoint *outbound.Endpoint // builds its requests; nil with err
 	timeout  time.Duration
 	deleted  bool  // a delete or purge marker was seen
 	err      error // why the value is unusable; set with !deleted
@@ -317,7 +317,7 @@ func newHook(id string, value []byte, key *sealed.Key) *hook {
 	if err := key.OpenWebhook(&w); err != nil {
 		return &hook{id: id, webhook: &stored, err: fmt.Errorf("open webhook: %w", err)}
 	}
-	e, err := signer.NewEndpoint(&w)
+	e, err := outbound.NewEndpoint(&w)
 	if err != nil {
 		return &hook{id: id, webhook: &stored, err: fmt.Errorf("webhook %s: %w", id, err)}
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
-	"github.com/switchboard-hq/switchboard/signer"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 )
 
 // TestEventType is the type of the event a test send delivers.
@@ -86,7 +86,7 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), wh.Timeout())
 	defer cancel()
-	req, err := signer.NewRequest(ctx, &wh.Webhook, evt.ID, body, now)
+	req, err := outbound.NewRequest(ctx, &wh.Webhook, evt.ID, body, now)
 	if err != nil {
 		res.Error = err.Error()
 		httpjson.Write(w, http.StatusOK, res)
