@@ -23,12 +23,15 @@ import (
 const UserAgent = "Switchboard-Webhooks/1.0"
 
 // Errors of NewEndpoint and Endpoint.NewRequest, besides signer.ErrInvalidSecret.
+// Their texts keep the "signer:" they had before the request building
+// moved here: they reach dead letters and attempt records (webhook_invalid,
+// malformed), which clients read.
 var (
 	// ErrInvalidWebhook: a webhook cannot be sent to as it stands: its URL,
 	// method, auth or properties are unusable.
-	ErrInvalidWebhook = errors.New("outbound: webhook cannot be sent to")
+	ErrInvalidWebhook = errors.New("signer: webhook cannot be sent to")
 	// ErrInvalidBody: a body that must carry properties is not a JSON object.
-	ErrInvalidBody = errors.New("outbound: body is not a JSON object")
+	ErrInvalidBody = errors.New("signer: body is not a JSON object")
 )
 
 // Canonical header keys, and the values every request shares (never
