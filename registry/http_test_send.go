@@ -92,15 +92,16 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 	res.LatencyMS = milliseconds(time.Since(start))
 	res.Status, res.Body = ans.Status, ans.Body
 	cause := ans.ReadErr
-	var ae *outbound.Error
+	var ae *outbound.Error // stays nil for a 2xx
+	errors.As(err, &ae)
 	switch {
-	case errors.As(err, &ae) && ae.Status == 0:
+	case ae != nil && ae.Status == 0:
 		res.Error = sendError(ae.Err, wh.Timeout())
 		cause = ae.Err
-	case errors.As(err, &ae) && ae.Redirect():
+	case ae != nil && ae.Redirect():
 		res.Error = fmt.Sprintf("the receiver answered %d: redirects are not followed", ae.Status)
-	case err != nil:
-		res.Error = fmt.Sprintf("the receiver answered %d", ans.Status)
+	case ae != nil:
+		res.Error = fmt.Sprintf("the receiver answered %d", ae.Status)
 	case ans.ReadErr != nil:
 		res.Error = "reading the answer: " + sendError(ans.ReadErr, wh.Timeout())
 	default:
