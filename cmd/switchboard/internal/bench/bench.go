@@ -13,25 +13,25 @@ import (
 
 // Config is `switchboard bench`: each field is the flag named beside it.
 type Config struct {
-	Events        int     // --events
-	Fanout        int     // --fanout
-	PayloadSize   int     // --payload-size
-	DeadShare     float64 // --dead-share
-	BadShare      float64 // --bad-share
-	Rounds        int     // --rounds
-	Control       bool    // --control
-	Workers       int     // --workers
-	MaxAckPending int     // --max-ack-pending
-	PerWebhook    int     // --max-in-flight-per-webhook; 0 is serve's default
-	BreakerFails  int     // --breaker-failures; 0 is serve's default
-	Verify        bool    // --verify
-	Rate          int     // --rate
-	Timeout       time.Duration
-	DataDir       string
-	CPUProfile    string
-	Backlog       int    // --backlog: deliveries pending for a dead receiver beside the healthy run
-	BacklogHooks  int    // --backlog-webhooks: dead receivers, each with a backlog of Backlog
-	MemProfile    string // --memprofile: heap profile once the backlog has settled
+	Events        int           // --events
+	Fanout        int           // --fanout
+	PayloadSize   int           // --payload-size
+	DeadShare     float64       // --dead-share
+	BadShare      float64       // --bad-share
+	Rounds        int           // --rounds
+	Control       bool          // --control
+	Workers       int           // --workers
+	MaxAckPending int           // --max-ack-pending
+	PerWebhook    int           // --max-in-flight-per-webhook; 0 is serve's default
+	BreakerFails  int           // --breaker-failures; 0 is serve's default
+	Verify        bool          // --verify
+	Rate          int           // --rate
+	Timeout       time.Duration // --timeout
+	DataDir       string        // --data-dir; "": a temporary folder, removed after
+	CPUProfile    string        // --cpuprofile
+	Backlog       int           // --backlog: deliveries pending for a dead receiver beside the healthy run
+	BacklogHooks  int           // --backlog-webhooks: dead receivers, each with a backlog of Backlog
+	MemProfile    string        // --memprofile: heap profile once the backlog has settled
 	// SettleRetries is how many retry waves of the backlog pass before
 	// its settled CPU is measured; 0 means 3. Not a flag: tests take 1.
 	SettleRetries int
