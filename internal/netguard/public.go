@@ -25,7 +25,9 @@ func PublicError(err error) string {
 	full := err.Error()
 	e := outermostNetError(err)
 	if e == nil {
-		return full
+		// An error of unknown shape (a TLS or proxy library's own) may
+		// still write an address out.
+		return scrubAddrs(full)
 	}
 	inner, public := e.Error(), describe(e)
 	if i := strings.Index(full, inner); i >= 0 {

@@ -26,6 +26,7 @@ func TestPublicError(t *testing.T) {
 	}{
 		{"nil", nil, ""},
 		{"plain", errors.New("status 500: oops"), "status 500: oops"},
+		{"unknown shape", errors.New("tls: handshake with 10.20.30.40:443 failed"), "tls: handshake with [address] failed"},
 		{
 			"refused name",
 			&url.Error{Op: "Post", URL: "https://db.corp.internal/x?token=t", Err: &net.OpError{Op: "dial", Net: "tcp",
