@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 type tenantJSON struct {
@@ -112,8 +113,8 @@ func TestAdmin_TenantsAndKeys(t *testing.T) {
 
 func TestBootstrap_KeyIsAdmin(t *testing.T) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
-	_, key, err := registry.Bootstrap(ctx, db, "")
+	db := dbtest.Open(t)
+	_, key, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,16 +124,16 @@ func TestBootstrap_KeyIsAdmin(t *testing.T) {
 
 	// A key given by the operator becomes admin, even one that existed
 	// as a plain key.
-	db = MustOpenDB(t)
-	tenant, err := db.EnsureTenant(ctx, registry.DefaultTenantName)
+	db = dbtest.Open(t)
+	tenant, err := db.EnsureTenant(ctx, store.DefaultTenantName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const given = "automation-key-0123456789"
-	if k, err := db.EnsureKey(ctx, tenant.ID, registry.DefaultKeyName, given); err != nil || k.Admin {
+	if k, err := db.EnsureKey(ctx, tenant.ID, store.DefaultKeyName, given); err != nil || k.Admin {
 		t.Fatalf("ensure a plain key: %+v, %v", k, err)
 	}
-	if _, _, err := registry.Bootstrap(ctx, db, given); err != nil {
+	if _, _, err := store.Bootstrap(ctx, db, given); err != nil {
 		t.Fatal(err)
 	}
 	if k, err := db.Authenticate(ctx, given); err != nil || !k.Admin {

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // agentJSON is an agent as a client reads it.
@@ -260,15 +261,15 @@ func TestDB_CreateWebhookChecksAgentInTransaction(t *testing.T) {
 	}
 	wh := newStoreWebhook("a1")
 	err := a.DB.CreateWebhook(ctx, wh)
-	wantCode(t, err, switchboard.ENOTFOUND)
+	dbtest.WantCode(t, err, switchboard.ENOTFOUND)
 	if !strings.Contains(switchboard.ErrorMessage(err), `"a1"`) {
 		t.Errorf("message %q does not name the agent", switchboard.ErrorMessage(err))
 	}
 }
 
 // newStoreWebhook returns a valid webhook for the store, scoped to agent.
-func newStoreWebhook(agent string) *registry.Webhook {
-	return &registry.Webhook{Webhook: switchboard.Webhook{
+func newStoreWebhook(agent string) *store.Webhook {
+	return &store.Webhook{Webhook: switchboard.Webhook{
 		AgentID: agent, Name: "n", URL: "https://example.com/h", Events: []string{"*"},
 		Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYq=", TimeoutSeconds: 30, MaxRetries: 3,
 		Status: switchboard.StatusActive,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // AttemptsConsumer is the durable consumer on SB_ATTEMPTS through which the
@@ -48,7 +49,7 @@ type alertWaker interface {
 // whole.
 type AttemptIngester struct {
 	JS     jetstream.JetStream
-	DB     *DB
+	DB     *store.DB
 	Logger *slog.Logger
 	// DisableAfter is the number of consecutive failed deliveries that
 	// stops a webhook; 0 never stops one (not even on 410 Gone).
@@ -173,7 +174,7 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 type attemptRecord struct {
 	msg      jetstream.Msg
 	attempts []switchboard.Attempt
-	matched  []streams.Matched
+	matched  []store.Matched
 }
 
 // size is what r weighs towards a transaction's batch.
@@ -260,7 +261,7 @@ func (in *AttemptIngester) decode(msg jetstream.Msg, log *slog.Logger) (attemptR
 			}
 			return attemptRecord{}, false
 		}
-		return attemptRecord{msg: msg, matched: matched}, true
+		return attemptRecord{msg: msg, matched: toLedger(matched)}, true
 	}
 	attempts, bad, err := decodeAttempts(msg.Data())
 	for _, err := range bad {
@@ -356,7 +357,7 @@ func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, 
 			matched = append(matched, r.matched...)
 		}
 	}
-	effs, err := in.DB.recordLog(dbctx, all, matched, in.DisableAfter)
+	effs, err := in.DB.RecordLog(dbctx, all, matched, in.DisableAfter)
 	if err == nil {
 		for _, r := range records {
 			in.ack(r.msg, log)
@@ -380,7 +381,7 @@ func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, 
 		failed := false
 		if len(r.matched) > 0 {
 			if together {
-				_, err = in.DB.recordLog(dbctx, nil, r.matched, 0)
+				_, err = in.DB.RecordLog(dbctx, nil, r.matched, 0)
 			}
 			if err != nil {
 				failed = true
@@ -390,7 +391,7 @@ func (in *AttemptIngester) record(ctx context.Context, records []attemptRecord, 
 		for i := range r.attempts {
 			a := &r.attempts[i]
 			if together {
-				var effs []AttemptEffect
+				var effs []store.AttemptEffect
 				if effs, err = in.DB.RecordAttempts(dbctx, r.attempts[i:i+1], in.DisableAfter); err == nil {
 					in.applied(ctx, a, effs[0], log)
 					continue
@@ -441,7 +442,7 @@ func (in *AttemptIngester) ack(msg jetstream.Msg, log *slog.Logger) {
 
 // applied acts on what recording a changed, once committed: a stopped
 // webhook is mirrored at once, queued alerts are published.
-func (in *AttemptIngester) applied(ctx context.Context, a *switchboard.Attempt, eff AttemptEffect, log *slog.Logger) {
+func (in *AttemptIngester) applied(ctx context.Context, a *switchboard.Attempt, eff store.AttemptEffect, log *slog.Logger) {
 	if eff.Disabled {
 		log := log.With("tenant", a.TenantID, "webhook_id", a.WebhookID, "event_id", a.EventID, "attempt", a.Number)
 		log.Warn("webhook stopped: too many failed deliveries", "failures", eff.Failures, "reason", a.Reason)

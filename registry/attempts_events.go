@@ -20,10 +20,6 @@ import (
 // and a SQLite row per event) to serve a lookup that is rare and that the
 // attempt log already narrows to a few messages.
 
-// MaxEventAttempts bounds the attempts GET /v1/events/{id} shows, the
-// first ones made.
-const MaxEventAttempts = 1000
-
 // Bounds of the scans.
 const (
 	// eventLookback is how long before its first attempt an event is

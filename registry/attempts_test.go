@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // publishAttempt stores a as the deliverer does, under msgID (its id when
@@ -68,10 +69,10 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 
 	ing := &registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, Batch: 500}
 	stop := runUntilCleanup(t, ing.Run)
-	count := func(f registry.AttemptFilter) int {
+	count := func(f store.AttemptFilter) int {
 		n := 0
 		for f.Before = ""; ; {
-			f.Limit = registry.MaxPageSize
+			f.Limit = store.MaxPageSize
 			page, more, err := a.DB.FindAttempts(ctx, wh.ID, f)
 			if err != nil {
 				t.Fatal(err)
@@ -83,7 +84,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 			f.Before = page[len(page)-1].ID
 		}
 	}
-	testenv.WaitFor(t, 20*time.Second, "every attempt stored", func() bool { return count(registry.AttemptFilter{}) == len(sent) })
+	testenv.WaitFor(t, 20*time.Second, "every attempt stored", func() bool { return count(store.AttemptFilter{}) == len(sent) })
 	testenv.WaitFor(t, 10*time.Second, "every record acked", func() bool {
 		c, err := a.JS.JS.Consumer(context.Background(), streams.Attempts, registry.AttemptsConsumer)
 		if err != nil {
@@ -94,7 +95,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 	})
 	stop()
 
-	page, _, err := a.DB.FindAttempts(ctx, wh.ID, registry.AttemptFilter{Limit: 1})
+	page, _, err := a.DB.FindAttempts(ctx, wh.ID, store.AttemptFilter{Limit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,20 +104,20 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 		t.Errorf("newest attempt = %+v, want %+v", got, want)
 	}
 	for name, tc := range map[string]struct {
-		f    registry.AttemptFilter
+		f    store.AttemptFilter
 		want int
 	}{
-		"outcome":    {registry.AttemptFilter{Outcome: switchboard.AttemptDeadLettered}, 400},
-		"status":     {registry.AttemptFilter{StatusCode: 503}, 1200},
-		"status-404": {registry.AttemptFilter{StatusCode: 404}, 0},
-		"event":      {registry.AttemptFilter{EventID: "msg_7"}, 1},
-		"window":     {registry.AttemptFilter{Since: start.Add(100 * time.Millisecond), Until: start.Add(200 * time.Millisecond)}, 100},
+		"outcome":    {store.AttemptFilter{Outcome: switchboard.AttemptDeadLettered}, 400},
+		"status":     {store.AttemptFilter{StatusCode: 503}, 1200},
+		"status-404": {store.AttemptFilter{StatusCode: 404}, 0},
+		"event":      {store.AttemptFilter{EventID: "msg_7"}, 1},
+		"window":     {store.AttemptFilter{Since: start.Add(100 * time.Millisecond), Until: start.Add(200 * time.Millisecond)}, 100},
 	} {
 		if got := count(tc.f); got != tc.want {
 			t.Errorf("%s: %d attempts, want %d", name, got, tc.want)
 		}
 	}
-	if _, _, err := a.DB.FindAttempts(switchboard.NewContextWithTenant(context.Background(), "ten_other"), wh.ID, registry.AttemptFilter{}); switchboard.ErrorCode(err) != switchboard.ENOTFOUND {
+	if _, _, err := a.DB.FindAttempts(switchboard.NewContextWithTenant(context.Background(), "ten_other"), wh.ID, store.AttemptFilter{}); switchboard.ErrorCode(err) != switchboard.ENOTFOUND {
 		t.Errorf("another tenant's webhook: err = %v, want ENOTFOUND", err)
 	}
 
@@ -126,7 +127,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 		Number: 1, At: time.Now().Add(time.Hour), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 	}, "")
 	runUntilCleanup(t, (&registry.AttemptIngester{JS: a.JS.JS, DB: a.DB, Retention: time.Nanosecond, PruneInterval: 50 * time.Millisecond}).Run)
-	testenv.WaitFor(t, 20*time.Second, "old attempts pruned", func() bool { return count(registry.AttemptFilter{}) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "old attempts pruned", func() bool { return count(store.AttemptFilter{}) == 1 })
 }
 
 func TestAttemptIngester_TerminatesUndecodable(t *testing.T) {
@@ -199,7 +200,7 @@ func (e *healthEnv) newAttempt(webhook, reason string) switchboard.Attempt {
 func (e *healthEnv) logged(t *testing.T, webhook string) []string {
 	t.Helper()
 	ctx := switchboard.NewContextWithTenant(context.Background(), e.Tenant.ID)
-	page, _, err := e.DB.FindAttempts(ctx, webhook, registry.AttemptFilter{Limit: registry.MaxPageSize})
+	page, _, err := e.DB.FindAttempts(ctx, webhook, store.AttemptFilter{Limit: store.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // The audit: every delivery the matcher owes (the ledger, audit_ledger.go)
@@ -164,7 +165,7 @@ type evidence struct {
 // audit.go). It reads SB_DELIVERIES and SB_DEAD before the ledger, so that
 // a delivery that leaves the queue while it looks has its outcome
 // recorded, or in SB_DEAD, before the ledger is read.
-func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOptions) (*AuditReport, error) {
+func RunAudit(ctx context.Context, db *store.DB, js jetstream.JetStream, o AuditOptions) (*AuditReport, error) {
 	if o.Since.IsZero() {
 		return nil, errors.New("audit: since is required")
 	}
@@ -203,7 +204,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 	if err != nil {
 		return nil, err
 	}
-	rows, more, err := db.ledger(ctx, o.Since, o.Limit)
+	rows, more, err := db.Ledger(ctx, o.Since, o.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -211,7 +212,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 		rep.Truncation = append(rep.Truncation, fmt.Sprintf("deliveries owed: read the %d matched last", o.Limit))
 	}
 	now := time.Now()
-	var suspects []ledgerRow
+	var suspects []store.LedgerRow
 	for _, r := range rows {
 		t := tenant(r.TenantID)
 		t.DeliveriesExpected++
@@ -242,7 +243,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 		// a million, every minute, to move a few counts from pending to
 		// delivered. The report says the queue was truncated.
 		if !ev.queueTruncated {
-			if suspects, err = db.ledgerOf(ctx, suspects); err != nil {
+			if suspects, err = db.LedgerOf(ctx, suspects); err != nil {
 				return nil, fmt.Errorf("audit: %w", err)
 			}
 		}
@@ -282,7 +283,7 @@ func RunAudit(ctx context.Context, db *DB, js jetstream.JetStream, o AuditOption
 
 // classify counts r into c and reports true, or reports false when r is
 // suspect: nothing accounts for it.
-func classify(c *AuditCounts, r ledgerRow, ev *evidence, now time.Time, grace time.Duration) bool {
+func classify(c *AuditCounts, r store.LedgerRow, ev *evidence, now time.Time, grace time.Duration) bool {
 	k := deliveryKey{r.WebhookID, r.EventID}
 	heard := max(r.MatchedAt, r.LastAt)
 	recent := now.Sub(time.Unix(0, heard)) < grace
@@ -412,7 +413,7 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 // Auditor runs the audit over the last DefaultAuditWindow every Interval
 // and sets switchboard_deliveries_unaccounted to what it counts.
 type Auditor struct {
-	DB     *DB
+	DB     *store.DB
 	JS     jetstream.JetStream
 	Logger *slog.Logger
 	// Interval is a minute when 0.
@@ -422,7 +423,7 @@ type Auditor struct {
 
 // NewAuditor returns an Auditor whose gauge is registered with reg (nil:
 // not exported).
-func NewAuditor(db *DB, js jetstream.JetStream, reg prometheus.Registerer) *Auditor {
+func NewAuditor(db *store.DB, js jetstream.JetStream, reg prometheus.Registerer) *Auditor {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "switchboard_deliveries_unaccounted",
 		Help: "Deliveries matched in the last hour that nothing accounts for (no outcome, no queued message, older than the audit's grace), at the last periodic audit.",

@@ -12,12 +12,13 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // auditAPI serves GET /v1/audit, for admin keys: the audit of every
 // tenant's deliveries (RunAudit).
 type auditAPI struct {
-	db     *DB
+	db     *store.DB
 	js     jetstream.JetStream
 	logger *slog.Logger
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // auditJSON is the answer of GET /v1/audit.
@@ -313,7 +314,7 @@ func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
 		}
 	}
 	// The matched record ingested, the attempt not: the ingester is behind.
-	if err := a.DB.RecordMatched(ctx, []streams.Matched{rec}); err != nil {
+	if err := a.DB.RecordMatched(ctx, []store.Matched{store.Matched(rec)}); err != nil {
 		t.Fatal(err)
 	}
 	got := a.audit(t, a.Key, "?since=1h&grace=1s")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // DefaultBacklogTop is how many webhooks switchboard_backlog_deliveries
@@ -21,7 +22,7 @@ const (
 // bounded number of series whatever the number of webhooks, and a scrape
 // that reads no database. A webhook that leaves the top has no series.
 type BacklogCollector struct {
-	DB     *DB
+	DB     *store.DB
 	Logger *slog.Logger
 	// Top is how many webhooks are exported; 0 exports none.
 	Top int
@@ -31,14 +32,14 @@ type BacklogCollector struct {
 
 	desc *prometheus.Desc
 	mu   sync.Mutex
-	last []BacklogWebhook
+	last []store.BacklogWebhook
 }
 
 var _ prometheus.Collector = (*BacklogCollector)(nil)
 
 // NewBacklogCollector returns a BacklogCollector of the top webhooks of
 // db, registered with reg (nil: not exported).
-func NewBacklogCollector(db *DB, top int, reg prometheus.Registerer) *BacklogCollector {
+func NewBacklogCollector(db *store.DB, top int, reg prometheus.Registerer) *BacklogCollector {
 	c := &BacklogCollector{DB: db, Top: top, desc: prometheus.NewDesc("switchboard_backlog_deliveries",
 		"Deliveries matched and not settled yet (no delivered or dead_lettered last attempt), of the --backlog-top webhooks with the most, at the last read of the registry's ledger.",
 		[]string{"tenant", "webhook_id"}, nil)}

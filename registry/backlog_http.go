@@ -8,13 +8,14 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // backlogAPI serves GET /v1/backlog: an admin key sees every tenant's
 // webhooks (or one tenant's, with tenant_id), any other key of manage
 // scope its own tenant's only, so that a customer can watch its own.
 type backlogAPI struct {
-	db     *DB
+	db     *store.DB
 	logger *slog.Logger
 }
 
@@ -22,11 +23,11 @@ type backlogAPI struct {
 func (a *backlogAPI) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	limit := DefaultBacklogLimit
+	limit := store.DefaultBacklogLimit
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxBacklogLimit {
-			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxBacklogLimit))
+		if err != nil || n < 1 || n > store.MaxBacklogLimit {
+			fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", store.MaxBacklogLimit))
 		}
 		limit = n
 	}
@@ -36,7 +37,7 @@ func (a *backlogAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	key := keyFromContext(r.Context())
 	tenant := q.Get("tenant_id")
-	if !key.Scope.Grants(ScopeAdmin) {
+	if !key.Scope.Grants(store.ScopeAdmin) {
 		// The same answer for another tenant's id as for one that exists
 		// nowhere: it says nothing of other tenants.
 		if tenant != "" && tenant != key.TenantID {

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // backlogJSON is GET /v1/backlog's answer as a client reads it.
@@ -70,10 +70,10 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 	b1 := a.create(t, keyB, "/v1/webhooks", `{"name": "b1", "url": "https://b1.example.com/h", "events": ["*"]}`).ID
 
 	start := time.Now().Add(-time.Hour).UTC()
-	var matched []streams.Matched
+	var matched []store.Matched
 	owe := func(tenant, webhook string, n int) {
 		for i := range n {
-			matched = append(matched, streams.Matched{TenantID: tenant, EventID: fmt.Sprintf("evt_%s_%d", webhook, i),
+			matched = append(matched, store.Matched{TenantID: tenant, EventID: fmt.Sprintf("evt_%s_%d", webhook, i),
 				EventSeq: uint64(len(matched) + 1), EventType: "call.started", WebhookIDs: []string{webhook},
 				At: start.Add(time.Duration(len(matched)) * time.Second)})
 		}
@@ -145,7 +145,7 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 
 	// An attempt ingested before its matched record.
 	record(attempt("att_06", b1, "evt_late", switchboard.AttemptDelivered, now))
-	if err := a.DB.RecordMatched(ctx, []streams.Matched{{TenantID: tenantB.ID, EventID: "evt_late", EventSeq: 99,
+	if err := a.DB.RecordMatched(ctx, []store.Matched{{TenantID: tenantB.ID, EventID: "evt_late", EventSeq: 99,
 		EventType: "call.started", WebhookIDs: []string{b1}, At: now}}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,12 +184,12 @@ func TestBacklogCollector_ReportsTheTopOnly(t *testing.T) {
 	ctx := context.Background()
 	a := startAPI(t, nil)
 	var ids []string
-	var matched []streams.Matched
+	var matched []store.Matched
 	for i := range 4 {
 		id := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "w%d", "url": "https://w%d.example.com/h", "events": ["*"]}`, i, i)).ID
 		ids = append(ids, id)
 		for j := range i + 1 {
-			matched = append(matched, streams.Matched{TenantID: a.Tenant.ID, EventID: fmt.Sprintf("evt_%d_%d", i, j),
+			matched = append(matched, store.Matched{TenantID: a.Tenant.ID, EventID: fmt.Sprintf("evt_%d_%d", i, j),
 				EventSeq: uint64(len(matched) + 1), EventType: "call.started", WebhookIDs: []string{id}, At: time.Now()})
 		}
 	}

@@ -1,10 +1,9 @@
 // Package registry is Switchboard's source of truth for tenants, API keys
 // and webhooks:
 //
-//   - the store, SQLite through sqlx with migrations in code (db.go,
-//     migrations.go, tenants.go, webhooks.go, agents.go, eventtypes.go,
-//     outbox.go: the only files that speak SQL);
-//   - Bootstrap, which gives a fresh registry its default tenant and key;
+//   - the store, SQLite through sqlx with migrations in code, is the
+//     package registry/store; Bootstrap, which gives a fresh registry its
+//     default tenant and key, is there too;
 //   - the Mirror, which copies every committed webhook change into the
 //     JetStream KV bucket the workers read (mirror.go);
 //   - the HTTP API under /v1, with validation, authentication, a rate
@@ -22,7 +21,4 @@
 // With DB.EncryptionKey set, secrets and auth credentials are sealed
 // (internal/sealed) in SQLite and, since the Mirror copies rows as stored,
 // in the KV bucket; the workers' consumer.Index opens them.
-//
-// Several processes may use the same database file at once: `switchboard
-// serve` and CLI commands such as `switchboard key create`.
 package registry

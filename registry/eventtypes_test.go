@@ -6,8 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 type eventTypeJSON struct {
@@ -24,7 +23,7 @@ type eventTypesJSON struct {
 
 func defaultEventTypesJSON() []eventTypeJSON {
 	var out []eventTypeJSON
-	for _, t := range switchboard.DefaultEventTypes {
+	for _, t := range store.DefaultEventTypes {
 		out = append(out, eventTypeJSON{Name: t.Name, Description: t.Description})
 	}
 	return out
@@ -101,8 +100,8 @@ func TestEventTypes_Validation(t *testing.T) {
 		{"trailing dot", `{"name": "a."}`, 422, "name"},
 		{"NATS wildcard", `{"name": "a.>"}`, 422, "name"},
 		{"non-ASCII", `{"name": "caf\u00e9"}`, 422, "name"},
-		{"description of 1024", `{"name": "d1024", "description": "` + strings.Repeat("é", registry.MaxEventTypeDescriptionLength) + `"}`, 201, ""},
-		{"description of 1025", `{"name": "d1025", "description": "` + strings.Repeat("é", registry.MaxEventTypeDescriptionLength+1) + `"}`, 422, "description"},
+		{"description of 1024", `{"name": "d1024", "description": "` + strings.Repeat("é", store.MaxEventTypeDescriptionLength) + `"}`, 201, ""},
+		{"description of 1025", `{"name": "d1025", "description": "` + strings.Repeat("é", store.MaxEventTypeDescriptionLength+1) + `"}`, 422, "description"},
 		{"both wrong", `{"name": "a b", "description": "` + strings.Repeat("x", 1025) + `"}`, 422, "description,name"},
 		{"name not a string", `{"name": 7}`, 400, ""},
 		{"description not a string", `{"name": "x", "description": []}`, 400, ""},

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // FuzzDeadLetterMessage reads arbitrary SB_DEAD messages as the dead-letter
@@ -54,7 +55,7 @@ func FuzzAttemptRecord(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	db, err := Open(filepath.Join(f.TempDir(), "registry.db"))
+	db, err := store.Open(filepath.Join(f.TempDir(), "registry.db"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Defaults of auto-disable and alerts.
@@ -28,7 +29,7 @@ var _ eventPublisher = (*producer.Client)(nil)
 // alert_outbox into SB_EVENTS, as events of the webhook's tenant, where the
 // matcher hands them to the tenant's alert hooks like any other event.
 type Health struct {
-	DB *DB
+	DB *store.DB
 	// Events publishes the alerts (a producer.Client on JS).
 	Events eventPublisher
 	// AlertInterval is how often queued alerts are looked for: those
@@ -40,7 +41,7 @@ type Health struct {
 }
 
 // NewHealth returns a Health with the defaults.
-func NewHealth(db *DB, events eventPublisher) *Health {
+func NewHealth(db *store.DB, events eventPublisher) *Health {
 	return &Health{
 		DB:            db,
 		Events:        events,
@@ -82,7 +83,7 @@ func (h *Health) Run(ctx context.Context) error {
 // after a crash is recognised as a duplicate.
 func (h *Health) publishAlerts(ctx context.Context) error {
 	for {
-		queued, err := h.DB.pendingAlerts(ctx, 100)
+		queued, err := h.DB.PendingAlerts(ctx, 100)
 		if err != nil {
 			return err
 		}
@@ -95,7 +96,7 @@ func (h *Health) publishAlerts(ctx context.Context) error {
 			} else if err != nil {
 				return fmt.Errorf("publish alert %s: %w", q.Event.ID, err)
 			}
-			if err := h.DB.deleteAlert(ctx, q.Seq); err != nil {
+			if err := h.DB.DeleteAlert(ctx, q.Seq); err != nil {
 				return err
 			}
 		}

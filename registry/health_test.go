@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // healthEnv is a registry API with the attempt ingester (auto-disable) and
@@ -512,7 +513,7 @@ func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []registry.AttemptEffect{{Failures: 1}, {Failures: 2}, {}, {Duplicate: true}, {Failures: 3, Disabled: true}}
+	want := []store.AttemptEffect{{Failures: 1}, {Failures: 2}, {}, {Duplicate: true}, {Failures: 3, Disabled: true}}
 	for i := range want {
 		// Alerts depend on the alert hook; what is counted here is the rest.
 		if got := effs[i]; got.Failures != want[i].Failures || got.Duplicate != want[i].Duplicate || got.Disabled != want[i].Disabled {

@@ -18,39 +18,20 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
-
-// MustOpenDB opens a registry database in a temporary directory and closes
-// it when the test ends.
-func MustOpenDB(tb testing.TB) *registry.DB {
-	tb.Helper()
-	return mustOpenDBAt(tb, filepath.Join(tb.TempDir(), "registry.db"))
-}
-
-func mustOpenDBAt(tb testing.TB, path string) *registry.DB {
-	tb.Helper()
-	db, err := registry.Open(path)
-	if err != nil {
-		tb.Fatalf("open %s: %v", path, err)
-	}
-	tb.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	return db
-}
 
 // api is a running registry API on a real SQLite file and a real embedded
 // JetStream, with the default tenant bootstrapped.
 type api struct {
-	DB     *registry.DB
+	DB     *store.DB
 	DBPath string // the SQLite file
 	JS     *testenv.JetStream
 	KV     jetstream.KeyValue
 	URL    string
 	Key    string // the default tenant's key
-	Tenant registry.Tenant
+	Tenant store.Tenant
 }
 
 // startAPI starts an api; configure, when given, adjusts the Server before
@@ -64,8 +45,8 @@ func startAPI(tb testing.TB, configure func(*registry.Server)) *api {
 		tb.Fatal(err)
 	}
 	dbPath := filepath.Join(tb.TempDir(), "registry.db")
-	db := mustOpenDBAt(tb, dbPath)
-	tenant, key, err := registry.Bootstrap(ctx, db, "")
+	db := dbtest.OpenAt(tb, dbPath)
+	tenant, key, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		tb.Fatalf("bootstrap: %v", err)
 	}

@@ -13,19 +13,20 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // adminStore is what the admin routes need of the store.
 type adminStore interface {
 	keyStore
-	CreateTenant(ctx context.Context, name string) (Tenant, error)
-	FindTenants(ctx context.Context, f PageFilter) ([]Tenant, bool, error)
-	FindTenant(ctx context.Context, idOrName string) (Tenant, error)
-	TenantUsage(ctx context.Context, tenantID string) (TenantCounts, error)
-	DeleteTenant(ctx context.Context, tenantID string) (TenantCounts, []string, error)
+	CreateTenant(ctx context.Context, name string) (store.Tenant, error)
+	FindTenants(ctx context.Context, f store.PageFilter) ([]store.Tenant, bool, error)
+	FindTenant(ctx context.Context, idOrName string) (store.Tenant, error)
+	TenantUsage(ctx context.Context, tenantID string) (store.TenantCounts, error)
+	DeleteTenant(ctx context.Context, tenantID string) (store.TenantCounts, []string, error)
 }
 
-var _ adminStore = (*DB)(nil)
+var _ adminStore = (*store.DB)(nil)
 
 // adminAPI serves the routes that administer the registry: tenants and
 // their API keys. They act across tenants, so only admin keys may use them
@@ -44,7 +45,7 @@ type tenantBody struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func newTenantBody(t Tenant) tenantBody {
+func newTenantBody(t store.Tenant) tenantBody {
 	return tenantBody{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt.UTC()}
 }
 
@@ -52,7 +53,7 @@ func newTenantBody(t Tenant) tenantBody {
 // holds.
 type tenantDetail struct {
 	tenantBody
-	Counts TenantCounts `json:"counts"`
+	Counts store.TenantCounts `json:"counts"`
 }
 
 // tenantDeleted is the answer to DELETE /v1/tenants/{tenant_id}.
@@ -62,7 +63,7 @@ type tenantDeleted struct {
 }
 
 type deletedCounts struct {
-	TenantCounts
+	store.TenantCounts
 	DeadLetters int `json:"dead_letters"`
 }
 

@@ -12,17 +12,18 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // agentStore is what the agent routes need of the store.
 type agentStore interface {
-	PutAgent(ctx context.Context, id string, name *string) (Agent, bool, error)
-	FindAgentByID(ctx context.Context, id string) (Agent, error)
-	FindAgents(ctx context.Context, f PageFilter) ([]Agent, bool, error)
+	PutAgent(ctx context.Context, id string, name *string) (store.Agent, bool, error)
+	FindAgentByID(ctx context.Context, id string) (store.Agent, error)
+	FindAgents(ctx context.Context, f store.PageFilter) ([]store.Agent, bool, error)
 	DeleteAgent(ctx context.Context, id string) ([]string, error)
 }
 
-var _ agentStore = (*DB)(nil)
+var _ agentStore = (*store.DB)(nil)
 
 // agentAPI serves /v1/agents.
 type agentAPI struct {
@@ -39,7 +40,7 @@ type agentBody struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-func newAgentBody(a Agent) agentBody {
+func newAgentBody(a store.Agent) agentBody {
 	return agentBody{ID: a.ID, Name: a.Name, CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
 }
 
@@ -64,7 +65,7 @@ func (a *agentAPI) put(w http.ResponseWriter, r *http.Request) {
 	}
 	fe := switchboard.FieldErrors{}
 	if !switchboard.ValidAgentID(id) {
-		fe.Add("agent_id", agentIDRule)
+		fe.Add("agent_id", store.AgentIDRule)
 	}
 	if in.Name != nil && utf8.RuneCountInString(*in.Name) > switchboard.MaxNameLength {
 		fe.Add("name", fmt.Sprintf("must be at most %d characters", switchboard.MaxNameLength))
@@ -151,9 +152,9 @@ func hasBody(r *http.Request) bool {
 }
 
 // parsePageFilter reads the limit and cursor of a list's query.
-func parsePageFilter(r *http.Request) (PageFilter, error) {
+func parsePageFilter(r *http.Request) (store.PageFilter, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	f := PageFilter{Limit: parseLimit(fe, q), After: q.Get("cursor")}
+	f := store.PageFilter{Limit: parseLimit(fe, q), After: q.Get("cursor")}
 	return f, fe.Err()
 }

@@ -14,18 +14,19 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // attemptStore is what the attempt log's routes need of the store.
 type attemptStore interface {
-	FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]switchboard.Attempt, bool, error)
-	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
-	findEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error)
-	deliveredEvents(ctx context.Context, tenant, webhook string, events []string) (map[string]bool, error)
-	matchedWebhooks(ctx context.Context, tenant, id string, seq uint64) ([]string, error)
+	FindAttempts(ctx context.Context, id string, f store.AttemptFilter) ([]switchboard.Attempt, bool, error)
+	FindWebhookByID(ctx context.Context, id string) (*store.Webhook, error)
+	FindEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error)
+	DeliveredEvents(ctx context.Context, tenant, webhook string, events []string) (map[string]bool, error)
+	MatchedWebhooks(ctx context.Context, tenant, id string, seq uint64) ([]string, error)
 }
 
-var _ attemptStore = (*DB)(nil)
+var _ attemptStore = (*store.DB)(nil)
 
 // attemptAPI serves the attempt log (GET /v1/webhooks/{id}/attempts), the
 // state of an event's deliveries (GET /v1/events/{id}) and recovery (POST
@@ -84,10 +85,10 @@ func (a *attemptAPI) list(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseAttemptFilter reads the list's query, reporting every bad parameter.
-func parseAttemptFilter(r *http.Request) (AttemptFilter, error) {
+func parseAttemptFilter(r *http.Request) (store.AttemptFilter, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	f := AttemptFilter{Before: q.Get("cursor")}
+	f := store.AttemptFilter{Before: q.Get("cursor")}
 	f.Limit = parseLimit(fe, q)
 	if v := switchboard.AttemptOutcome(q.Get("outcome")); v != "" {
 		switch v {
@@ -151,7 +152,7 @@ type deliveryBody struct {
 func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	tenant, err := tenantFrom(ctx)
+	tenant, err := store.TenantFrom(ctx)
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
@@ -161,7 +162,7 @@ func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, notFound)
 		return
 	}
-	attempts, err := a.store.findEventAttempts(ctx, tenant, id)
+	attempts, err := a.store.FindEventAttempts(ctx, tenant, id)
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
@@ -205,7 +206,7 @@ func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 		d.Attempts = append(d.Attempts, newAttemptBody(at))
 		d.State = string(at.Outcome) // attempts come in the order they were made
 	}
-	matched, err := a.store.matchedWebhooks(ctx, tenant, id, msg.Sequence)
+	matched, err := a.store.MatchedWebhooks(ctx, tenant, id, msg.Sequence)
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return

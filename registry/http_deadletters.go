@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // deadLetterAPI serves GET /v1/dead-letters and POST /v1/dead-letters/replay.
@@ -116,7 +117,7 @@ func parseDeadLetterQuery(r *http.Request) (deadLetterQuery, int, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
 	var dq deadLetterQuery
-	tenant, authErr := tenantFrom(r.Context())
+	tenant, authErr := store.TenantFrom(r.Context())
 	dq.Tenant = tenant
 	limit := parseLimit(fe, q)
 	if v := q.Get("cursor"); v != "" {
@@ -193,7 +194,7 @@ func (a *deadLetterAPI) replay(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	tenant, err := tenantFrom(r.Context())
+	tenant, err := store.TenantFrom(r.Context())
 	if err != nil {
 		httpjson.Error(w, r, a.logger, err)
 		return
@@ -244,7 +245,7 @@ func (a *deadLetterAPI) replayIDs(ctx context.Context, tenant string, in replayI
 		seq, ok := parseDeadLetterID(id)
 		if !ok {
 			if bad++; bad <= 10 {
-				fe.Add("ids", fmt.Sprintf("%s is not a dead letter id (dl_ and a number)", quote(id)))
+				fe.Add("ids", fmt.Sprintf("%s is not a dead letter id (dl_ and a number)", store.Quote(id)))
 			}
 			continue
 		}

@@ -10,20 +10,21 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // eventTypeFinder reads the catalogue of the tenant in ctx.
 type eventTypeFinder interface {
-	FindEventTypes(ctx context.Context) ([]EventType, error)
+	FindEventTypes(ctx context.Context) ([]store.EventType, error)
 }
 
 // eventTypeStore is what the event-type routes need of the store.
 type eventTypeStore interface {
 	eventTypeFinder
-	CreateEventType(ctx context.Context, t switchboard.EventType) (EventType, error)
+	CreateEventType(ctx context.Context, t switchboard.EventType) (store.EventType, error)
 }
 
-var _ eventTypeStore = (*DB)(nil)
+var _ eventTypeStore = (*store.DB)(nil)
 
 // eventTypeAPI serves /v1/event-types.
 type eventTypeAPI struct {
@@ -64,7 +65,7 @@ func (a *eventTypeAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	start := 0
 	if cursor := q.Get("cursor"); cursor != "" {
-		i := slices.IndexFunc(types, func(t EventType) bool { return t.Name == cursor })
+		i := slices.IndexFunc(types, func(t store.EventType) bool { return t.Name == cursor })
 		if i < 0 {
 			httpjson.Error(w, r, a.logger, switchboard.FieldErrors{"cursor": {"must be the next_cursor of a previous page"}}.Err())
 			return
@@ -103,8 +104,8 @@ func (a *eventTypeAPI) create(w http.ResponseWriter, r *http.Request) {
 		t.Name = *in.Name
 	}
 	if in.Description != nil {
-		if utf8.RuneCountInString(*in.Description) > MaxEventTypeDescriptionLength {
-			fe.Add("description", fmt.Sprintf("must be at most %d characters", MaxEventTypeDescriptionLength))
+		if utf8.RuneCountInString(*in.Description) > store.MaxEventTypeDescriptionLength {
+			fe.Add("description", fmt.Sprintf("must be at most %d characters", store.MaxEventTypeDescriptionLength))
 		}
 		t.Description = *in.Description
 	}

@@ -16,18 +16,19 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // portalLinkStore is what the portal-link routes and their authentication
 // need of the store.
 type portalLinkStore interface {
-	CreatePortalLink(ctx context.Context, agentID string, ttl time.Duration, readOnly bool) (string, PortalLink, error)
+	CreatePortalLink(ctx context.Context, agentID string, ttl time.Duration, readOnly bool) (string, store.PortalLink, error)
 	RevokePortalLink(ctx context.Context, id string) error
-	AuthenticatePortalLink(ctx context.Context, token string) (PortalLink, error)
-	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
+	AuthenticatePortalLink(ctx context.Context, token string) (store.PortalLink, error)
+	FindWebhookByID(ctx context.Context, id string) (*store.Webhook, error)
 }
 
-var _ portalLinkStore = (*DB)(nil)
+var _ portalLinkStore = (*store.DB)(nil)
 
 // portalLinkAPI serves the portal-link routes, and authenticates the
 // requests that carry a portal link's token instead of an API key,
@@ -38,8 +39,8 @@ type portalLinkAPI struct {
 	logger *slog.Logger
 }
 
-func newPortalLinkAPI(store portalLinkStore, js jetstream.JetStream, logger *slog.Logger) *portalLinkAPI {
-	p := &portalLinkAPI{store: store, logger: logger}
+func newPortalLinkAPI(links portalLinkStore, js jetstream.JetStream, logger *slog.Logger) *portalLinkAPI {
+	p := &portalLinkAPI{store: links, logger: logger}
 	if js != nil {
 		p.dead = &deadLetters{js: js}
 	}
@@ -56,7 +57,7 @@ type portalLinkBody struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func newPortalLinkBody(l PortalLink) portalLinkBody {
+func newPortalLinkBody(l store.PortalLink) portalLinkBody {
 	b := portalLinkBody{ID: l.ID, ReadOnly: l.ReadOnly, ExpiresAt: l.ExpiresAt.UTC(), CreatedAt: l.CreatedAt.UTC()}
 	if l.AgentID != "" {
 		b.AgentID = &l.AgentID
@@ -78,9 +79,9 @@ func (p *portalLinkAPI) create(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, p.logger, err)
 		return
 	}
-	ttl := DefaultPortalLinkTTL
+	ttl := store.DefaultPortalLinkTTL
 	if in.ExpiresIn != nil {
-		ttl = time.Duration(min(max(*in.ExpiresIn, -1), int64(MaxPortalLinkTTL/time.Second)+1)) * time.Second
+		ttl = time.Duration(min(max(*in.ExpiresIn, -1), int64(store.MaxPortalLinkTTL/time.Second)+1)) * time.Second
 	}
 	token, l, err := p.store.CreatePortalLink(r.Context(), deref(in.AgentID), ttl, in.ReadOnly)
 	if err != nil {
@@ -102,7 +103,7 @@ func (p *portalLinkAPI) create(w http.ResponseWriter, r *http.Request) {
 // authenticated the request, so that the portal can show its scope. An
 // API key is no portal link: 404.
 func (p *portalLinkAPI) current(w http.ResponseWriter, r *http.Request) {
-	l, ok := r.Context().Value(portalLinkContextKey{}).(PortalLink)
+	l, ok := r.Context().Value(portalLinkContextKey{}).(store.PortalLink)
 	if !ok {
 		httpjson.Error(w, r, p.logger, switchboard.Errorf(switchboard.ENOTFOUND,
 			"The request is authenticated with an API key, not a portal link."))
@@ -132,12 +133,12 @@ type portalLinkContextKey struct{}
 func (p *portalLinkAPI) authenticate(pattern string, scoped, byKey http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r)
-		if !ok || !isPortalToken(token) {
+		if !ok || !store.IsPortalToken(token) {
 			byKey.ServeHTTP(w, r)
 			return
 		}
 		l, err := p.store.AuthenticatePortalLink(r.Context(), token)
-		if errors.Is(err, errUnknownPortalLink) { // an operator's key may look like one (EnsureKey)
+		if errors.Is(err, store.ErrUnknownPortalLink) { // an operator's key may look like one (EnsureKey)
 			byKey.ServeHTTP(w, r)
 			return
 		}
@@ -150,7 +151,7 @@ func (p *portalLinkAPI) authenticate(pattern string, scoped, byKey http.Handler)
 		}
 		ctx := switchboard.NewContextWithTenant(r.Context(), l.TenantID)
 		ctx = switchboard.NewContextWithActor(ctx, "portal:"+l.ID)
-		ctx = context.WithValue(ctx, keyContextKey{}, Key{ID: l.ID, TenantID: l.TenantID, Name: "portal:" + l.ID, Scope: ScopePortal})
+		ctx = context.WithValue(ctx, keyContextKey{}, store.Key{ID: l.ID, TenantID: l.TenantID, Name: "portal:" + l.ID, Scope: store.ScopePortal})
 		ctx = context.WithValue(ctx, portalLinkContextKey{}, l)
 		r = r.WithContext(ctx)
 		if pattern == "GET /v1/events/{id}" && l.AgentID != "" {
@@ -169,7 +170,7 @@ func (p *portalLinkAPI) authenticate(pattern string, scoped, byKey http.Handler)
 // pattern, narrowing r's query to l's agent where a list needs it. Routes
 // it does not name are closed to portal links, so that a route added later
 // is not opened to them by accident.
-func (p *portalLinkAPI) allow(r *http.Request, pattern string, l PortalLink) error {
+func (p *portalLinkAPI) allow(r *http.Request, pattern string, l store.PortalLink) error {
 	forbid := func(format string, args ...any) error {
 		return switchboard.Errorf(switchboard.EFORBIDDEN, format, args...)
 	}
@@ -202,7 +203,7 @@ func (p *portalLinkAPI) allow(r *http.Request, pattern string, l PortalLink) err
 		return p.ownWebhook(ctx, l, r.PathValue("id"))
 	case "POST /v1/agents/{agent_id}/webhooks", "GET /v1/agents/{agent_id}":
 		if l.AgentID != "" && r.PathValue("agent_id") != l.AgentID {
-			return agentNotFound(r.PathValue("agent_id"))
+			return store.AgentNotFound(r.PathValue("agent_id"))
 		}
 		return nil
 	case "GET /v1/dead-letters":
@@ -223,14 +224,10 @@ func (p *portalLinkAPI) allow(r *http.Request, pattern string, l PortalLink) err
 	return forbid("Portal links cannot use %s; use an API key.", pattern)
 }
 
-// errUnknownPortalLink is AuthenticatePortalLink's answer to a token that no
-// link has.
-var errUnknownPortalLink = switchboard.Errorf(switchboard.EUNAUTHORIZED, "Invalid portal link.")
-
 // ownWebhook answers 404, as for another tenant's, unless webhook id is one
 // of l's agent. A deleted webhook is nobody's: its dead letters and
 // attempts, which outlive it, stay out of an agent's reach.
-func (p *portalLinkAPI) ownWebhook(ctx context.Context, l PortalLink, id string) error {
+func (p *portalLinkAPI) ownWebhook(ctx context.Context, l store.PortalLink, id string) error {
 	if l.AgentID == "" {
 		return nil
 	}
@@ -246,7 +243,7 @@ func (p *portalLinkAPI) ownWebhook(ctx context.Context, l PortalLink, id string)
 
 // allowReplay checks that every dead letter a replay names belongs to a
 // webhook of l's agent, and puts the body back for the route to read.
-func (p *portalLinkAPI) allowReplay(r *http.Request, l PortalLink) error {
+func (p *portalLinkAPI) allowReplay(r *http.Request, l store.PortalLink) error {
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpjson.MaxBodySize))
 	if err != nil {
 		return switchboard.Errorf(switchboard.EMALFORMED, "The body could not be read: %v.", err)
@@ -291,7 +288,7 @@ func (p *portalLinkAPI) allowReplay(r *http.Request, l PortalLink) error {
 // serveAgentEvent serves GET /v1/events/{id} to a link scoped to an agent:
 // an event of another agent answers 404, and only the deliveries to the
 // agent's webhooks are shown.
-func (p *portalLinkAPI) serveAgentEvent(w http.ResponseWriter, r *http.Request, l PortalLink, next http.Handler) {
+func (p *portalLinkAPI) serveAgentEvent(w http.ResponseWriter, r *http.Request, l store.PortalLink, next http.Handler) {
 	buf := &bufferedResponse{header: http.Header{}}
 	next.ServeHTTP(buf, r)
 	if buf.status != http.StatusOK {

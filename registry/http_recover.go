@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // MaxRecoverEvents bounds the deliveries one recover call queues; a call
@@ -92,7 +93,7 @@ func (a *attemptAPI) recoverEvents(w http.ResponseWriter, r *http.Request) {
 // recovery is one recover call under way.
 type recovery struct {
 	api  *attemptAPI
-	wh   *Webhook
+	wh   *store.Webhook
 	res  *recoverResult
 	cand []*jetstream.RawStreamMsg // matching events whose delivered attempts are not checked yet
 	// candBytes is the size of cand's bodies: cand is flushed at
@@ -180,7 +181,7 @@ func (rc *recovery) flush(ctx context.Context) error {
 	for i, m := range rc.cand {
 		ids[i] = streams.EventID(m.Subject, m.Header, m.Data)
 	}
-	delivered, err := rc.api.store.deliveredEvents(ctx, rc.wh.TenantID, rc.wh.ID, ids)
+	delivered, err := rc.api.store.DeliveredEvents(ctx, rc.wh.TenantID, rc.wh.ID, ids)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -33,7 +34,7 @@ type retiringSecretBody struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-func newSecretBody(wh *Webhook, at time.Time) secretBody {
+func newSecretBody(wh *store.Webhook, at time.Time) secretBody {
 	b := secretBody{Secret: wh.Secret, RetiringSecrets: []retiringSecretBody{}}
 	for _, s := range wh.RetiringSecrets {
 		if at.Before(s.ExpiresAt) {
@@ -56,7 +57,7 @@ func (a *webhookAPI) getSecret(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, newSecretBody(wh, now()))
+	httpjson.Write(w, http.StatusOK, newSecretBody(wh, store.Now()))
 }
 
 // rotate serves POST /v1/webhooks/{id}/secret/rotate: the secret given, or
@@ -95,8 +96,8 @@ func (a *webhookAPI) rotate(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	at := now()
-	wh, err := a.store.UpdateWebhook(r.Context(), r.PathValue("id"), func(wh *Webhook) error {
+	at := store.Now()
+	wh, err := a.store.UpdateWebhook(r.Context(), r.PathValue("id"), func(wh *store.Webhook) error {
 		fe := switchboard.FieldErrors{}
 		if secret == wh.Secret {
 			fe.Add("secret", "is the current secret: give another, or leave it out for a new one")

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/registry/store"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -30,7 +31,7 @@ const maxTestExcerpt = 1 << 10
 
 // webhookFinder is what the test send needs of the store.
 type webhookFinder interface {
-	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
+	FindWebhookByID(ctx context.Context, id string) (*store.Webhook, error)
 }
 
 // testSender serves POST /v1/webhooks/{id}/test: it sends a webhook.test
@@ -122,7 +123,7 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 
 // log notes a test send; a failed request's whole error (cause), which
 // the tenant does not see, goes to the operator at info level.
-func (s *testSender) log(r *http.Request, wh *Webhook, res *testSendResult, cause error) {
+func (s *testSender) log(r *http.Request, wh *store.Webhook, res *testSendResult, cause error) {
 	attrs := []any{"tenant", wh.TenantID, "webhook_id", wh.ID,
 		"event_id", res.EventID, "status", res.Status, "success", res.Success, "err", res.Error}
 	if cause != nil {

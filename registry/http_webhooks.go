@@ -14,15 +14,16 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/registry/store"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
 // webhookStore is what the webhook routes need of the store.
 type webhookStore interface {
-	CreateWebhook(ctx context.Context, wh *Webhook) error
-	UpdateWebhook(ctx context.Context, id string, update func(wh *Webhook) error) (*Webhook, error)
-	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
-	FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bool, error)
+	CreateWebhook(ctx context.Context, wh *store.Webhook) error
+	UpdateWebhook(ctx context.Context, id string, update func(wh *store.Webhook) error) (*store.Webhook, error)
+	FindWebhookByID(ctx context.Context, id string) (*store.Webhook, error)
+	FindWebhooks(ctx context.Context, f store.WebhookFilter) ([]*store.Webhook, bool, error)
 	DeleteWebhook(ctx context.Context, id string) error
 }
 
@@ -32,7 +33,7 @@ type webhookMirror interface {
 }
 
 var (
-	_ webhookStore  = (*DB)(nil)
+	_ webhookStore  = (*store.DB)(nil)
 	_ webhookMirror = (*Mirror)(nil)
 )
 
@@ -83,7 +84,7 @@ type authBody struct {
 	Name     string               `json:"name,omitempty"` // header or query parameter
 }
 
-func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
+func newWebhookBody(wh *store.Webhook, withSecret bool) webhookBody {
 	b := webhookBody{
 		ID:          wh.ID,
 		Name:        wh.Name,
@@ -123,11 +124,11 @@ func newWebhookBody(wh *Webhook, withSecret bool) webhookBody {
 // absent, an error in fe unless it is 1 to MaxPageSize.
 func parseLimit(fe switchboard.FieldErrors, q url.Values) int {
 	if !q.Has("limit") {
-		return DefaultPageSize
+		return store.DefaultPageSize
 	}
 	n, err := strconv.Atoi(q.Get("limit"))
-	if err != nil || n < 1 || n > MaxPageSize {
-		fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxPageSize))
+	if err != nil || n < 1 || n > store.MaxPageSize {
+		fe.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", store.MaxPageSize))
 	}
 	return n
 }
@@ -149,7 +150,7 @@ func (a *webhookAPI) createForAgent(w http.ResponseWriter, r *http.Request) {
 	agentID := r.PathValue("agent_id")
 	fe := switchboard.FieldErrors{}
 	if !switchboard.ValidAgentID(agentID) {
-		fe.Add("agent_id", agentIDRule)
+		fe.Add("agent_id", store.AgentIDRule)
 	}
 	a.createIn(w, r, agentID, fe)
 }
@@ -167,7 +168,7 @@ func (a *webhookAPI) createIn(w http.ResponseWriter, r *http.Request, agentID st
 		httpjson.Error(w, r, a.logger, err)
 		return
 	}
-	wh := &Webhook{Webhook: newWebhook()}
+	wh := &store.Webhook{Webhook: newWebhook()}
 	wh.AgentID = agentID
 	in.apply(&wh.Webhook, catalogue, fe)
 	checkTarget(a.guard, fe, wh.URL)
@@ -208,7 +209,7 @@ func (a *webhookAPI) update(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	wh, err := a.store.UpdateWebhook(r.Context(), r.PathValue("id"), func(wh *Webhook) error {
+	wh, err := a.store.UpdateWebhook(r.Context(), r.PathValue("id"), func(wh *store.Webhook) error {
 		fe := switchboard.FieldErrors{}
 		current := wh.Secret
 		in.apply(&wh.Webhook, catalogue, fe)
@@ -217,7 +218,7 @@ func (a *webhookAPI) update(w http.ResponseWriter, r *http.Request) {
 		}
 		if next := wh.Secret; next != current {
 			wh.Secret = current
-			rotateSecret(&wh.Webhook, next, DefaultGracePeriod, now(), fe, "secret")
+			rotateSecret(&wh.Webhook, next, DefaultGracePeriod, store.Now(), fe, "secret")
 		}
 		return fe.Err()
 	})
@@ -234,7 +235,7 @@ func (a *webhookAPI) update(w http.ResponseWriter, r *http.Request) {
 // (at least one is required), so it is empty; GET /v1/event-types lists
 // the choices.
 func (a *webhookAPI) defaults(w http.ResponseWriter, _ *http.Request) {
-	wh := &Webhook{Webhook: newWebhook()}
+	wh := &store.Webhook{Webhook: newWebhook()}
 	wh.Events = []string{}
 	httpjson.Write(w, http.StatusOK, newWebhookBody(wh, false))
 }
@@ -278,10 +279,10 @@ func (a *webhookAPI) list(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseWebhookFilter reads the list's query, reporting every bad parameter.
-func parseWebhookFilter(r *http.Request) (WebhookFilter, error) {
+func parseWebhookFilter(r *http.Request) (store.WebhookFilter, error) {
 	q := r.URL.Query()
 	fe := switchboard.FieldErrors{}
-	f := WebhookFilter{}
+	f := store.WebhookFilter{}
 	f.Limit = parseLimit(fe, q)
 	f.After = q.Get("cursor")
 	if after := q.Get("starting_after"); after != "" {
@@ -292,7 +293,7 @@ func parseWebhookFilter(r *http.Request) (WebhookFilter, error) {
 	}
 	if v := q.Get("agent_id"); v != "" {
 		if !switchboard.ValidAgentID(v) {
-			fe.Add("agent_id", agentIDRule)
+			fe.Add("agent_id", store.AgentIDRule)
 		}
 		f.AgentID = v
 	}

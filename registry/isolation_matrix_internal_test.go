@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // operatorRoutes are the routes an admin key uses across tenants by
@@ -105,12 +106,12 @@ var isolationCases = map[string]isolationCase{
 func TestTenantIsolation_Matrix(t *testing.T) {
 	ctx := context.Background()
 	js := testenv.StartJetStream(t)
-	db, err := Open(filepath.Join(t.TempDir(), "registry.db"))
+	db, err := store.Open(filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	tenantA, keyA, err := Bootstrap(ctx, db, "")
+	tenantA, keyA, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestTenantIsolation_Matrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A delivery owed to A's webhook, in the backlog.
-	if err := db.RecordMatched(ctx, []streams.Matched{{TenantID: tenantA.ID, EventID: "msg_secret_a", EventSeq: 1,
+	if err := db.RecordMatched(ctx, []store.Matched{{TenantID: tenantA.ID, EventID: "msg_secret_a", EventSeq: 1,
 		EventType: "secret.type", WebhookIDs: []string{whID}, At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}

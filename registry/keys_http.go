@@ -8,19 +8,20 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // keyStore is what the key routes need of the store.
 type keyStore interface {
-	CreateKey(ctx context.Context, tenantID, name string, opts ...KeyOption) (string, Key, error)
-	FindKeys(ctx context.Context, tenantID string, f PageFilter) ([]Key, bool, error)
-	RevokeKey(ctx context.Context, tenantID, id string) (Key, error)
+	CreateKey(ctx context.Context, tenantID, name string, opts ...store.KeyOption) (string, store.Key, error)
+	FindKeys(ctx context.Context, tenantID string, f store.PageFilter) ([]store.Key, bool, error)
+	RevokeKey(ctx context.Context, tenantID, id string) (store.Key, error)
 }
 
-var _ keyStore = (*DB)(nil)
+var _ keyStore = (*store.DB)(nil)
 
 // keyAPI serves /v1/keys: the API keys of the tenant of the key asking.
-// They need scopeCredentials, which manage and admin keys have.
+// They need store.ScopeCredentials, which manage and admin keys have.
 type keyAPI struct {
 	store  keyStore
 	logger *slog.Logger
@@ -41,18 +42,18 @@ func (a *keyAPI) revoke(w http.ResponseWriter, r *http.Request) {
 // keyBody is an API key as the API shows it; Key, the plaintext, only in
 // the answer that creates it.
 type keyBody struct {
-	ID         string     `json:"id"`
-	TenantID   string     `json:"tenant_id"`
-	Name       string     `json:"name"`
-	Scope      Scope      `json:"scope"`
-	Admin      bool       `json:"admin"`
-	Key        string     `json:"key,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
+	ID         string      `json:"id"`
+	TenantID   string      `json:"tenant_id"`
+	Name       string      `json:"name"`
+	Scope      store.Scope `json:"scope"`
+	Admin      bool        `json:"admin"`
+	Key        string      `json:"key,omitempty"`
+	CreatedAt  time.Time   `json:"created_at"`
+	ExpiresAt  *time.Time  `json:"expires_at"`
+	LastUsedAt *time.Time  `json:"last_used_at"`
 }
 
-func newKeyBody(k Key, plaintext string) keyBody {
+func newKeyBody(k store.Key, plaintext string) keyBody {
 	utc := func(t *time.Time) *time.Time {
 		if t == nil {
 			return nil
@@ -66,13 +67,13 @@ func newKeyBody(k Key, plaintext string) keyBody {
 	}
 }
 
-func listKeys(w http.ResponseWriter, r *http.Request, store keyStore, logger *slog.Logger, tenantID string) {
+func listKeys(w http.ResponseWriter, r *http.Request, ks keyStore, logger *slog.Logger, tenantID string) {
 	f, err := parsePageFilter(r)
 	if err != nil {
 		httpjson.Error(w, r, logger, err)
 		return
 	}
-	keys, more, err := store.FindKeys(r.Context(), tenantID, f)
+	keys, more, err := ks.FindKeys(r.Context(), tenantID, f)
 	if err != nil {
 		httpjson.Error(w, r, logger, err)
 		return
@@ -90,44 +91,44 @@ func listKeys(w http.ResponseWriter, r *http.Request, store keyStore, logger *sl
 // keyInput is the body that creates a key. Admin true is the older
 // spelling of scope admin.
 type keyInput struct {
-	Name      string  `json:"name"`
-	Scope     *Scope  `json:"scope"`
-	Admin     *bool   `json:"admin"`
-	ExpiresAt *string `json:"expires_at"`
+	Name      string       `json:"name"`
+	Scope     *store.Scope `json:"scope"`
+	Admin     *bool        `json:"admin"`
+	ExpiresAt *string      `json:"expires_at"`
 }
 
 // options returns the KeyOptions of in, or an EINVALID error naming each
 // field that is wrong, the name's included.
-func (in keyInput) options(tenantID string) ([]KeyOption, error) {
+func (in keyInput) options(tenantID string) ([]store.KeyOption, error) {
 	fe := switchboard.FieldErrors{}
-	var opts []KeyOption
+	var opts []store.KeyOption
 	if in.Admin != nil {
-		opts = append(opts, AdminKey(*in.Admin))
-		if in.Scope != nil && (*in.Scope == ScopeAdmin) != *in.Admin {
+		opts = append(opts, store.AdminKey(*in.Admin))
+		if in.Scope != nil && (*in.Scope == store.ScopeAdmin) != *in.Admin {
 			fe.Add("scope", "contradicts admin")
 		}
 	}
 	if in.Scope != nil {
-		opts = append(opts, KeyScope(*in.Scope))
+		opts = append(opts, store.KeyScope(*in.Scope))
 	}
 	if in.ExpiresAt != nil {
 		t, err := time.Parse(time.RFC3339, *in.ExpiresAt)
 		if err != nil {
 			fe.Add("expires_at", "must be an RFC 3339 time")
 		} else {
-			opts = append(opts, KeyExpiresAt(t))
+			opts = append(opts, store.KeyExpiresAt(t))
 		}
 	}
-	checkName(fe, "name", in.Name)
+	store.CheckName(fe, "name", in.Name)
 	// An expires_at that does not parse added no option: its only error
 	// is the one above.
-	checkKeyOptions(fe, newKeyRow(tenantID, in.Name, opts))
+	store.CheckKeyOptions(fe, store.NewKeyRow(tenantID, in.Name, opts))
 	return opts, fe.Err()
 }
 
 // createKey creates a key for tenantID. Only an admin key may create an
 // admin key (403 otherwise): a manage key could else raise itself.
-func createKey(w http.ResponseWriter, r *http.Request, store keyStore, logger *slog.Logger, tenantID string) {
+func createKey(w http.ResponseWriter, r *http.Request, ks keyStore, logger *slog.Logger, tenantID string) {
 	var in keyInput
 	if err := httpjson.Decode(r, &in); err != nil {
 		httpjson.Error(w, r, logger, err)
@@ -138,11 +139,11 @@ func createKey(w http.ResponseWriter, r *http.Request, store keyStore, logger *s
 		httpjson.Error(w, r, logger, err)
 		return
 	}
-	if newKeyRow(tenantID, in.Name, opts).Scope == ScopeAdmin && !keyFromContext(r.Context()).Scope.Grants(ScopeAdmin) {
+	if store.NewKeyRow(tenantID, in.Name, opts).Scope == store.ScopeAdmin && !keyFromContext(r.Context()).Scope.Grants(store.ScopeAdmin) {
 		httpjson.Error(w, r, logger, switchboard.Errorf(switchboard.EFORBIDDEN, "Only an admin key may create an admin key."))
 		return
 	}
-	plaintext, k, err := store.CreateKey(r.Context(), tenantID, in.Name, opts...)
+	plaintext, k, err := ks.CreateKey(r.Context(), tenantID, in.Name, opts...)
 	if err != nil {
 		httpjson.Error(w, r, logger, err)
 		return
@@ -152,8 +153,8 @@ func createKey(w http.ResponseWriter, r *http.Request, store keyStore, logger *s
 	httpjson.Write(w, http.StatusCreated, newKeyBody(k, plaintext))
 }
 
-func revokeKey(w http.ResponseWriter, r *http.Request, store keyStore, logger *slog.Logger, tenantID string) {
-	k, err := store.RevokeKey(r.Context(), tenantID, r.PathValue("key_id"))
+func revokeKey(w http.ResponseWriter, r *http.Request, ks keyStore, logger *slog.Logger, tenantID string) {
+	k, err := ks.RevokeKey(r.Context(), tenantID, r.PathValue("key_id"))
 	if err != nil {
 		httpjson.Error(w, r, logger, err)
 		return

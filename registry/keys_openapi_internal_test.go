@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/internal/apispec"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Keys of the key cases, beside those of openapi_internal_test.go.
@@ -67,7 +68,7 @@ func keyCases() []specCase {
 				name, _ := k["name"].(string)
 				names[name] = true
 			}
-			for _, want := range []string{DefaultKeyName, "user", "upstream", "short-lived"} {
+			for _, want := range []string{store.DefaultKeyName, "user", "upstream", "short-lived"} {
 				if !names[want] {
 					t.Errorf("no key %q in %v", want, v)
 				}
@@ -79,7 +80,7 @@ func keyCases() []specCase {
 			data, _ := v["data"].([]any)
 			for _, k := range data {
 				k, _ := k.(map[string]any)
-				if k["name"] == DefaultKeyName && k["last_used_at"] == nil {
+				if k["name"] == store.DefaultKeyName && k["last_used_at"] == nil {
 					t.Errorf("the key in use shows no last_used_at: %v", k)
 				}
 			}

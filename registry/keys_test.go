@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // A key stops authenticating at its expires_at.
 func TestDB_Authenticate_ExpiredKey(t *testing.T) {
-	db := MustOpenDB(t)
+	db := dbtest.Open(t)
 	ctx := context.Background()
 	tenant, err := db.EnsureTenant(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, k, err := db.CreateKey(ctx, tenant.ID, "brief", registry.KeyExpiresAt(time.Now().Add(300*time.Millisecond)))
-	if err != nil || k.ExpiresAt == nil || k.Scope != registry.ScopeManage {
+	key, k, err := db.CreateKey(ctx, tenant.ID, "brief", store.KeyExpiresAt(time.Now().Add(300*time.Millisecond)))
+	if err != nil || k.ExpiresAt == nil || k.Scope != store.ScopeManage {
 		t.Fatalf("create: %+v, %v", k, err)
 	}
 	if _, err := db.Authenticate(ctx, key); err != nil {
@@ -38,19 +39,19 @@ func TestDB_Authenticate_ExpiredKey(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, _, err := db.CreateKey(ctx, tenant.ID, "stale", registry.KeyExpiresAt(time.Now().Add(-time.Hour))); switchboard.ErrorCode(err) != switchboard.EINVALID {
+	if _, _, err := db.CreateKey(ctx, tenant.ID, "stale", store.KeyExpiresAt(time.Now().Add(-time.Hour))); switchboard.ErrorCode(err) != switchboard.EINVALID {
 		t.Errorf("a key expiring in the past: %v, want EINVALID", err)
 	}
-	if _, _, err := db.CreateKey(ctx, tenant.ID, "odd", registry.KeyScope("root")); switchboard.ErrorCode(err) != switchboard.EINVALID {
+	if _, _, err := db.CreateKey(ctx, tenant.ID, "odd", store.KeyScope("root")); switchboard.ErrorCode(err) != switchboard.EINVALID {
 		t.Errorf("a key of scope root: %v, want EINVALID", err)
 	}
 }
 
 // last_used_at is written at most once a minute per key, not per request.
 func TestDB_Authenticate_LastUsedAtOncePerMinute(t *testing.T) {
-	db := MustOpenDB(t)
+	db := dbtest.Open(t)
 	ctx := context.Background()
-	tenant, _, err := registry.Bootstrap(ctx, db, "")
+	tenant, _, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,22 +74,22 @@ func TestDB_Authenticate_LastUsedAtOncePerMinute(t *testing.T) {
 // A key given at restart (--api-key) that differs from the stored one is
 // reported, so that the start can log the rotation.
 func TestDB_CompareKey(t *testing.T) {
-	db := MustOpenDB(t)
+	db := dbtest.Open(t)
 	ctx := context.Background()
 	const first, second = "operator-key-0123456789", "operator-key-9876543210"
-	tenant, err := db.EnsureTenant(ctx, registry.DefaultTenantName)
+	tenant, err := db.EnsureTenant(ctx, store.DefaultTenantName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, step := range []struct {
 		key  string
-		want registry.KeyComparison
-	}{{first, registry.KeyAbsent}, {first, registry.KeySame}, {second, registry.KeyDifferent}} {
-		got, err := db.CompareKey(ctx, tenant.ID, registry.DefaultKeyName, step.key)
+		want store.KeyComparison
+	}{{first, store.KeyAbsent}, {first, store.KeySame}, {second, store.KeyDifferent}} {
+		got, err := db.CompareKey(ctx, tenant.ID, store.DefaultKeyName, step.key)
 		if err != nil || got != step.want {
 			t.Errorf("compare %s: %v, %v; want %v", step.key, got, err, step.want)
 		}
-		if _, _, err := registry.Bootstrap(ctx, db, step.key); err != nil {
+		if _, _, err := store.Bootstrap(ctx, db, step.key); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,8 +140,8 @@ type tenantDeletedJSON struct {
 // shared-memory files follow it.
 func TestOpen_CreatesThePrivateFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "registry.db")
-	db := mustOpenDBAt(t, path)
-	if _, _, err := registry.Bootstrap(context.Background(), db, ""); err != nil {
+	db := dbtest.OpenAt(t, path)
+	if _, _, err := store.Bootstrap(context.Background(), db, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // decodeMatched returns the records of a MatchedSubject message: a JSON
@@ -34,4 +35,14 @@ func decodeMatched(data []byte) ([]streams.Matched, error) {
 		}
 	}
 	return out, nil
+}
+
+// toLedger converts the matcher's records to the store's, which have the
+// same fields without the wire format's JSON tags.
+func toLedger(ms []streams.Matched) []store.Matched {
+	out := make([]store.Matched, len(ms))
+	for i, m := range ms {
+		out[i] = store.Matched(m)
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Mirror copies the registry's webhooks into the JetStream KV bucket the
@@ -33,7 +34,7 @@ import (
 // Claim writes: the id of the database that owns the bucket, and a value
 // sealed under the encryption key that workers check theirs against.
 type Mirror struct {
-	DB     *DB
+	DB     *store.DB
 	KV     jetstream.KeyValue
 	Logger *slog.Logger
 	// Adopt lets Claim take over a bucket that belongs to another database
@@ -54,7 +55,7 @@ type Mirror struct {
 
 // NewMirror returns a Mirror with the defaults: retry every second, give up
 // on a KV operation after 2 s, log nothing.
-func NewMirror(db *DB, kv jetstream.KeyValue) *Mirror {
+func NewMirror(db *store.DB, kv jetstream.KeyValue) *Mirror {
 	m := &Mirror{
 		DB:       db,
 		KV:       kv,
@@ -83,7 +84,7 @@ func (m *Mirror) Flush(ctx context.Context, id string) error {
 // first, and stops at the first error.
 func (m *Mirror) FlushPending(ctx context.Context) error {
 	upTo := m.deferred.Load()
-	ids, err := m.DB.mirrorPending(ctx)
+	ids, err := m.DB.MirrorPending(ctx)
 	if err != nil {
 		return fmt.Errorf("mirror pending webhooks: %w", err)
 	}
@@ -183,7 +184,7 @@ func (m *Mirror) claimUnowned(ctx context.Context, current map[string][]byte) er
 	if inBucket == 0 {
 		return nil
 	}
-	whs, err := m.DB.mirrorAll(ctx)
+	whs, err := m.DB.MirrorAll(ctx)
 	if err != nil {
 		return fmt.Errorf("claim kv mirror: %w", err)
 	}
@@ -239,7 +240,7 @@ func (m *Mirror) Resync(ctx context.Context) error {
 			delete(current, key)
 		}
 	}
-	whs, err := m.DB.mirrorAll(ctx)
+	whs, err := m.DB.MirrorAll(ctx)
 	if err != nil {
 		return fmt.Errorf("resync webhooks: %w", err)
 	}
@@ -331,7 +332,7 @@ func (m *Mirror) sync(ctx context.Context, id string) error {
 	if seq == 0 {
 		return nil
 	}
-	if err := m.DB.clearOutbox(ctx, id, seq); err != nil {
+	if err := m.DB.ClearOutbox(ctx, id, seq); err != nil {
 		return fmt.Errorf("mirror webhook %s: %w", id, err)
 	}
 	return nil
@@ -340,7 +341,7 @@ func (m *Mirror) sync(ctx context.Context, id string) error {
 // state returns the last outbox sequence number of webhook id and the
 // value its bucket entry must have (nil: no entry).
 func (m *Mirror) state(ctx context.Context, id string) (int64, []byte, error) {
-	seq, wh, err := m.DB.mirrorState(ctx, id)
+	seq, wh, err := m.DB.MirrorState(ctx, id)
 	if err != nil || wh == nil {
 		return seq, nil, err
 	}

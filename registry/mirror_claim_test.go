@@ -13,6 +13,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // runMirror runs m.Run until it returns or a second has passed (Run resyncs
@@ -49,8 +51,8 @@ func TestMirror_RefusesAnotherDatabasesBucket(t *testing.T) {
 		t.Fatalf("bucket owner %q, database id %q (%v)", owner.Value(), id, err)
 	}
 
-	for name, db := range map[string]*registry.DB{
-		"EmptyDatabase": MustOpenDB(t),
+	for name, db := range map[string]*store.DB{
+		"EmptyDatabase": dbtest.Open(t),
 		"OtherDatabase": otherDB(t),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -148,7 +150,7 @@ func TestMirror_WritesKeyCheck(t *testing.T) {
 }
 
 // otherDB is a database of its own with one webhook.
-func otherDB(t *testing.T) *registry.DB {
+func otherDB(t *testing.T) *store.DB {
 	t.Helper()
 	b := startAPI(t, nil)
 	b.create(t, b.Key, "/v1/webhooks", `{"name": "theirs", "url": "https://example.com/h", "events": ["*"]}`)

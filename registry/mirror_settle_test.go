@@ -12,6 +12,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // A webhook whose create was answered while its mirroring into KV failed
@@ -25,8 +27,8 @@ func TestIngest_WaitsForDeferredWebhookChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := MustOpenDB(t)
-	_, key, err := registry.Bootstrap(ctx, db, "")
+	db := dbtest.Open(t)
+	_, key, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}

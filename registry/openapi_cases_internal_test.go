@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Bodies and values the cases share.
@@ -500,7 +501,7 @@ func deadLetterCases() []specCase {
 func (e *specEnv) putDeadLetter(t *testing.T, name, webhook, reason string, status int) {
 	t.Helper()
 	ctx := context.Background()
-	tenant, err := e.db.EnsureTenant(ctx, DefaultTenantName)
+	tenant, err := e.db.EnsureTenant(ctx, store.DefaultTenantName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +575,7 @@ func attemptCases() []specCase {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := e.db.RecordMatched(ctx, []streams.Matched{{TenantID: e.vars["tenant_id"], EventID: "evt-att", EventType: "call.started",
+			if err := e.db.RecordMatched(ctx, []store.Matched{{TenantID: e.vars["tenant_id"], EventID: "evt-att", EventType: "call.started",
 				EventSeq: msg.Sequence, At: time.Now(), WebhookIDs: []string{e.vars["att_wh"]}}}); err != nil {
 				t.Fatal(err)
 			}

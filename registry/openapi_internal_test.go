@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Settings of Server that the spec's cases need.
@@ -65,7 +66,7 @@ type specEnv struct {
 	keys   map[string]string
 	vars   map[string]string
 	js     *testenv.JetStream
-	db     *DB
+	db     *store.DB
 }
 
 // TestOpenAPI drives every route of the spec, success and each error, and
@@ -135,12 +136,12 @@ func startSpecEnv(t *testing.T, spec *apispec.Spec) *specEnv {
 	t.Helper()
 	ctx := context.Background()
 	js := testenv.StartJetStream(t)
-	db, err := Open(filepath.Join(t.TempDir(), "registry.db"))
+	db, err := store.Open(filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	tenant, admin, err := Bootstrap(ctx, db, "")
+	tenant, admin, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}

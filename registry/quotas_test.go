@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Over a quota is a 422 naming the limit; another tenant's quota is its
 // own, and deleting makes room again.
 func TestQuotas(t *testing.T) {
 	a := startAPI(t, func(s *registry.Server) {
-		s.DB.Quotas = registry.Quotas{WebhooksPerTenant: 2, AgentsPerTenant: 1, EventTypesPerTenant: 1, HeadersPerWebhook: 2}
+		s.DB.Quotas = store.Quotas{WebhooksPerTenant: 2, AgentsPerTenant: 1, EventTypesPerTenant: 1, HeadersPerWebhook: 2}
 	})
 	over := func(t *testing.T, status int, b []byte, field, limit string) {
 		t.Helper()

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // However short the wait for the next token, Retry-After says at least 1:
@@ -18,7 +20,7 @@ func TestRateLimiter_RetryAfterAtLeastOneSecond(t *testing.T) {
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	h := l.wrap(nil, next)
-	ctx := context.WithValue(context.Background(), keyContextKey{}, Key{ID: "key_1"})
+	ctx := context.WithValue(context.Background(), keyContextKey{}, store.Key{ID: "key_1"})
 	l.bucket("key_1").AllowN(time.Now(), l.burst) // empty the bucket
 
 	rec := httptest.NewRecorder()
@@ -45,7 +47,7 @@ func BenchmarkRateLimiter_Wrap(b *testing.B) {
 			h := newRateLimiter(1e9).wrap(nil, next) // never refuses: measure the pass
 			reqs := make([]*http.Request, keys)
 			for i := range reqs {
-				ctx := context.WithValue(context.Background(), keyContextKey{}, Key{ID: fmt.Sprintf("key_%d", i)})
+				ctx := context.WithValue(context.Background(), keyContextKey{}, store.Key{ID: fmt.Sprintf("key_%d", i)})
 				reqs[i] = httptest.NewRequest(http.MethodGet, "/v1/webhooks", nil).WithContext(ctx)
 			}
 			b.RunParallel(func(pb *testing.PB) {

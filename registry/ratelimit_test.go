@@ -14,6 +14,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // At 0.5 requests/s a key's bucket holds 1 request: the second request in a
@@ -87,8 +89,8 @@ func startAPIWithIngest(tb testing.TB, perSecond float64) *api {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	db := MustOpenDB(tb)
-	tenant, key, err := registry.Bootstrap(ctx, db, "")
+	db := dbtest.Open(tb)
+	tenant, key, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		tb.Fatal(err)
 	}

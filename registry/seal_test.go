@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 )
 
 // Turning --encryption-key on for a registry written without it seals the
@@ -29,7 +30,7 @@ func TestDB_SealSecrets(t *testing.T) {
 		t.Fatalf("create: %d %s", status, b)
 	}
 
-	db := mustOpenDBAt(t, a.DBPath)
+	db := dbtest.OpenAt(t, a.DBPath)
 	db.EncryptionKey = testEncryptionKey(t)
 	n, err := db.SealSecrets(ctx)
 	if err != nil || n != 2 {
@@ -60,7 +61,7 @@ func TestDB_SealSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotating := mustOpenDBAt(t, a.DBPath)
+	rotating := dbtest.OpenAt(t, a.DBPath)
 	rotating.EncryptionKey = newKey.WithPrevious(testEncryptionKey(t))
 	if err := rotating.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("the rotating key cannot read the registry: %v", err)
@@ -68,7 +69,7 @@ func TestDB_SealSecrets(t *testing.T) {
 	if n, err := rotating.SealSecrets(ctx); err != nil || n != 2 {
 		t.Fatalf("reseal under the new key: %d, %v; want 2", n, err)
 	}
-	rotated := mustOpenDBAt(t, a.DBPath)
+	rotated := dbtest.OpenAt(t, a.DBPath)
 	rotated.EncryptionKey = newKey
 	if wh, err := rotated.FindWebhookByID(tctx, id); err != nil || wh.Secret != secret || wh.Auth.Password != password {
 		t.Errorf("after the rotation, the new key alone reads %+v, %v", wh, err)

@@ -18,12 +18,13 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Server is the registry's HTTP API under /v1. Set its fields (NewServer
 // fills the defaults), then serve Handler.
 type Server struct {
-	DB *DB
+	DB *store.DB
 	// KV is the webhooks bucket; each change is mirrored into it before the
 	// response is sent (see Mirror).
 	KV     jetstream.KeyValue
@@ -56,16 +57,16 @@ type Server struct {
 
 // NewServer returns a Server on db and kv that logs nothing, whose metrics
 // are not registered and that does not limit the rate of requests.
-func NewServer(db *DB, kv jetstream.KeyValue) *Server {
+func NewServer(db *store.DB, kv jetstream.KeyValue) *Server {
 	return &Server{DB: db, KV: kv, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
 }
 
 // keyAuthenticator is what authentication needs of the store.
 type keyAuthenticator interface {
-	Authenticate(ctx context.Context, plaintext string) (Key, error)
+	Authenticate(ctx context.Context, plaintext string) (store.Key, error)
 }
 
-var _ keyAuthenticator = (*DB)(nil)
+var _ keyAuthenticator = (*store.DB)(nil)
 
 // Handler returns the API. Every route requires `Authorization: Bearer
 // <key>` (or a portal link's token, within its scope); errors are JSON ({"message", "errors"}), unknown routes and
@@ -115,16 +116,16 @@ func (s *Server) Handler() http.Handler {
 	h.handle("DELETE /v1/agents/{agent_id}", http.HandlerFunc(agents.delete))
 	h.handle("GET /v1/event-types", http.HandlerFunc(eventTypes.list))
 	h.handle("POST /v1/event-types", http.HandlerFunc(eventTypes.create))
-	h.handleScoped("POST /v1/tenants", ScopeAdmin, http.HandlerFunc(admin.createTenant))
-	h.handleScoped("GET /v1/tenants", ScopeAdmin, http.HandlerFunc(admin.listTenants))
-	h.handleScoped("GET /v1/tenants/{tenant_id}", ScopeAdmin, http.HandlerFunc(admin.getTenant))
-	h.handleScoped("DELETE /v1/tenants/{tenant_id}", ScopeAdmin, http.HandlerFunc(admin.deleteTenant))
-	h.handleScoped("GET /v1/tenants/{tenant_id}/keys", ScopeAdmin, http.HandlerFunc(admin.listTenantKeys))
-	h.handleScoped("POST /v1/tenants/{tenant_id}/keys", ScopeAdmin, http.HandlerFunc(admin.createTenantKey))
-	h.handleScoped("DELETE /v1/tenants/{tenant_id}/keys/{key_id}", ScopeAdmin, http.HandlerFunc(admin.revokeTenantKey))
-	h.handleScoped("GET /v1/keys", scopeCredentials, http.HandlerFunc(keys.list))
-	h.handleScoped("POST /v1/keys", scopeCredentials, http.HandlerFunc(keys.create))
-	h.handleScoped("DELETE /v1/keys/{key_id}", scopeCredentials, http.HandlerFunc(keys.revoke))
+	h.handleScoped("POST /v1/tenants", store.ScopeAdmin, http.HandlerFunc(admin.createTenant))
+	h.handleScoped("GET /v1/tenants", store.ScopeAdmin, http.HandlerFunc(admin.listTenants))
+	h.handleScoped("GET /v1/tenants/{tenant_id}", store.ScopeAdmin, http.HandlerFunc(admin.getTenant))
+	h.handleScoped("DELETE /v1/tenants/{tenant_id}", store.ScopeAdmin, http.HandlerFunc(admin.deleteTenant))
+	h.handleScoped("GET /v1/tenants/{tenant_id}/keys", store.ScopeAdmin, http.HandlerFunc(admin.listTenantKeys))
+	h.handleScoped("POST /v1/tenants/{tenant_id}/keys", store.ScopeAdmin, http.HandlerFunc(admin.createTenantKey))
+	h.handleScoped("DELETE /v1/tenants/{tenant_id}/keys/{key_id}", store.ScopeAdmin, http.HandlerFunc(admin.revokeTenantKey))
+	h.handleScoped("GET /v1/keys", store.ScopeCredentials, http.HandlerFunc(keys.list))
+	h.handleScoped("POST /v1/keys", store.ScopeCredentials, http.HandlerFunc(keys.create))
+	h.handleScoped("DELETE /v1/keys/{key_id}", store.ScopeCredentials, http.HandlerFunc(keys.revoke))
 	h.handle("GET /v1/webhooks/{id}/secret", http.HandlerFunc(webhooks.getSecret))
 	h.handle("POST /v1/webhooks/{id}/secret/rotate", http.HandlerFunc(webhooks.rotate))
 	h.handle("POST /v1/webhooks/{id}/test", http.HandlerFunc(newTestSender(s.DB, s.Guard, h.logger).send))
@@ -134,11 +135,11 @@ func (s *Server) Handler() http.Handler {
 		h.handle("POST /v1/dead-letters/replay", http.HandlerFunc(deadLetters.replay))
 	}
 	if s.Ingest != nil {
-		h.handleScoped("POST /v1/events", ScopePublish, s.Ingest)
+		h.handleScoped("POST /v1/events", store.ScopePublish, s.Ingest)
 	}
-	h.handleScoped("POST /v1/portal-links", scopeCredentials, http.HandlerFunc(h.portal.create))
+	h.handleScoped("POST /v1/portal-links", store.ScopeCredentials, http.HandlerFunc(h.portal.create))
 	h.handle("GET /v1/portal-links/current", http.HandlerFunc(h.portal.current))
-	h.handleScoped("DELETE /v1/portal-links/{id}", scopeCredentials, http.HandlerFunc(h.portal.revoke))
+	h.handleScoped("DELETE /v1/portal-links/{id}", store.ScopeCredentials, http.HandlerFunc(h.portal.revoke))
 	backlog := &backlogAPI{db: s.DB, logger: h.logger}
 	h.handle("GET /v1/backlog", http.HandlerFunc(backlog.list))
 	attempts := &attemptAPI{store: s.DB, js: s.JS, logger: h.logger}
@@ -147,7 +148,7 @@ func (s *Server) Handler() http.Handler {
 		h.handle("GET /v1/events/{id}", http.HandlerFunc(attempts.event))
 		h.handle("POST /v1/webhooks/{id}/recover", http.HandlerFunc(attempts.recoverEvents))
 		audit := &auditAPI{db: s.DB, js: s.JS, logger: h.logger}
-		h.handleScoped("GET /v1/audit", ScopeAdmin, http.HandlerFunc(audit.audit))
+		h.handleScoped("GET /v1/audit", store.ScopeAdmin, http.HandlerFunc(audit.audit))
 	}
 	return h
 }
@@ -182,8 +183,8 @@ type keyContextKey struct{}
 
 // keyFromContext returns the API key that authenticated the request, or
 // the zero Key.
-func keyFromContext(ctx context.Context) Key {
-	k, _ := ctx.Value(keyContextKey{}).(Key)
+func keyFromContext(ctx context.Context) store.Key {
+	k, _ := ctx.Value(keyContextKey{}).(store.Key)
 	return k
 }
 
@@ -217,14 +218,14 @@ const unmatchedRoute = "unmatched"
 // handle routes pattern to next for keys of ScopeManage (see
 // handleScoped).
 func (h *handler) handle(pattern string, next http.Handler) {
-	h.handleScoped(pattern, ScopeManage, next)
+	h.handleScoped(pattern, store.ScopeManage, next)
 }
 
 // handleScoped routes pattern to next, behind authentication (an API key,
 // or a portal link's token held to the link's scope: http_portallinks.go),
 // the rate limit of the key, and the check that the key's scope (a portal
 // link's is ScopePortal) grants need.
-func (h *handler) handleScoped(pattern string, need Scope, next http.Handler) {
+func (h *handler) handleScoped(pattern string, need store.Scope, next http.Handler) {
 	_, path, _ := strings.Cut(pattern, " ")
 	h.routes[pattern] = path
 	limited := h.limiter.wrap(h.logger, authorize(need, h.logger, next))
@@ -234,7 +235,7 @@ func (h *handler) handleScoped(pattern string, need Scope, next http.Handler) {
 // authorize answers 403 to a key whose scope does not grant need. 403, not
 // 404: the answer is about the route, the same for every tenant, so it
 // hides no object of another tenant.
-func authorize(need Scope, logger *slog.Logger, next http.Handler) http.Handler {
+func authorize(need store.Scope, logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if have := keyFromContext(r.Context()).Scope; !have.Grants(need) {
 			httpjson.Error(w, r, logger, switchboard.Errorf(switchboard.EFORBIDDEN,
@@ -246,9 +247,9 @@ func authorize(need Scope, logger *slog.Logger, next http.Handler) http.Handler 
 }
 
 // scopeName names the scopes that grant need, for a person reading a 403.
-func scopeName(need Scope) string {
-	if need == scopeCredentials {
-		return string(ScopeManage) + " or " + string(ScopeAdmin)
+func scopeName(need store.Scope) string {
+	if need == store.ScopeCredentials {
+		return string(store.ScopeManage) + " or " + string(store.ScopeAdmin)
 	}
 	return string(need)
 }

@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
+	"github.com/switchboard-hq/switchboard/registry/store"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -99,7 +99,7 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 	if in.Name != nil {
 		wh.Name = *in.Name
 	}
-	checkName(fe, "name", wh.Name)
+	store.CheckName(fe, "name", wh.Name)
 
 	if in.URL != nil {
 		wh.URL = *in.URL
@@ -215,17 +215,6 @@ func (in *webhookInput) applyStatus(wh *switchboard.Webhook, fe switchboard.Fiel
 	wh.Status = status
 }
 
-// checkName records what is wrong with a required name of at most
-// switchboard.MaxNameLength characters.
-func checkName(fe switchboard.FieldErrors, field, name string) {
-	switch {
-	case strings.TrimSpace(name) == "":
-		fe.Add(field, "is required")
-	case utf8.RuneCountInString(name) > switchboard.MaxNameLength:
-		fe.Add(field, fmt.Sprintf("must be at most %d characters", switchboard.MaxNameLength))
-	}
-}
-
 // checkURL records what is wrong with a webhook's target URL: required, an
 // absolute http or https URL with a host, at most switchboard.MaxURLLength
 // characters.
@@ -251,9 +240,9 @@ func checkEvents(fe switchboard.FieldErrors, field string, patterns []string, ca
 	for _, p := range patterns {
 		switch {
 		case !switchboard.ValidEventPattern(p):
-			fe.Add(field, fmt.Sprintf(`%s is not an event type or a wildcard pattern such as "call.*" or "*"`, quote(p)))
+			fe.Add(field, fmt.Sprintf(`%s is not an event type or a wildcard pattern such as "call.*" or "*"`, store.Quote(p)))
 		case !slices.ContainsFunc(catalogue, func(t switchboard.EventType) bool { return switchboard.MatchEventType(p, t.Name) }):
-			fe.Add(field, fmt.Sprintf("%s matches no event type of the catalogue (GET /v1/event-types)", quote(p)))
+			fe.Add(field, fmt.Sprintf("%s matches no event type of the catalogue (GET /v1/event-types)", store.Quote(p)))
 		case !slices.Contains(out, p):
 			out = append(out, p)
 		}
@@ -278,14 +267,4 @@ func checkSecret(fe switchboard.FieldErrors, field, secret string) bool {
 		return false
 	}
 	return true
-}
-
-const agentIDRule = `must be 1 to 255 characters of letters, digits, '_', '.', ':' or '-', and not "." or ".."`
-
-// quote quotes s for an error message, cut to 64 characters.
-func quote(s string) string {
-	if utf8.RuneCountInString(s) > 64 {
-		s = string([]rune(s)[:64]) + "..."
-	}
-	return strconv.Quote(s)
 }

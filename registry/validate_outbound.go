@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // Rules of what a webhook adds to its deliveries: outbound authentication
@@ -24,7 +25,6 @@ const (
 	MaxAuthUsernameLength = 255
 	MaxAuthSecretLength   = 4096 // password and token, in bytes
 	MaxAuthNameLength     = 128  // header or query parameter name
-	MaxHeaders            = 100  // the ceiling of Quotas.HeadersPerWebhook
 	MaxHeaderNameLength   = 128
 	MaxHeaderValueLength  = 4096 // bytes
 	MaxHeadersSize        = 8 << 10
@@ -153,7 +153,7 @@ func checkAuthName(fe switchboard.FieldErrors, typ switchboard.AuthType, name st
 		if len(name) > MaxAuthNameLength || !validHeaderName(name) {
 			fe.Add("auth.name", fmt.Sprintf("must be a header name: 1 to %d letters, digits or !#$%%&'*+-.^_`|~", MaxAuthNameLength))
 		} else if why := reservedHeader(name); why != "" {
-			fe.Add("auth.name", fmt.Sprintf("%s: %s", quote(name), why))
+			fe.Add("auth.name", fmt.Sprintf("%s: %s", store.Quote(name), why))
 		}
 	case switchboard.AuthQueryString:
 		if name == "" {
@@ -210,8 +210,8 @@ func validHeaderValue(v string) bool {
 // reserved (see reservedHeaders), set by auth, or a repeat of another in a
 // different case. Failures are reported under "headers.<name>".
 func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]string, auth switchboard.Auth) {
-	if len(headers) > MaxHeaders {
-		fe.Add(field, fmt.Sprintf("must hold at most %d headers", MaxHeaders))
+	if len(headers) > store.MaxHeaders {
+		fe.Add(field, fmt.Sprintf("must hold at most %d headers", store.MaxHeaders))
 		return
 	}
 	// A webhook that authenticates owns Authorization, even with a token in
@@ -243,7 +243,7 @@ func checkHeaders(fe switchboard.FieldErrors, field string, headers map[string]s
 			fe.Add(key, fmt.Sprintf("is set by auth (type %s): remove it here or change auth", auth.Type))
 		}
 		if other, ok := seen[canon]; ok {
-			fe.Add(key, fmt.Sprintf("repeats %s: header names are case-insensitive", quote(other)))
+			fe.Add(key, fmt.Sprintf("repeats %s: header names are case-insensitive", store.Quote(other)))
 		}
 		seen[canon] = name
 		switch {

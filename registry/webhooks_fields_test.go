@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // fieldCase is one request body (merged over a valid one) and what must
@@ -416,7 +416,7 @@ func TestUpdateWebhook_StatusFromTooManyErrors(t *testing.T) {
 	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "failing", "url": "https://example.com/h", "events": ["*"]}`)
 	// Stand-in for the engine's auto-disable.
 	ctx := switchboard.NewContextWithTenant(t.Context(), a.Tenant.ID)
-	if _, err := a.DB.UpdateWebhook(ctx, wh.ID, func(w *registry.Webhook) error {
+	if _, err := a.DB.UpdateWebhook(ctx, wh.ID, func(w *store.Webhook) error {
 		w.Status = switchboard.StatusTooManyErrors
 		return nil
 	}); err != nil {

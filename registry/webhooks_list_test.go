@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func TestListWebhooks_Pagination(t *testing.T) {
@@ -107,15 +108,15 @@ func TestListWebhooks_Filters(t *testing.T) {
 // With an event-type filter, rows are matched in Go and read in batches; a
 // page must fill across batches and say whether more follow.
 func TestDB_FindWebhooks_EventTypeAcrossBatches(t *testing.T) {
-	db := MustOpenDB(t)
+	db := dbtest.Open(t)
 	ctx := context.Background()
-	tenant, _, err := registry.Bootstrap(ctx, db, "")
+	tenant, _, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx = switchboard.NewContextWithTenant(ctx, tenant.ID)
 	create := func(name, event string) string {
-		wh := &registry.Webhook{Webhook: switchboard.Webhook{
+		wh := &store.Webhook{Webhook: switchboard.Webhook{
 			Name: name, URL: "https://example.com/h", Events: []string{event}, Secret: secretOf(32),
 			TimeoutSeconds: 30, MaxRetries: 3, Status: switchboard.StatusActive,
 		}}
@@ -125,15 +126,15 @@ func TestDB_FindWebhooks_EventTypeAcrossBatches(t *testing.T) {
 		return wh.ID
 	}
 	var want []string
-	for i := range 2*registry.MaxPageSize + 10 {
+	for i := range 2*store.MaxPageSize + 10 {
 		create(fmt.Sprintf("sale %d", i), "sale.created")
-		if i%registry.MaxPageSize == 7 {
+		if i%store.MaxPageSize == 7 {
 			want = append(want, create(fmt.Sprintf("call %d", i), "call.started"))
 		}
 	}
-	for _, limit := range []int{1, 2, registry.MaxPageSize} {
+	for _, limit := range []int{1, 2, store.MaxPageSize} {
 		var got []string
-		f := registry.WebhookFilter{EventType: "call.started", Limit: limit}
+		f := store.WebhookFilter{EventType: "call.started", Limit: limit}
 		for {
 			page, more, err := db.FindWebhooks(ctx, f)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // WebhookStatusCollector is a prometheus.Collector that reports
@@ -15,7 +16,7 @@ import (
 // status, counted in SQLite at each scrape. A rise of
 // status="too_many_errors" means the engine has just disabled a webhook.
 type WebhookStatusCollector struct {
-	DB     *DB
+	DB     *store.DB
 	Logger *slog.Logger
 	// Timeout bounds the query of one scrape.
 	Timeout time.Duration
@@ -27,7 +28,7 @@ var _ prometheus.Collector = (*WebhookStatusCollector)(nil)
 
 // NewWebhookStatusCollector returns a WebhookStatusCollector counting in db,
 // each scrape's query bounded by 2 s.
-func NewWebhookStatusCollector(db *DB, logger *slog.Logger) *WebhookStatusCollector {
+func NewWebhookStatusCollector(db *store.DB, logger *slog.Logger) *WebhookStatusCollector {
 	return &WebhookStatusCollector{
 		DB:      db,
 		Logger:  logger,
@@ -49,7 +50,7 @@ func (c *WebhookStatusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.
 func (c *WebhookStatusCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	counts, err := c.DB.countWebhooksByStatus(ctx)
+	counts, err := c.DB.CountWebhooksByStatus(ctx)
 	if err != nil {
 		c.Logger.Warn("count webhooks for metrics", "err", err)
 		return

@@ -13,6 +13,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func TestWebhookStatusCollector_CountsEveryStatus(t *testing.T) {
@@ -61,8 +63,8 @@ func startAPIOnFile(t *testing.T) (*api, string) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "registry.db")
-	db := mustOpenDBAt(t, path)
-	tenant, key, err := registry.Bootstrap(ctx, db, "")
+	db := dbtest.OpenAt(t, path)
+	tenant, key, err := store.Bootstrap(ctx, db, "")
 	if err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}

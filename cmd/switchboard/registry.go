@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/portal"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func registryCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -54,7 +55,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err != nil {
 		return nil, err
 	}
-	s.db, err = registry.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
+	s.db, err = store.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.logDefaultKeyChange(ctx); err != nil {
 		return nil, err
 	}
-	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
+	tenant, newKey, err := store.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
 	}
@@ -117,20 +118,20 @@ func (s *system) logDefaultKeyChange(ctx context.Context) error {
 	if s.cfg.APIKey == "" {
 		return nil
 	}
-	tenant, err := s.db.FindTenantByName(ctx, registry.DefaultTenantName)
+	tenant, err := s.db.FindTenantByName(ctx, store.DefaultTenantName)
 	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 		return nil // a new registry: nothing to replace
 	}
 	if err != nil {
 		return err
 	}
-	cmp, err := s.db.CompareKey(ctx, tenant.ID, registry.DefaultKeyName, s.cfg.APIKey)
+	cmp, err := s.db.CompareKey(ctx, tenant.ID, store.DefaultKeyName, s.cfg.APIKey)
 	if err != nil {
 		return err
 	}
-	if cmp == registry.KeyDifferent {
+	if cmp == store.KeyDifferent {
 		s.logger.WarnContext(ctx, "--api-key replaces the default API key; the previous value no longer authenticates",
-			"tenant", tenant.ID, "key_name", registry.DefaultKeyName)
+			"tenant", tenant.ID, "key_name", store.DefaultKeyName)
 	}
 	return nil
 }

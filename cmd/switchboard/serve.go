@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // roles says which parts of Switchboard a process runs. Each subcommand
@@ -98,7 +99,7 @@ type serveConfig struct {
 	// MetricsListen, when set, serves /metrics there and not on Listen.
 	MetricsListen string
 	// Quotas bound what each tenant may keep (registry).
-	Quotas registry.Quotas
+	Quotas store.Quotas
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -127,7 +128,7 @@ func defaultServeConfig() serveConfig {
 		BacklogInterval:      registry.DefaultBacklogInterval,
 		Streams:              defaultStreamLimits(),
 		HTTP:                 registry.DefaultHTTPLimits(),
-		Quotas:               registry.DefaultQuotas(),
+		Quotas:               store.DefaultQuotas(),
 	}
 }
 
@@ -189,8 +190,8 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && c.AttemptBodyRetention < 0 {
 		errs = append(errs, fmt.Errorf("--attempt-body-retention must be 0 (as long as the attempt) or positive, got %v", c.AttemptBodyRetention))
 	}
-	if c.Roles.Registry && (c.BacklogTop < 0 || c.BacklogTop > registry.MaxBacklogLimit) {
-		errs = append(errs, fmt.Errorf("--backlog-top must be 0 (none) to %d, got %d", registry.MaxBacklogLimit, c.BacklogTop))
+	if c.Roles.Registry && (c.BacklogTop < 0 || c.BacklogTop > store.MaxBacklogLimit) {
+		errs = append(errs, fmt.Errorf("--backlog-top must be 0 (none) to %d, got %d", store.MaxBacklogLimit, c.BacklogTop))
 	}
 	if c.Roles.Registry && c.BacklogInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--backlog-interval must be at least 1s, got %v", c.BacklogInterval))
@@ -284,11 +285,11 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 }
 
 // registerQuotaFlags registers the per-tenant quotas of the registry.
-func registerQuotaFlags(fs *flag.FlagSet, q *registry.Quotas) {
+func registerQuotaFlags(fs *flag.FlagSet, q *store.Quotas) {
 	fs.IntVar(&q.WebhooksPerTenant, "max-webhooks-per-tenant", q.WebhooksPerTenant, "webhooks one tenant may have; one more is refused (422); 0 = no bound")
 	fs.IntVar(&q.AgentsPerTenant, "max-agents-per-tenant", q.AgentsPerTenant, "agents one tenant may have; one more is refused (422); 0 = no bound")
 	fs.IntVar(&q.EventTypesPerTenant, "max-event-types-per-tenant", q.EventTypesPerTenant, "event types of its own one tenant may add to the catalogue; one more is refused (422); 0 = no bound")
-	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", registry.MaxHeaders, registry.MaxHeaders))
+	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", store.MaxHeaders, store.MaxHeaders))
 }
 
 // registerHTTPFlags registers the limits of the HTTP servers and the
@@ -422,7 +423,7 @@ type system struct {
 	closed chan struct{} // closed once nc is
 	js     jetstream.JetStream
 	index  *consumer.Index // nil without the worker role
-	db     *registry.DB    // nil without the registry role
+	db     *store.DB       // nil without the registry role
 	http   *http.Server
 	group  *errgroup.Group
 	cancel context.CancelFunc // stops the background roles

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func insertOutbox(ctx context.Context, tx *sqlx.Tx, id string) error {
 // none) and the webhook as stored (nil when it does not exist). The state is
 // read after the sequence number, so it reflects at least every change up to
 // it.
-func (db *DB) mirrorState(ctx context.Context, id string) (int64, *switchboard.Webhook, error) {
+func (db *DB) MirrorState(ctx context.Context, id string) (int64, *switchboard.Webhook, error) {
 	var seq int64
 	if err := db.db.GetContext(ctx, &seq, `SELECT ifnull(max(seq), 0) FROM webhook_outbox WHERE webhook_id = ?`, id); err != nil {
 		return 0, nil, fmt.Errorf("read outbox of webhook %s: %w", id, err)
@@ -49,7 +49,7 @@ func (db *DB) mirrorState(ctx context.Context, id string) (int64, *switchboard.W
 
 // mirrorPending returns the ids of the webhooks with outbox rows, the
 // oldest change first.
-func (db *DB) mirrorPending(ctx context.Context) ([]string, error) {
+func (db *DB) MirrorPending(ctx context.Context) ([]string, error) {
 	var ids []string
 	err := db.db.SelectContext(ctx, &ids, `SELECT webhook_id FROM webhook_outbox GROUP BY webhook_id ORDER BY min(seq)`)
 	if err != nil {
@@ -59,7 +59,7 @@ func (db *DB) mirrorPending(ctx context.Context) ([]string, error) {
 }
 
 // mirrorAll returns every webhook of every tenant.
-func (db *DB) mirrorAll(ctx context.Context) ([]*switchboard.Webhook, error) {
+func (db *DB) MirrorAll(ctx context.Context) ([]*switchboard.Webhook, error) {
 	var rows []webhookRow
 	if err := db.db.SelectContext(ctx, &rows, `SELECT `+webhookColumns+` FROM webhooks ORDER BY id`); err != nil {
 		return nil, fmt.Errorf("read webhooks: %w", err)
@@ -77,7 +77,7 @@ func (db *DB) mirrorAll(ctx context.Context) ([]*switchboard.Webhook, error) {
 
 // clearOutbox deletes the outbox rows of webhook id up to seq: they are
 // mirrored.
-func (db *DB) clearOutbox(ctx context.Context, id string, seq int64) error {
+func (db *DB) ClearOutbox(ctx context.Context, id string, seq int64) error {
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM webhook_outbox WHERE webhook_id = ? AND seq <= ?`, id, seq)
 		return err

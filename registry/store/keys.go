@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -38,12 +38,12 @@ const (
 // key holds it.
 const ScopePortal Scope = "portal"
 
-// scopeCredentials is what the routes that create or revoke credentials
+// ScopeCredentials is what the routes that create or revoke credentials
 // (/v1/keys, POST and DELETE /v1/portal-links) need. No key holds it;
 // manage and admin grant it. It is apart from ScopeManage so that a
 // credential that may manage a tenant's webhooks (ScopePortal) cannot mint
 // credentials.
-const scopeCredentials Scope = "credentials"
+const ScopeCredentials Scope = "credentials"
 
 // KeyScopes are the scopes a key may be given, in the order the docs list
 // them.
@@ -51,8 +51,8 @@ var KeyScopes = []Scope{ScopeAdmin, ScopeManage, ScopePublish}
 
 // scopeGrants lists what each scope grants besides itself.
 var scopeGrants = map[Scope][]Scope{
-	ScopeAdmin:  {ScopeManage, scopeCredentials, ScopePublish},
-	ScopeManage: {scopeCredentials, ScopePublish},
+	ScopeAdmin:  {ScopeManage, ScopeCredentials, ScopePublish},
+	ScopeManage: {ScopeCredentials, ScopePublish},
 	ScopePortal: {ScopeManage},
 }
 
@@ -81,13 +81,13 @@ func KeyExpiresAt(t time.Time) KeyOption {
 	}
 }
 
-// checkKeyOptions records what is wrong with the scope and expiry of a key
+// CheckKeyOptions records what is wrong with the scope and expiry of a key
 // about to be created.
-func checkKeyOptions(fe switchboard.FieldErrors, k Key) {
+func CheckKeyOptions(fe switchboard.FieldErrors, k Key) {
 	if !ValidKeyScope(k.Scope) {
 		fe.Add("scope", fmt.Sprintf("must be one of %q", KeyScopes))
 	}
-	if k.ExpiresAt != nil && !k.ExpiresAt.After(now()) {
+	if k.ExpiresAt != nil && !k.ExpiresAt.After(Now()) {
 		fe.Add("expires_at", "must be in the future")
 	}
 }
@@ -120,7 +120,7 @@ func (db *DB) FindKey(ctx context.Context, tenantID, idOrName string) (Key, erro
 	err := db.db.GetContext(ctx, &k, `SELECT `+keyColumns+` FROM api_keys WHERE tenant_id = ? AND (id = ? OR name = ?)
 		ORDER BY id = ? DESC LIMIT 1`, tenantID, idOrName, idOrName, idOrName)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "API key %s not found.", quote(idOrName))
+		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "API key %s not found.", Quote(idOrName))
 	}
 	if err != nil {
 		return Key{}, fmt.Errorf("find key %q of tenant %s: %w", idOrName, tenantID, err)
@@ -135,7 +135,7 @@ func (db *DB) RevokeKey(ctx context.Context, tenantID, id string) (Key, error) {
 	var k Key
 	err := db.db.GetContext(ctx, &k, `DELETE FROM api_keys WHERE tenant_id = ? AND id = ? RETURNING `+keyColumns, tenantID, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "API key %s not found.", quote(id))
+		return Key{}, switchboard.Errorf(switchboard.ENOTFOUND, "API key %s not found.", Quote(id))
 	}
 	if err != nil {
 		return Key{}, fmt.Errorf("revoke key %s of tenant %s: %w", id, tenantID, err)
@@ -188,5 +188,5 @@ func checkTenantExists(ctx context.Context, q sqlx.QueryerContext, tenantID stri
 }
 
 func tenantNotFound(idOrName string) error {
-	return switchboard.Errorf(switchboard.ENOTFOUND, "Tenant %s not found.", quote(idOrName))
+	return switchboard.Errorf(switchboard.ENOTFOUND, "Tenant %s not found.", Quote(idOrName))
 }

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -94,3 +94,7 @@ func (q Quotas) checkHeaders(wh *Webhook) error {
 	}
 	return nil
 }
+
+// MaxHeaders is the ceiling of Quotas.HeadersPerWebhook: a webhook's custom
+// headers keep its KV entry, and every request made from it, small.
+const MaxHeaders = 100

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -61,11 +61,11 @@ type WebhookFilter struct {
 // the tenant (see PutAgent), and EINVALID when the tenant has its quota of
 // webhooks already or wh more custom headers than its quota (see Quotas).
 func (db *DB) CreateWebhook(ctx context.Context, wh *Webhook) error {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return fmt.Errorf("create webhook: %w", err)
 	}
-	t := now()
+	t := Now()
 	wh.ID = switchboard.NewID("wh_")
 	wh.TenantID = tenant
 	wh.CreatedAt, wh.UpdatedAt = t, t
@@ -121,7 +121,7 @@ var errNameTaken = &switchboard.Error{
 // the webhook's scope. A webhook set active again starts with no failures
 // counted (see webhookStatusChanged).
 func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webhook) error) (*Webhook, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("update webhook %s: %w", id, err)
 	}
@@ -138,7 +138,7 @@ func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webh
 		if err := db.Quotas.checkHeaders(wh); err != nil {
 			return err
 		}
-		wh.UpdatedAt = now()
+		wh.UpdatedAt = Now()
 		wh.UpdatedBy = switchboard.ActorFromContext(ctx)
 		row, err := newWebhookRow(wh, db.EncryptionKey)
 		if err != nil {
@@ -166,7 +166,7 @@ func (db *DB) UpdateWebhook(ctx context.Context, id string, update func(wh *Webh
 // id. It returns EUNAUTHORIZED when ctx carries no tenant and ENOTFOUND when
 // the tenant has no such webhook, whether or not another tenant has.
 func (db *DB) FindWebhookByID(ctx context.Context, id string) (*Webhook, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("find webhook %s: %w", id, err)
 	}
@@ -195,7 +195,7 @@ func (db *DB) findWebhook(ctx context.Context, q sqlx.QueryerContext, id, tenant
 // selects, in id order, and whether more follow. It returns EUNAUTHORIZED
 // when ctx carries no tenant.
 func (db *DB) FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bool, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("find webhooks: %w", err)
 	}
@@ -253,7 +253,7 @@ func (db *DB) FindWebhooks(ctx context.Context, f WebhookFilter) ([]*Webhook, bo
 // and queues the removal of its KV entry. It returns EUNAUTHORIZED when ctx
 // carries no tenant and ENOTFOUND when the tenant has no such webhook.
 func (db *DB) DeleteWebhook(ctx context.Context, id string) error {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}
@@ -294,8 +294,8 @@ func (db *DB) CheckEncryptionKey(ctx context.Context) error {
 	return nil
 }
 
-// tenantFrom returns the tenant that ctx acts for.
-func tenantFrom(ctx context.Context) (string, error) {
+// TenantFrom returns the tenant that ctx acts for.
+func TenantFrom(ctx context.Context) (string, error) {
 	if t := switchboard.TenantFromContext(ctx); t != "" {
 		return t, nil
 	}

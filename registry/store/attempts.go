@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // AttemptFilter selects the attempts FindAttempts returns, newest first.
@@ -75,12 +74,12 @@ func (r *attemptRow) attempt() switchboard.Attempt {
 //
 // Errors: those of SQLite, wrapped with the attempt id.
 func (db *DB) RecordAttempts(ctx context.Context, attempts []switchboard.Attempt, disableAfter int) ([]AttemptEffect, error) {
-	return db.recordLog(ctx, attempts, nil, disableAfter)
+	return db.RecordLog(ctx, attempts, nil, disableAfter)
 }
 
 // recordLog is RecordAttempts storing, in the same transaction, the
 // matcher's records of matched (the ledger, see recordMatched).
-func (db *DB) recordLog(ctx context.Context, attempts []switchboard.Attempt, matched []streams.Matched, disableAfter int) ([]AttemptEffect, error) {
+func (db *DB) RecordLog(ctx context.Context, attempts []switchboard.Attempt, matched []Matched, disableAfter int) ([]AttemptEffect, error) {
 	effs := make([]AttemptEffect, len(attempts))
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		if err := recordMatched(ctx, tx, matched); err != nil {
@@ -133,7 +132,7 @@ func (db *DB) recordLog(ctx context.Context, attempts []switchboard.Attempt, mat
 // It returns EUNAUTHORIZED when ctx carries no tenant and ENOTFOUND when the
 // tenant has no such webhook.
 func (db *DB) FindAttempts(ctx context.Context, id string, f AttemptFilter) ([]switchboard.Attempt, bool, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("find attempts of webhook %s: %w", id, err)
 	}
@@ -199,7 +198,7 @@ func unixNano(t time.Time) int64 {
 
 // findEventAttempts returns the first MaxEventAttempts attempts to deliver
 // event id of tenant, in the order they were made.
-func (db *DB) findEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error) {
+func (db *DB) FindEventAttempts(ctx context.Context, tenant, id string) ([]switchboard.Attempt, error) {
 	var rows []attemptRow
 	// Bounded: replays and recoveries add attempts without end, and each
 	// carries a response excerpt. Each webhook's attempt log has them all.
@@ -217,7 +216,7 @@ func (db *DB) findEventAttempts(ctx context.Context, tenant, id string) ([]switc
 
 // deliveredEvents returns those of events that have a delivered attempt to
 // webhook of tenant.
-func (db *DB) deliveredEvents(ctx context.Context, tenant, webhook string, events []string) (map[string]bool, error) {
+func (db *DB) DeliveredEvents(ctx context.Context, tenant, webhook string, events []string) (map[string]bool, error) {
 	out := map[string]bool{}
 	if len(events) == 0 {
 		return out, nil
@@ -247,3 +246,7 @@ func (db *DB) PruneAttempts(ctx context.Context, cutoff time.Time) (int64, error
 	return db.deleteInBatches(ctx, "prune attempts before "+cutoff.Format(time.RFC3339),
 		`DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts WHERE at < ? LIMIT ?)`, cutoff.UnixNano())
 }
+
+// MaxEventAttempts bounds the attempts GET /v1/events/{id} shows, the
+// first ones made.
+const MaxEventAttempts = 1000

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -160,7 +160,7 @@ func recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, 
 	}
 	err = tx.GetContext(ctx, &eff.Failures, `INSERT INTO webhook_health (webhook_id, failures, updated_at) VALUES (?, 1, ?)
 		ON CONFLICT (webhook_id) DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at
-		RETURNING failures`, wh.ID, now())
+		RETURNING failures`, wh.ID, Now())
 	if err != nil {
 		return fmt.Errorf("count failure: %w", err)
 	}
@@ -176,7 +176,7 @@ func recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, 
 	default:
 		return nil
 	}
-	t := now()
+	t := Now()
 	if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET status = ?, updated_at = ?, updated_by = ? WHERE id = ?`,
 		switchboard.StatusTooManyErrors, t, SystemActor, wh.ID); err != nil {
 		return fmt.Errorf("stop webhook: %w", err)
@@ -310,7 +310,7 @@ type queuedAlert struct {
 }
 
 // pendingAlerts returns up to limit queued alerts, oldest first.
-func (db *DB) pendingAlerts(ctx context.Context, limit int) ([]queuedAlert, error) {
+func (db *DB) PendingAlerts(ctx context.Context, limit int) ([]queuedAlert, error) {
 	var rows []struct {
 		Seq   int64  `db:"seq"`
 		Event string `db:"event"`
@@ -329,7 +329,7 @@ func (db *DB) pendingAlerts(ctx context.Context, limit int) ([]queuedAlert, erro
 }
 
 // deleteAlert removes a published alert from the queue.
-func (db *DB) deleteAlert(ctx context.Context, seq int64) error {
+func (db *DB) DeleteAlert(ctx context.Context, seq int64) error {
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM alert_outbox WHERE seq = ?`, seq)
 		return err

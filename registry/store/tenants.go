@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -85,11 +85,11 @@ func AdminKey(admin bool) KeyOption {
 // that name exists; the error's message names the existing tenant's id.
 func (db *DB) CreateTenant(ctx context.Context, name string) (Tenant, error) {
 	fe := switchboard.FieldErrors{}
-	checkName(fe, "name", name)
+	CheckName(fe, "name", name)
 	if err := fe.Err(); err != nil {
 		return Tenant{}, fmt.Errorf("create tenant: %w", err)
 	}
-	t := Tenant{ID: switchboard.NewID("ten_"), Name: name, CreatedAt: now()}
+	t := Tenant{ID: switchboard.NewID("ten_"), Name: name, CreatedAt: Now()}
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		var existing string
 		err := tx.GetContext(ctx, &existing, `SELECT id FROM tenants WHERE name = ?`, name)
@@ -130,7 +130,7 @@ func (db *DB) FindTenantByName(ctx context.Context, name string) (Tenant, error)
 // characters.
 func (db *DB) EnsureTenant(ctx context.Context, name string) (Tenant, error) {
 	fe := switchboard.FieldErrors{}
-	checkName(fe, "name", name)
+	CheckName(fe, "name", name)
 	if err := fe.Err(); err != nil {
 		return Tenant{}, fmt.Errorf("ensure tenant: %w", err)
 	}
@@ -138,7 +138,7 @@ func (db *DB) EnsureTenant(ctx context.Context, name string) (Tenant, error) {
 	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-			switchboard.NewID("ten_"), name, now()); err != nil {
+			switchboard.NewID("ten_"), name, Now()); err != nil {
 			return err
 		}
 		return tx.GetContext(ctx, &t, `SELECT id, name, created_at FROM tenants WHERE name = ?`, name)
@@ -158,8 +158,8 @@ func (db *DB) EnsureTenant(ctx context.Context, name string) (Tenant, error) {
 // that name.
 func (db *DB) CreateKey(ctx context.Context, tenantID, name string, opts ...KeyOption) (string, Key, error) {
 	fe := switchboard.FieldErrors{}
-	checkName(fe, "name", name)
-	checkKeyOptions(fe, newKeyRow(tenantID, name, opts))
+	CheckName(fe, "name", name)
+	CheckKeyOptions(fe, NewKeyRow(tenantID, name, opts))
 	if err := fe.Err(); err != nil {
 		return "", Key{}, fmt.Errorf("create key: %w", err)
 	}
@@ -187,7 +187,7 @@ func (db *DB) CreateKey(ctx context.Context, tenantID, name string, opts ...KeyO
 // ECONFLICT when the key belongs to another tenant.
 func (db *DB) EnsureKey(ctx context.Context, tenantID, name, plaintext string, opts ...KeyOption) (Key, error) {
 	fe := switchboard.FieldErrors{}
-	checkName(fe, "name", name)
+	CheckName(fe, "name", name)
 	checkKey(fe, "key", plaintext)
 	if err := fe.Err(); err != nil {
 		return Key{}, fmt.Errorf("ensure key: %w", err)
@@ -243,7 +243,7 @@ func (db *DB) Authenticate(ctx context.Context, plaintext string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("authenticate: %w", err)
 	}
-	t := now()
+	t := Now()
 	if k.ExpiresAt != nil && !t.Before(*k.ExpiresAt) {
 		return Key{}, keyExpired()
 	}
@@ -282,10 +282,10 @@ func sameTime(a, b *time.Time) bool {
 	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
 }
 
-// newKeyRow returns a key of tenant called name with opts applied, not
+// NewKeyRow returns a key of tenant called name with opts applied, not
 // stored.
-func newKeyRow(tenantID, name string, opts []KeyOption) Key {
-	k := Key{ID: switchboard.NewID("key_"), TenantID: tenantID, Name: name, Scope: ScopeManage, CreatedAt: now()}
+func NewKeyRow(tenantID, name string, opts []KeyOption) Key {
+	k := Key{ID: switchboard.NewID("key_"), TenantID: tenantID, Name: name, Scope: ScopeManage, CreatedAt: Now()}
 	for _, o := range opts {
 		o(&k)
 	}
@@ -293,7 +293,7 @@ func newKeyRow(tenantID, name string, opts []KeyOption) Key {
 }
 
 func insertKey(ctx context.Context, tx *sqlx.Tx, tenantID, name, hash string, opts []KeyOption) (Key, error) {
-	k := newKeyRow(tenantID, name, opts)
+	k := NewKeyRow(tenantID, name, opts)
 	_, err := tx.ExecContext(ctx,
 		`INSERT INTO api_keys (id, tenant_id, name, admin, scope, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.TenantID, k.Name, k.Admin, k.Scope, hash, k.CreatedAt, k.ExpiresAt)
@@ -338,7 +338,7 @@ func checkKey(fe switchboard.FieldErrors, field, key string) {
 }
 
 // now is the registry's clock: UTC, to the microsecond.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // FindTenants returns a page of the tenants, in id order, and whether more
 // follow.

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -39,7 +39,7 @@ const agentColumns = `tenant_id, id, name, created_at, updated_at`
 // tenant, ENOTFOUND when the tenant does not exist and EINVALID when a new
 // agent would exceed the tenant's quota (see Quotas).
 func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, bool, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return Agent{}, false, fmt.Errorf("put agent %q: %w", id, err)
 	}
@@ -55,7 +55,7 @@ func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, boo
 				return err
 			}
 			created = true
-			t := now()
+			t := Now()
 			a = Agent{ID: id, TenantID: tenant, CreatedAt: t, UpdatedAt: t}
 			if name != nil {
 				a.Name = *name
@@ -71,7 +71,7 @@ func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, boo
 		case name == nil || *name == a.Name:
 			return nil // unchanged: updated_at stays
 		}
-		a.Name, a.UpdatedAt = *name, now()
+		a.Name, a.UpdatedAt = *name, Now()
 		_, err = tx.ExecContext(ctx, `UPDATE agents SET name = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
 			a.Name, a.UpdatedAt, tenant, id)
 		return err
@@ -86,14 +86,14 @@ func (db *DB) PutAgent(ctx context.Context, id string, name *string) (Agent, boo
 // EUNAUTHORIZED when ctx carries no tenant and ENOTFOUND when the tenant
 // has no such agent, whether or not another tenant has.
 func (db *DB) FindAgentByID(ctx context.Context, id string) (Agent, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return Agent{}, fmt.Errorf("find agent %q: %w", id, err)
 	}
 	var a Agent
 	err = db.db.GetContext(ctx, &a, `SELECT `+agentColumns+` FROM agents WHERE tenant_id = ? AND id = ?`, tenant, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Agent{}, agentNotFound(id)
+		return Agent{}, AgentNotFound(id)
 	}
 	if err != nil {
 		return Agent{}, fmt.Errorf("find agent %q: %w", id, err)
@@ -105,7 +105,7 @@ func (db *DB) FindAgentByID(ctx context.Context, id string) (Agent, error) {
 // order, and whether more follow. It returns EUNAUTHORIZED when ctx carries
 // no tenant.
 func (db *DB) FindAgents(ctx context.Context, f PageFilter) ([]Agent, bool, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("find agents: %w", err)
 	}
@@ -127,7 +127,7 @@ func (db *DB) FindAgents(ctx context.Context, f PageFilter) ([]Agent, bool, erro
 // the webhooks deleted. It returns EUNAUTHORIZED when ctx carries no tenant
 // and ENOTFOUND when the tenant has no such agent.
 func (db *DB) DeleteAgent(ctx context.Context, id string) ([]string, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("delete agent %q: %w", id, err)
 	}
@@ -140,7 +140,7 @@ func (db *DB) DeleteAgent(ctx context.Context, id string) ([]string, error) {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return agentNotFound(id)
+			return AgentNotFound(id)
 		}
 		if err := tx.SelectContext(ctx, &webhooks,
 			`DELETE FROM webhooks WHERE tenant_id = ? AND agent_id = ? RETURNING id`, tenant, id); err != nil {
@@ -168,11 +168,11 @@ func checkAgentExists(ctx context.Context, tx *sqlx.Tx, tenant, id string) error
 		return fmt.Errorf("check agent %q: %w", id, err)
 	}
 	if n == 0 {
-		return agentNotFound(id)
+		return AgentNotFound(id)
 	}
 	return nil
 }
 
-func agentNotFound(id string) error {
-	return switchboard.Errorf(switchboard.ENOTFOUND, "Agent %s not found.", quote(id))
+func AgentNotFound(id string) error {
+	return switchboard.Errorf(switchboard.ENOTFOUND, "Agent %s not found.", Quote(id))
 }

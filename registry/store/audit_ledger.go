@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // The ledger: what the matcher owes. For every event it matches to at
@@ -19,17 +17,28 @@ import (
 // unaccounted for (the audit, audit.go). An event that matched no webhook
 // has no record.
 
+// Matched is the ledger's record of one event's matching: the webhooks the
+// matcher chose for it. It has the fields of streams.Matched, in their
+// order, so the attempt ingester converts one into the other; the store
+// keeps its own type because it does not import the wire formats.
+type Matched struct {
+	TenantID, EventID, EventType string
+	EventSeq                     uint64
+	At                           time.Time
+	WebhookIDs                   []string
+}
+
 // RecordMatched stores the matcher's records of matched events; a record
 // stored already changes nothing (they are unions: an event matched twice
 // owes what either matching chose). It is what the attempt ingester does
 // with them, for tests and tools.
-func (db *DB) RecordMatched(ctx context.Context, matched []streams.Matched) error {
-	_, err := db.recordLog(ctx, nil, matched, 0)
+func (db *DB) RecordMatched(ctx context.Context, matched []Matched) error {
+	_, err := db.RecordLog(ctx, nil, matched, 0)
 	return err
 }
 
 // recordMatched stores matched in tx.
-func recordMatched(ctx context.Context, tx *sqlx.Tx, matched []streams.Matched) error {
+func recordMatched(ctx context.Context, tx *sqlx.Tx, matched []Matched) error {
 	if len(matched) == 0 {
 		return nil
 	}
@@ -53,7 +62,7 @@ func recordMatched(ctx context.Context, tx *sqlx.Tx, matched []streams.Matched) 
 // tenant stored at seq in SB_EVENTS, in id order; none when it has no
 // record (it matched none, it is not matched yet, or a worker from before
 // the ledger matched it).
-func (db *DB) matchedWebhooks(ctx context.Context, tenant, id string, seq uint64) ([]string, error) {
+func (db *DB) MatchedWebhooks(ctx context.Context, tenant, id string, seq uint64) ([]string, error) {
 	var ids []string
 	err := db.db.SelectContext(ctx, &ids, `SELECT webhook_id FROM matched WHERE tenant_id = ? AND event_id = ? AND event_seq = ? ORDER BY webhook_id`,
 		tenant, id, int64(seq))
@@ -63,8 +72,8 @@ func (db *DB) matchedWebhooks(ctx context.Context, tenant, id string, seq uint64
 	return ids, nil
 }
 
-// ledgerRow is a delivery owed, with what the attempt log last said of it.
-type ledgerRow struct {
+// LedgerRow is a delivery owed, with what the attempt log last said of it.
+type LedgerRow struct {
 	TenantID  string `db:"tenant_id"`
 	EventID   string `db:"event_id"`
 	WebhookID string `db:"webhook_id"`
@@ -86,8 +95,8 @@ const lastAttempt = `
 // ledger returns up to limit deliveries owed that were matched at or after
 // since, newest first (when there are more, the periodic audit then
 // watches the recent ones), and whether more were.
-func (db *DB) ledger(ctx context.Context, since time.Time, limit int) ([]ledgerRow, bool, error) {
-	var rows []ledgerRow
+func (db *DB) Ledger(ctx context.Context, since time.Time, limit int) ([]LedgerRow, bool, error) {
+	var rows []LedgerRow
 	err := db.db.SelectContext(ctx, &rows, `SELECT m.tenant_id, m.event_id, m.webhook_id, m.matched_at, `+lastAttempt+`
 		FROM matched m WHERE m.matched_at >= ? ORDER BY m.matched_at DESC LIMIT ?`, unixNano(since), limit+1)
 	if err != nil {
@@ -98,10 +107,10 @@ func (db *DB) ledger(ctx context.Context, since time.Time, limit int) ([]ledgerR
 }
 
 // ledgerOf reads again what the attempt log says of the deliveries of rows.
-func (db *DB) ledgerOf(ctx context.Context, rows []ledgerRow) ([]ledgerRow, error) {
-	out := make([]ledgerRow, 0, len(rows))
+func (db *DB) LedgerOf(ctx context.Context, rows []LedgerRow) ([]LedgerRow, error) {
+	out := make([]LedgerRow, 0, len(rows))
 	for _, r := range rows {
-		var got ledgerRow
+		var got LedgerRow
 		err := db.db.GetContext(ctx, &got, `SELECT m.tenant_id, m.event_id, m.webhook_id, min(m.matched_at) AS matched_at, `+lastAttempt+`
 			FROM matched m WHERE m.tenant_id = ? AND m.event_id = ? AND m.webhook_id = ? GROUP BY m.tenant_id, m.event_id, m.webhook_id`,
 			r.TenantID, r.EventID, r.WebhookID)

@@ -1,4 +1,4 @@
-package registry_test
+package store_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 )
 
 // BenchmarkAttemptLogSize measures what one attempt costs in registry.db,
@@ -38,7 +39,7 @@ func BenchmarkAttemptLogSize(b *testing.B) {
 		}, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			db := MustOpenDB(b)
+			db := dbtest.Open(b)
 			ctx := context.Background()
 			before, err := db.UsedBytes(ctx)
 			if err != nil {

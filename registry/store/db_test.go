@@ -1,4 +1,4 @@
-package registry_test
+package store_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func TestOpen_Reopen(t *testing.T) {
@@ -17,11 +18,11 @@ func TestOpen_Reopen(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	db, err := registry.Open(path)
+	db, err := store.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant, key, err := registry.Bootstrap(context.Background(), db, "")
+	tenant, key, err := store.Bootstrap(context.Background(), db, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestOpen_Reopen(t *testing.T) {
 		t.Fatalf("the database is not where asked: %v", err)
 	}
 
-	db = mustOpenDBAt(t, path) // migrations already applied: a no-op
+	db = dbtest.OpenAt(t, path) // migrations already applied: a no-op
 	k, err := db.Authenticate(context.Background(), key)
 	if err != nil || k.TenantID != tenant.ID {
 		t.Errorf("after reopening: %+v, %v", k, err)
@@ -41,7 +42,7 @@ func TestOpen_Reopen(t *testing.T) {
 
 func TestOpen_Errors(t *testing.T) {
 	for _, path := range []string{"", filepath.Join(t.TempDir(), "missing-dir", "registry.db")} {
-		if db, err := registry.Open(path); err == nil {
+		if db, err := store.Open(path); err == nil {
 			db.Close()
 			t.Errorf("open %q: no error", path)
 		}
@@ -62,7 +63,7 @@ func TestDB_TwoProcesses(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "registry.db")
-	db := mustOpenDBAt(t, path)
+	db := dbtest.OpenAt(t, path)
 	tenant, err := db.EnsureTenant(context.Background(), "shared")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestDB_TwoProcesses(t *testing.T) {
 // writeKeys opens the database on its own, as a separate process would,
 // ensures the shared tenant and creates keys in it.
 func writeKeys(t *testing.T, path, prefix string) {
-	db := mustOpenDBAt(t, path)
+	db := dbtest.OpenAt(t, path)
 	ctx := context.Background()
 	tenant, err := db.EnsureTenant(ctx, "shared")
 	if err != nil {

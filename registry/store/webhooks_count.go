@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 // countWebhooksByStatus returns how many webhooks have each status, across
 // every tenant.
-func (db *DB) countWebhooksByStatus(ctx context.Context) (map[string]int, error) {
+func (db *DB) CountWebhooksByStatus(ctx context.Context) (map[string]int, error) {
 	var rows []struct {
 		Status string `db:"status"`
 		N      int    `db:"n"`

@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -19,7 +19,7 @@ const (
 )
 
 // EventType is an entry of a tenant's catalogue: one of
-// switchboard.DefaultEventTypes, or one of the tenant's own (Custom).
+// DefaultEventTypes, or one of the tenant's own (Custom).
 type EventType struct {
 	switchboard.EventType
 	Custom bool
@@ -37,7 +37,7 @@ type eventTypeRow struct {
 // types in their order, then the tenant's own by name. It returns
 // EUNAUTHORIZED when ctx carries no tenant.
 func (db *DB) FindEventTypes(ctx context.Context) ([]EventType, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("find event types: %w", err)
 	}
@@ -47,8 +47,8 @@ func (db *DB) FindEventTypes(ctx context.Context) ([]EventType, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find event types: %w", err)
 	}
-	out := make([]EventType, 0, len(switchboard.DefaultEventTypes)+len(rows))
-	for _, t := range switchboard.DefaultEventTypes {
+	out := make([]EventType, 0, len(DefaultEventTypes)+len(rows))
+	for _, t := range DefaultEventTypes {
 		out = append(out, EventType{EventType: t})
 	}
 	for _, r := range rows {
@@ -63,16 +63,16 @@ func (db *DB) FindEventTypes(ctx context.Context) ([]EventType, error) {
 // has a type of that name (a default one or the tenant's own) and EINVALID
 // when the tenant has its quota of them already (Quotas.EventTypesPerTenant).
 func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (EventType, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, err)
 	}
 	conflict := &switchboard.Error{
 		Code:    switchboard.ECONFLICT,
-		Message: fmt.Sprintf("The event type %s exists already.", quote(t.Name)),
+		Message: fmt.Sprintf("The event type %s exists already.", Quote(t.Name)),
 		Fields:  map[string][]string{"name": {"is already in the catalogue"}},
 	}
-	if slices.ContainsFunc(switchboard.DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == t.Name }) {
+	if slices.ContainsFunc(DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == t.Name }) {
 		return EventType{}, fmt.Errorf("create event type %q: %w", t.Name, conflict)
 	}
 	err = db.withTx(ctx, func(tx *sqlx.Tx) error {
@@ -81,7 +81,7 @@ func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (Eve
 		}
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO event_types (tenant_id, name, description, created_at) VALUES (?, ?, ?, ?)`,
-			tenant, t.Name, t.Description, now())
+			tenant, t.Name, t.Description, Now())
 		switch {
 		case isConstraint(err, sqlite3.ErrConstraintPrimaryKey), isConstraint(err, sqlite3.ErrConstraintUnique):
 			return conflict
@@ -101,10 +101,10 @@ func (db *DB) CreateEventType(ctx context.Context, t switchboard.EventType) (Eve
 // (producer.Handler.Catalogue), as webhooks cannot subscribe to them. It
 // returns EUNAUTHORIZED when ctx carries no tenant.
 func (db *DB) HasEventType(ctx context.Context, typ string) (bool, error) {
-	if slices.ContainsFunc(switchboard.DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == typ }) {
+	if slices.ContainsFunc(DefaultEventTypes, func(d switchboard.EventType) bool { return d.Name == typ }) {
 		return true, nil
 	}
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return false, fmt.Errorf("has event type %q: %w", typ, err)
 	}
@@ -113,4 +113,22 @@ func (db *DB) HasEventType(ctx context.Context, typ string) (bool, error) {
 		return false, fmt.Errorf("has event type %q: %w", typ, err)
 	}
 	return n > 0, nil
+}
+
+// DefaultEventTypes is the catalogue every tenant starts with. The
+// operational types are in it so that alert hooks can subscribe to them.
+var DefaultEventTypes = []switchboard.EventType{
+	{Name: "call.started", Description: "A phone call started."},
+	{Name: "call.answered", Description: "A phone call was answered."},
+	{Name: "call.ended", Description: "A phone call ended."},
+	{Name: "agent.presence_changed", Description: "An agent's presence changed."},
+	{Name: "agent.logged_in", Description: "An agent logged in."},
+	{Name: "agent.logged_out", Description: "An agent logged out."},
+	{Name: "contact.created", Description: "A contact was created."},
+	{Name: "contact.changed", Description: "A contact was changed."},
+	{Name: "sale.created", Description: "A sale was created."},
+	{Name: "sale.changed", Description: "A sale was changed."},
+	{Name: switchboard.EventWebhookDisabled, Description: "Alert hooks only: Switchboard stopped a webhook whose deliveries kept failing, or whose receiver answered 410 Gone."},
+	{Name: switchboard.EventDeliveryDeadLettered, Description: "Alert hooks only: a delivery was given up and dead-lettered."},
+	{Name: switchboard.EventWebhookRecovered, Description: "Alert hooks only: a webhook stopped for too many errors was set active again."},
 }

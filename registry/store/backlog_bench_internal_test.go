@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // fillBacklog stores, in a real SQLite file, webhooks webhooks of one
@@ -120,18 +119,18 @@ func BenchmarkBacklog_Record(b *testing.B) {
 			seq := 0
 			cpu0 := cpuTime(b)
 			for b.Loop() {
-				matched := make([]streams.Matched, batch)
+				matched := make([]Matched, batch)
 				attempts := make([]switchboard.Attempt, batch)
 				at := time.Now()
 				for i := range batch {
 					seq++
 					id := fmt.Sprintf("evt_r%d", seq)
-					matched[i] = streams.Matched{TenantID: "t", EventID: id, EventSeq: uint64(seq), EventType: "call.started",
+					matched[i] = Matched{TenantID: "t", EventID: id, EventSeq: uint64(seq), EventType: "call.started",
 						WebhookIDs: []string{"wh_bench0000"}, At: at}
 					attempts[i] = switchboard.Attempt{ID: fmt.Sprintf("att_r%d", seq), TenantID: "t", WebhookID: "wh_bench0000",
 						EventID: id, EventType: "call.started", Number: 1, At: at, Outcome: switchboard.AttemptDelivered}
 				}
-				if _, err := db.recordLog(ctx, attempts, matched, 0); err != nil {
+				if _, err := db.RecordLog(ctx, attempts, matched, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

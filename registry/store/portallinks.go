@@ -1,4 +1,4 @@
-package registry
+package store
 
 import (
 	"context"
@@ -54,7 +54,7 @@ const portalLinkColumns = `id, tenant_id, ifnull(agent_id, '') AS agent_id, read
 // MinPortalLinkTTL..MaxPortalLinkTTL or a malformed agent id, and
 // ENOTFOUND when the agent does not exist.
 func (db *DB) CreatePortalLink(ctx context.Context, agentID string, ttl time.Duration, readOnly bool) (string, PortalLink, error) {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return "", PortalLink{}, fmt.Errorf("create portal link: %w", err)
 	}
@@ -63,13 +63,13 @@ func (db *DB) CreatePortalLink(ctx context.Context, agentID string, ttl time.Dur
 		fe.Add("expires_in", fmt.Sprintf("must be %d to %d seconds", int(MinPortalLinkTTL.Seconds()), int(MaxPortalLinkTTL.Seconds())))
 	}
 	if agentID != "" && !switchboard.ValidAgentID(agentID) {
-		fe.Add("agent_id", agentIDRule)
+		fe.Add("agent_id", AgentIDRule)
 	}
 	if err := fe.Err(); err != nil {
 		return "", PortalLink{}, fmt.Errorf("create portal link: %w", err)
 	}
 	token := newPortalToken()
-	t := now()
+	t := Now()
 	l := PortalLink{
 		ID: switchboard.NewID("pl_"), TenantID: tenant, AgentID: agentID, ReadOnly: readOnly,
 		CreatedAt: t, CreatedBy: switchboard.ActorFromContext(ctx), ExpiresAt: t.Add(ttl),
@@ -100,12 +100,12 @@ func (db *DB) CreatePortalLink(ctx context.Context, agentID string, ttl time.Dur
 // returns EUNAUTHORIZED when ctx carries no tenant and ENOTFOUND when the
 // tenant has no such link.
 func (db *DB) RevokePortalLink(ctx context.Context, id string) error {
-	tenant, err := tenantFrom(ctx)
+	tenant, err := TenantFrom(ctx)
 	if err != nil {
 		return fmt.Errorf("revoke portal link %s: %w", id, err)
 	}
 	res, err := db.db.ExecContext(ctx,
-		`UPDATE portal_links SET revoked_at = ifnull(revoked_at, ?) WHERE tenant_id = ? AND id = ?`, now(), tenant, id)
+		`UPDATE portal_links SET revoked_at = ifnull(revoked_at, ?) WHERE tenant_id = ? AND id = ?`, Now(), tenant, id)
 	if err != nil {
 		return fmt.Errorf("revoke portal link %s: %w", id, err)
 	}
@@ -123,21 +123,21 @@ func (db *DB) AuthenticatePortalLink(ctx context.Context, token string) (PortalL
 	err := db.db.GetContext(ctx, &l, `SELECT `+portalLinkColumns+` FROM portal_links WHERE hash = ?`, hashKey(token))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return PortalLink{}, errUnknownPortalLink
+		return PortalLink{}, ErrUnknownPortalLink
 	case err != nil:
 		return PortalLink{}, fmt.Errorf("authenticate portal link: %w", err)
 	case l.RevokedAt != nil:
 		return PortalLink{}, switchboard.Errorf(switchboard.EUNAUTHORIZED,
 			"This portal link was revoked; ask for a new one.")
-	case !now().Before(l.ExpiresAt):
+	case !Now().Before(l.ExpiresAt):
 		return PortalLink{}, switchboard.Errorf(switchboard.EUNAUTHORIZED,
 			"This portal link expired at %s; ask for a new one.", l.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return l, nil
 }
 
-// isPortalToken tells a portal link's token from an API key.
-func isPortalToken(token string) bool { return strings.HasPrefix(token, PortalTokenPrefix) }
+// IsPortalToken tells a portal link's token from an API key.
+func IsPortalToken(token string) bool { return strings.HasPrefix(token, PortalTokenPrefix) }
 
 func newPortalToken() string {
 	b := make([]byte, 32)
@@ -145,3 +145,7 @@ func newPortalToken() string {
 	digits := new(big.Int).SetBytes(b).Text(62)
 	return PortalTokenPrefix + strings.Repeat("0", keyDigits-len(digits)) + digits
 }
+
+// ErrUnknownPortalLink is AuthenticatePortalLink's answer to a token that no
+// link has.
+var ErrUnknownPortalLink = switchboard.Errorf(switchboard.EUNAUTHORIZED, "Invalid portal link.")
