@@ -16,7 +16,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -314,7 +314,7 @@ func waitIngested(ctx context.Context, t *testing.T, sys *system) {
 		if err != nil {
 			return false
 		}
-		c, err := sys.js.Consumer(ctx, streams.Attempts, registry.AttemptsConsumer)
+		c, err := sys.js.Consumer(ctx, streams.Attempts, control.AttemptsConsumer)
 		if err != nil {
 			return false
 		}

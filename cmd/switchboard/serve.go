@@ -28,7 +28,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/control"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -79,11 +80,11 @@ type serveConfig struct {
 	// keeps it forever.
 	AttemptRetention time.Duration
 	// AdoptMirror lets the registry take over a KV bucket that another
-	// database mirrored into (registry.Mirror.Adopt).
+	// database mirrored into (control.Mirror.Adopt).
 	AdoptMirror bool
 	// AttemptBodyRetention is how long attempts keep their response body
 	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
-	// oldest first (registry.AttemptIngester); 0 disables either.
+	// oldest first (control.AttemptIngester); 0 disables either.
 	AttemptBodyRetention time.Duration
 	AttemptLogMaxBytes   byteSize
 	// BacklogTop is how many webhooks switchboard_backlog_deliveries
@@ -95,7 +96,7 @@ type serveConfig struct {
 
 	// HTTP bounds what clients may hold of the HTTP servers (--listen and
 	// --metrics-listen).
-	HTTP registry.HTTPLimits
+	HTTP api.HTTPLimits
 	// MetricsListen, when set, serves /metrics there and not on Listen.
 	MetricsListen string
 	// Quotas bound what each tenant may keep (registry).
@@ -119,15 +120,15 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
-		APIRateLimit:    registry.DefaultAPIRateLimit,
-		DisableAfter:    registry.DefaultDisableAfter,
+		APIRateLimit:    api.DefaultAPIRateLimit,
+		DisableAfter:    control.DefaultDisableAfter,
 
-		AttemptRetention:     registry.DefaultAttemptRetention,
-		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
-		BacklogTop:           registry.DefaultBacklogTop,
-		BacklogInterval:      registry.DefaultBacklogInterval,
+		AttemptRetention:     control.DefaultAttemptRetention,
+		AttemptBodyRetention: control.DefaultAttemptBodyRetention,
+		BacklogTop:           control.DefaultBacklogTop,
+		BacklogInterval:      control.DefaultBacklogInterval,
 		Streams:              defaultStreamLimits(),
-		HTTP:                 registry.DefaultHTTPLimits(),
+		HTTP:                 api.DefaultHTTPLimits(),
 		Quotas:               store.DefaultQuotas(),
 	}
 }
@@ -294,7 +295,7 @@ func registerQuotaFlags(fs *flag.FlagSet, q *store.Quotas) {
 
 // registerHTTPFlags registers the limits of the HTTP servers and the
 // address of /metrics, which every role serves.
-func registerHTTPFlags(fs *flag.FlagSet, l *registry.HTTPLimits, metricsListen *string) {
+func registerHTTPFlags(fs *flag.FlagSet, l *api.HTTPLimits, metricsListen *string) {
 	fs.StringVar(metricsListen, "metrics-listen", *metricsListen, "serve /metrics (with /healthz and /readyz) on this address of its own, e.g. 127.0.0.1:9090, and not on --listen, so that it need not face the clients of the API; empty serves it on --listen")
 	fs.DurationVar(&l.ReadHeaderTimeout, "http-read-header-timeout", l.ReadHeaderTimeout, "how long a client may take to send a request's header")
 	fs.DurationVar(&l.ReadTimeout, "http-read-timeout", l.ReadTimeout, "how long a client may take to send a whole request, body included")

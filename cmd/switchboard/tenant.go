@@ -20,7 +20,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -47,7 +47,7 @@ func (c *adminConfig) register(fs *flag.FlagSet) {
 // create one: a mistyped --data-dir would otherwise get a registry of its
 // own, and the tenant or key would be made where no server looks. The file
 // may be in use by `serve`: SQLite in WAL mode lets both write (see
-// registry.Open).
+// store.Open).
 //
 // It also returns the command's logger, as the flags set it.
 func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *store.DB, error) {
@@ -334,7 +334,7 @@ func purgeDeadLetters(ctx context.Context, url string, auth natsAuth, tenantID s
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: %w", err)
 	}
-	return registry.PurgeTenantDeadLetters(ctx, js, tenantID)
+	return control.PurgeTenantDeadLetters(ctx, js, tenantID)
 }
 
 func printCounts(w io.Writer, c store.TenantCounts) {
