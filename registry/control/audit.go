@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/registry/internal/promreg"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -93,62 +90,6 @@ type AuditOptions struct {
 	// SkipEvents leaves SB_EVENTS unread (events_accepted 0): what the
 	// periodic audit, which only counts the unaccounted, does.
 	SkipEvents bool
-}
-
-// AuditCounts are the figures of a tenant, or of all.
-type AuditCounts struct {
-	EventsAccepted     int `json:"events_accepted"`
-	DeliveriesExpected int `json:"deliveries_expected"`
-	Delivered          int `json:"delivered"`
-	DeadLettered       int `json:"dead_lettered"`
-	Retrying           int `json:"retrying"`
-	Pending            int `json:"pending"`
-	WebhookDeleted     int `json:"webhook_deleted"`
-	Unaccounted        int `json:"unaccounted"`
-}
-
-func (c *AuditCounts) add(o AuditCounts) {
-	c.EventsAccepted += o.EventsAccepted
-	c.DeliveriesExpected += o.DeliveriesExpected
-	c.Delivered += o.Delivered
-	c.DeadLettered += o.DeadLettered
-	c.Retrying += o.Retrying
-	c.Pending += o.Pending
-	c.WebhookDeleted += o.WebhookDeleted
-	c.Unaccounted += o.Unaccounted
-}
-
-// UnaccountedDelivery is a delivery owed that nothing accounts for.
-type UnaccountedDelivery struct {
-	EventID   string    `json:"event_id"`
-	WebhookID string    `json:"webhook_id"`
-	MatchedAt time.Time `json:"matched_at"`
-	// LastOutcome is the outcome of its last attempt recorded, "" for none.
-	LastOutcome string `json:"last_outcome,omitempty"`
-}
-
-// TenantAudit is the audit of one tenant.
-type TenantAudit struct {
-	TenantID string `json:"tenant_id"`
-	AuditCounts
-	// Unaccounted lists up to maxUnaccountedListed of them, oldest first.
-	UnaccountedDeliveries []UnaccountedDelivery `json:"unaccounted_deliveries"`
-}
-
-// AuditReport is what an audit found.
-type AuditReport struct {
-	Since        time.Time     `json:"since"`
-	Until        time.Time     `json:"until"`
-	GraceSeconds float64       `json:"grace_seconds"`
-	Limit        int           `json:"limit"`
-	Tenants      []TenantAudit `json:"tenants"`
-	Total        AuditCounts   `json:"total"`
-	// Truncated says a bound was reached; Truncation says which. Counts
-	// then cover part of the window (events: its start; deliveries owed:
-	// the oldest), and deliveries not found in a truncated read of
-	// SB_DELIVERIES count as pending, never as unaccounted.
-	Truncated  bool     `json:"truncated"`
-	Truncation []string `json:"truncation"`
 }
 
 // deliveryKey names a delivery: the webhook and the event (its id).
@@ -409,67 +350,4 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return ev, nil
-}
-
-// Auditor runs the audit over the last DefaultAuditWindow every Interval
-// and sets switchboard_deliveries_unaccounted to what it counts.
-type Auditor struct {
-	DB     *store.DB
-	JS     jetstream.JetStream
-	Logger *slog.Logger
-	// Interval is a minute when 0.
-	Interval    time.Duration
-	unaccounted prometheus.Gauge
-}
-
-// NewAuditor returns an Auditor whose gauge is registered with reg (nil:
-// not exported).
-func NewAuditor(db *store.DB, js jetstream.JetStream, reg prometheus.Registerer) *Auditor {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "switchboard_deliveries_unaccounted",
-		Help: "Deliveries matched in the last hour that nothing accounts for (no outcome, no queued message, older than the audit's grace), at the last periodic audit.",
-	})
-	if reg != nil {
-		g = promreg.Register(reg, g)
-	}
-	return &Auditor{DB: db, JS: js, unaccounted: g}
-}
-
-// Run audits until ctx is done, then returns nil. A failed audit is
-// logged and leaves the gauge as it was.
-func (a *Auditor) Run(ctx context.Context) error {
-	log := a.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	every := a.Interval
-	if every <= 0 {
-		every = time.Minute
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		rep, err := RunAudit(ctx, a.DB, a.JS, AuditOptions{Since: time.Now().Add(-DefaultAuditWindow), SkipEvents: true})
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("audit", "err", err)
-		case err == nil:
-			a.unaccounted.Set(float64(rep.Total.Unaccounted))
-			for _, t := range rep.Tenants {
-				if t.Unaccounted == 0 {
-					continue
-				}
-				ids := make([]string, 0, 20)
-				for _, d := range t.UnaccountedDeliveries[:min(20, len(t.UnaccountedDeliveries))] {
-					ids = append(ids, d.EventID+"/"+d.WebhookID)
-				}
-				log.Error("audit: deliveries unaccounted for", "tenant", t.TenantID, "unaccounted", t.Unaccounted, "first", ids)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }
