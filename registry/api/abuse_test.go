@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // replayIDsBody is a replay request naming n ids: as many distinct ones as
@@ -35,8 +36,8 @@ func TestDeadLetters_ReplayTooManyIDs(t *testing.T) {
 	if len(body) > 1<<20 {
 		t.Fatalf("the body is %d bytes, over the limit", len(body))
 	}
-	_, b := a.replay(t, a.Key, body, http.StatusUnprocessableEntity)
-	got := decode[errorJSON](t, b)
+	_, b := replay(t, a, a.Key, body, http.StatusUnprocessableEntity)
+	got := apitest.Decode[apitest.ErrorJSON](t, b)
 	if want := []string{"must hold at most 1000 dead letter ids"}; strings.Join(got.Errors["ids"], "|") != want[0] {
 		t.Errorf("ids: %q, want %q", got.Errors["ids"], want)
 	}
@@ -53,7 +54,7 @@ func BenchmarkReplayTooManyIDs(b *testing.B) {
 	body := replayIDsBody(100_000)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if status, resp := a.do(b, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusUnprocessableEntity {
+		if status, resp := a.Do(b, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusUnprocessableEntity {
 			b.Fatalf("%d %s", status, resp)
 		}
 	}
@@ -77,14 +78,14 @@ func TestTestSend_ErrorsHideResolvedAddresses(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			logs := &syncBuffer{}
-			a := startAPI(t, func(s *api.Server) {
+			a := apitest.Start(t, func(s *api.Server) {
 				s.Guard = tc.guard
 				s.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			})
-			wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+			wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 				"name": "by name", "url": "http://localhost:" + port + "/h?token=s3cret", "events": []string{"*"},
 			}))
-			res := a.testSend(t, a.Key, wh.ID)
+			res := testSend(t, a, a.Key, wh.ID)
 			if res.Success || !strings.Contains(res.Error, tc.want) {
 				t.Errorf("answer %+v, want the error to say %q", res, tc.want)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -31,15 +32,15 @@ type keyJSON struct {
 }
 
 func TestAdmin_TenantsAndKeys(t *testing.T) {
-	a := startAPI(t, nil) // a.Key is the bootstrap key: admin
+	a := apitest.Start(t, nil) // a.Key is the bootstrap key: admin
 
-	status, b := a.do(t, http.MethodPost, "/v1/tenants", a.Key, `{"name": "acme"}`)
-	acme := decode[tenantJSON](t, b)
+	status, b := a.Do(t, http.MethodPost, "/v1/tenants", a.Key, `{"name": "acme"}`)
+	acme := apitest.Decode[tenantJSON](t, b)
 	if status != http.StatusCreated || !strings.HasPrefix(acme.ID, "ten_") || acme.Name != "acme" || acme.CreatedAt.IsZero() {
 		t.Fatalf("create tenant: %d %s", status, b)
 	}
-	status, b = a.do(t, http.MethodPost, "/v1/tenants", a.Key, `{"name": "acme"}`)
-	if e := decode[errorJSON](t, b); status != http.StatusConflict || len(e.Errors["name"]) == 0 {
+	status, b = a.Do(t, http.MethodPost, "/v1/tenants", a.Key, `{"name": "acme"}`)
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusConflict || len(e.Errors["name"]) == 0 {
 		t.Errorf("same name again: %d %s", status, b)
 	}
 	for body, want := range map[string]int{
@@ -47,20 +48,20 @@ func TestAdmin_TenantsAndKeys(t *testing.T) {
 		`{"name": "` + strings.Repeat("x", 256) + `"}`: 422,
 		`{"name": 1}`: 400, `nope`: 400,
 	} {
-		if status, b := a.do(t, http.MethodPost, "/v1/tenants", a.Key, body); status != want {
+		if status, b := a.Do(t, http.MethodPost, "/v1/tenants", a.Key, body); status != want {
 			t.Errorf("POST /v1/tenants %s: %d, want %d: %s", body, status, want, b)
 		}
 	}
 
 	keysPath := "/v1/tenants/" + acme.ID + "/keys"
-	status, b = a.do(t, http.MethodPost, keysPath, a.Key, `{"name": "ci"}`)
-	ci := decode[keyJSON](t, b)
+	status, b = a.Do(t, http.MethodPost, keysPath, a.Key, `{"name": "ci"}`)
+	ci := apitest.Decode[keyJSON](t, b)
 	if status != http.StatusCreated || !strings.HasPrefix(ci.ID, "key_") || ci.TenantID != acme.ID || ci.Name != "ci" ||
 		ci.Admin || !regexp.MustCompile(`^sk_[0-9A-Za-z]{43}$`).MatchString(ci.Key) {
 		t.Fatalf("create key: %d %s", status, b)
 	}
 	// The new key acts for its tenant, which has nothing yet.
-	if page := decode[listJSON](t, mustGet(t, a, ci.Key, "/v1/webhooks")); len(page.Data) != 0 {
+	if page := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, ci.Key, "/v1/webhooks")); len(page.Data) != 0 {
 		t.Errorf("acme sees webhooks: %+v", page.Data)
 	}
 	k, err := a.DB.Authenticate(context.Background(), ci.Key)
@@ -74,8 +75,8 @@ func TestAdmin_TenantsAndKeys(t *testing.T) {
 		{keysPath, `{"name": "sneaky", "admin": true}`},
 		{"/v1/tenants/" + a.Tenant.ID + "/keys", `{"name": "sneaky"}`},
 	} {
-		status, b := a.do(t, http.MethodPost, req.path, ci.Key, req.body)
-		if e := decode[errorJSON](t, b); status != http.StatusForbidden || e.Message == "" {
+		status, b := a.Do(t, http.MethodPost, req.path, ci.Key, req.body)
+		if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusForbidden || e.Message == "" {
 			t.Errorf("non-admin POST %s: %d %s", req.path, status, b)
 		}
 	}
@@ -87,12 +88,12 @@ func TestAdmin_TenantsAndKeys(t *testing.T) {
 	}
 
 	// An admin key of another tenant administers too.
-	status, b = a.do(t, http.MethodPost, keysPath, a.Key, `{"name": "ops", "admin": true}`)
-	ops := decode[keyJSON](t, b)
+	status, b = a.Do(t, http.MethodPost, keysPath, a.Key, `{"name": "ops", "admin": true}`)
+	ops := apitest.Decode[keyJSON](t, b)
 	if status != http.StatusCreated || !ops.Admin {
 		t.Fatalf("create admin key: %d %s", status, b)
 	}
-	if status, b := a.do(t, http.MethodPost, "/v1/tenants", ops.Key, `{"name": "globex"}`); status != http.StatusCreated {
+	if status, b := a.Do(t, http.MethodPost, "/v1/tenants", ops.Key, `{"name": "globex"}`); status != http.StatusCreated {
 		t.Errorf("admin key of acme creates a tenant: %d %s", status, b)
 	}
 
@@ -105,7 +106,7 @@ func TestAdmin_TenantsAndKeys(t *testing.T) {
 		{keysPath, `{"name": "x", "admin": "yes"}`, 400},
 		{"/v1/tenants/ten_nope/keys", `{"name": "x"}`, 404},
 	} {
-		if status, b := a.do(t, http.MethodPost, tc.path, a.Key, tc.body); status != tc.want {
+		if status, b := a.Do(t, http.MethodPost, tc.path, a.Key, tc.body); status != tc.want {
 			t.Errorf("POST %s %s: %d, want %d: %s", tc.path, tc.body, status, tc.want, b)
 		}
 	}

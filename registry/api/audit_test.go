@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -31,9 +32,9 @@ type auditJSON struct {
 	Truncated bool                `json:"truncated"`
 }
 
-func (a *apiEnv) audit(tb testing.TB, key, query string) auditJSON {
+func audit(tb testing.TB, a *apitest.Env, key, query string) auditJSON {
 	tb.Helper()
-	status, b := a.do(tb, http.MethodGet, "/v1/audit"+query, key, "")
+	status, b := a.Do(tb, http.MethodGet, "/v1/audit"+query, key, "")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /v1/audit%s: %d %s", query, status, b)
 	}
@@ -46,9 +47,9 @@ func (a *apiEnv) audit(tb testing.TB, key, query string) auditJSON {
 
 // eventDeliveries returns the state of each delivery GET /v1/events/{id}
 // lists, by webhook.
-func (a *apiEnv) eventDeliveries(tb testing.TB, id string) map[string]string {
+func eventDeliveries(tb testing.TB, a *apitest.Env, id string) map[string]string {
 	tb.Helper()
-	status, b := a.do(tb, http.MethodGet, "/v1/events/"+id, a.Key, "")
+	status, b := a.Do(tb, http.MethodGet, "/v1/events/"+id, a.Key, "")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /v1/events/%s: %d %s", id, status, b)
 	}
@@ -68,7 +69,7 @@ func (a *apiEnv) eventDeliveries(tb testing.TB, id string) map[string]string {
 	return out
 }
 
-func publishEvents(tb testing.TB, a *apiEnv, prefix string, n int) []string {
+func publishEvents(tb testing.TB, a *apitest.Env, prefix string, n int) []string {
 	tb.Helper()
 	var ids []string
 	for i := range n {
@@ -97,7 +98,7 @@ func TestAudit_AccountsForEveryDelivery(t *testing.T) {
 		for k, v := range set {
 			body[k] = v
 		}
-		return a.create(t, a.Key, "/v1/webhooks", jsonBody(t, body)).ID
+		return a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, body)).ID
 	}
 	delivered := create("ok", ok.URL, nil)
 	dead := create("dead", failing.URL, map[string]any{"max_retries": 0})
@@ -105,7 +106,7 @@ func TestAudit_AccountsForEveryDelivery(t *testing.T) {
 	later := create("later", ok.URL, map[string]any{"status": "inactive"})
 	create("other-type", ok.URL, map[string]any{"events": []string{"agent.*"}})
 
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	index := startPipeline(t, a)
 	testenv.WaitFor(t, 10*time.Second, "the index holds the webhooks", func() bool {
 		return index.Has(delivered) && index.Has(dead) && index.Has(retrying)
@@ -114,33 +115,33 @@ func TestAudit_AccountsForEveryDelivery(t *testing.T) {
 	// The "matched" records are ingested, the third of the owed attempts
 	// are retrying.
 	testenv.WaitFor(t, 30*time.Second, "delivered and dead-lettered, retries under way", func() bool {
-		c := a.audit(t, a.Key, "?since=1h").Total
+		c := audit(t, a, a.Key, "?since=1h").Total
 		return c.Delivered == n && c.DeadLettered == n && c.Retrying == n
 	})
-	got := a.audit(t, a.Key, "?since=1h")
+	got := audit(t, a, a.Key, "?since=1h")
 	want := control.AuditCounts{EventsAccepted: n, DeliveriesExpected: 3 * n, Delivered: n, DeadLettered: n, Retrying: n}
 	if got.Total != want || len(got.Tenants) != 1 || got.Tenants[0].TenantID != a.Tenant.ID || got.Tenants[0].AuditCounts != want || got.Truncated {
 		t.Errorf("audit = %+v, want one tenant %s with %+v", got, a.Tenant.ID, want)
 	}
 
 	// Activated after the events were matched: never owed them.
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+later, a.Key, `{"status": "active"}`); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+later, a.Key, `{"status": "active"}`); status != http.StatusOK {
 		t.Fatalf("activate: %d %s", status, b)
 	}
-	states := a.eventDeliveries(t, ids[0])
+	states := eventDeliveries(t, a, ids[0])
 	wantStates := map[string]string{delivered: "delivered", dead: "dead_lettered", retrying: "retrying"}
 	if fmt.Sprint(states) != fmt.Sprint(wantStates) {
 		t.Errorf("GET /v1/events/%s deliveries = %v, want %v", ids[0], states, wantStates)
 	}
 
 	t.Run("admin-only", func(t *testing.T) {
-		key := a.newTenant(t, "customer")
-		if status, b := a.do(t, http.MethodGet, "/v1/audit", key, ""); status != http.StatusForbidden {
+		key := a.NewTenant(t, "customer")
+		if status, b := a.Do(t, http.MethodGet, "/v1/audit", key, ""); status != http.StatusForbidden {
 			t.Errorf("a tenant's key: %d %s, want 403", status, b)
 		}
 	})
 	t.Run("422", func(t *testing.T) {
-		status, b := a.do(t, http.MethodGet, "/v1/audit?since=yesterday&grace=0s&limit=0", a.Key, "")
+		status, b := a.Do(t, http.MethodGet, "/v1/audit?since=yesterday&grace=0s&limit=0", a.Key, "")
 		var e struct {
 			Errors map[string][]string `json:"errors"`
 		}
@@ -158,7 +159,7 @@ func TestAudit_AccountsForEveryDelivery(t *testing.T) {
 func TestAudit_FindsADroppedDelivery(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
 	}))
 	// The matcher alone: deliveries stay queued.
@@ -166,15 +167,15 @@ func TestAudit_FindsADroppedDelivery(t *testing.T) {
 	ids := publishEvents(t, a, "evt-drop", 2)
 
 	testenv.WaitFor(t, 10*time.Second, "the deliveries owed recorded", func() bool {
-		return a.audit(t, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 2
+		return audit(t, a, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 2
 	})
 	// Past the grace period, only their messages in SB_DELIVERIES account
 	// for them.
 	time.Sleep(1100 * time.Millisecond)
-	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Pending != 2 || got.Unaccounted != 0 {
+	if got := audit(t, a, a.Key, "?since=1h&grace=1s").Total; got.Pending != 2 || got.Unaccounted != 0 {
 		t.Errorf("queued: %+v, want 2 pending", got)
 	}
-	if got := a.eventDeliveries(t, ids[0]); fmt.Sprint(got) != fmt.Sprint(map[string]string{wh.ID: "pending"}) {
+	if got := eventDeliveries(t, a, ids[0]); fmt.Sprint(got) != fmt.Sprint(map[string]string{wh.ID: "pending"}) {
 		t.Errorf("GET /v1/events/%s deliveries = %v, want the webhook pending", ids[0], got)
 	}
 	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
@@ -185,7 +186,7 @@ func TestAudit_FindsADroppedDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // past the grace period
-	got := a.audit(t, a.Key, "?since=1h&grace=1s")
+	got := audit(t, a, a.Key, "?since=1h&grace=1s")
 	if got.Total.Unaccounted != 2 || got.Total.Pending != 0 || len(got.Tenants) != 1 {
 		t.Fatalf("after the purge: %+v, want 2 unaccounted", got)
 	}
@@ -219,11 +220,11 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
 	failing := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusInternalServerError })
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": failing.URL, "events": []string{"call.*"}, "max_retries": 5,
 	}))
 	index := startMatcher(t, a, wh.ID)
-	runUntilCleanup(t, (&consumer.Deliverer{
+	apitest.RunUntilCleanup(t, (&consumer.Deliverer{
 		JS: a.JS.JS, Index: index, Logger: slog.New(slog.DiscardHandler), Workers: 2, MaxAckPending: 8,
 		Retry: consumer.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1},
 		Guard: netguard.New(true),
@@ -231,10 +232,10 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 	publishEvents(t, a, "evt-retry", 2)
 
 	testenv.WaitFor(t, 10*time.Second, "both attempts failed, retries scheduled", func() bool {
-		return failing.Count() == 2 && a.audit(t, a.Key, "?since=1h&grace=1s").Total.Retrying == 2
+		return failing.Count() == 2 && audit(t, a, a.Key, "?since=1h&grace=1s").Total.Retrying == 2
 	})
 	time.Sleep(1100 * time.Millisecond) // past the grace period: only the schedules account for them
-	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Retrying != 2 || got.Unaccounted != 0 {
+	if got := audit(t, a, a.Key, "?since=1h&grace=1s").Total; got.Retrying != 2 || got.Unaccounted != 0 {
 		t.Errorf("retries scheduled an hour ahead: %+v, want 2 retrying", got)
 	}
 	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
@@ -244,7 +245,7 @@ func TestAudit_CountsScheduledRetries(t *testing.T) {
 	if err := stream.Purge(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := a.audit(t, a.Key, "?since=1h&grace=1s")
+	got := audit(t, a, a.Key, "?since=1h&grace=1s")
 	if got.Total.Unaccounted != 2 || len(got.Tenants) != 1 || len(got.Tenants[0].UnaccountedDeliveries) != 2 ||
 		got.Tenants[0].UnaccountedDeliveries[0].LastOutcome != "retrying" {
 		t.Errorf("schedules purged: %+v, want 2 unaccounted, last outcome retrying", got)
@@ -258,11 +259,11 @@ func TestAudit_CountsBatchedRetries(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
 	failing := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusInternalServerError })
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": failing.URL, "events": []string{"call.*"}, "max_retries": 5,
 	}))
 	index := startMatcher(t, a, wh.ID)
-	runUntilCleanup(t, (&consumer.Deliverer{
+	apitest.RunUntilCleanup(t, (&consumer.Deliverer{
 		JS: a.JS.JS, Index: index, Logger: slog.New(slog.DiscardHandler), Workers: 16, MaxAckPending: 64,
 		Retry: consumer.RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 1},
 		Guard: netguard.New(true),
@@ -271,7 +272,7 @@ func TestAudit_CountsBatchedRetries(t *testing.T) {
 	publishEvents(t, a, "evt-batch", n)
 
 	testenv.WaitFor(t, 20*time.Second, "every attempt failed, retries scheduled", func() bool {
-		return failing.Count() == n && a.audit(t, a.Key, "?since=1h&grace=1s").Total.Retrying == n
+		return failing.Count() == n && audit(t, a, a.Key, "?since=1h&grace=1s").Total.Retrying == n
 	})
 	stream, err := a.JS.JS.Stream(ctx, streams.Deliveries)
 	if err != nil {
@@ -285,7 +286,7 @@ func TestAudit_CountsBatchedRetries(t *testing.T) {
 		t.Fatalf("%d schedules for %d retries: none batched", info.State.Msgs, n)
 	}
 	time.Sleep(1100 * time.Millisecond) // past the grace period: only the batches account for them
-	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Retrying != n || got.Unaccounted != 0 {
+	if got := audit(t, a, a.Key, "?since=1h&grace=1s").Total; got.Retrying != n || got.Unaccounted != 0 {
 		t.Errorf("%d retries in %d schedules: %+v, want %d retrying", n, info.State.Msgs, got, n)
 	}
 }
@@ -297,7 +298,7 @@ func TestAudit_CountsBatchedRetries(t *testing.T) {
 func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
 	}))
 	matched := time.Now().Add(-2 * time.Minute)
@@ -317,14 +318,14 @@ func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
 	if err := a.DB.RecordMatched(ctx, []store.Matched{store.Matched(rec)}); err != nil {
 		t.Fatal(err)
 	}
-	got := a.audit(t, a.Key, "?since=1h&grace=1s")
+	got := audit(t, a, a.Key, "?since=1h&grace=1s")
 	if got.Total.Pending != 1 || got.Total.Unaccounted != 0 || !got.Truncated {
 		t.Errorf("attempt log behind: %+v, want 1 pending, truncated", got)
 	}
 
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	testenv.WaitFor(t, 30*time.Second, "the attempt ingested", func() bool {
-		got = a.audit(t, a.Key, "?since=1h&grace=1s")
+		got = audit(t, a, a.Key, "?since=1h&grace=1s")
 		return got.Total.Delivered == 1
 	})
 	if got.Total.Unaccounted != 0 || got.Truncated {
@@ -338,13 +339,13 @@ func TestAudit_WaitsForTheAttemptLog(t *testing.T) {
 func TestAudit_CountsQueuedReplays(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": "http://127.0.0.1:1/", "events": []string{"call.*"},
 	}))
 	startMatcher(t, a, wh.ID)
 	ids := publishEvents(t, a, "evt-replay", 1)
 	testenv.WaitFor(t, 10*time.Second, "the delivery owed recorded", func() bool {
-		return a.audit(t, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 1
+		return audit(t, a, a.Key, "?since=1h&grace=1s").Total.DeliveriesExpected == 1
 	})
 	// As a deliverer that gave up would leave it: out of the queue, in
 	// SB_DEAD. Then replayed, with no deliverer to take it.
@@ -356,9 +357,9 @@ func TestAudit_CountsQueuedReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	dl := putDeadLetter(t, a.JS.JS, a.Tenant.ID, wh.ID, ids[0], "retries_exhausted", 500)
-	a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dl}}), http.StatusAccepted)
+	replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"ids": []string{dl}}), http.StatusAccepted)
 	time.Sleep(1100 * time.Millisecond) // past the grace period
-	if got := a.audit(t, a.Key, "?since=1h&grace=1s").Total; got.Pending != 1 || got.Unaccounted != 0 {
+	if got := audit(t, a, a.Key, "?since=1h&grace=1s").Total; got.Pending != 1 || got.Unaccounted != 0 {
 		t.Errorf("a replay queued: %+v, want 1 pending", got)
 	}
 }
@@ -366,13 +367,13 @@ func TestAudit_CountsQueuedReplays(t *testing.T) {
 // startMatcher runs the attempt ingester, a webhook index and a matcher on
 // a's streams until the test ends, and returns the index once it holds
 // webhookID, so that events published next are matched to it.
-func startMatcher(t *testing.T, a *apiEnv, webhookID string) *consumer.Index {
+func startMatcher(t *testing.T, a *apitest.Env, webhookID string) *consumer.Index {
 	t.Helper()
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	logger := slog.New(slog.DiscardHandler)
 	index := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, index.Run)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
+	apitest.RunUntilCleanup(t, index.Run)
+	apitest.RunUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger}).Run)
 	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(webhookID) })
 	return index
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -32,13 +33,13 @@ type backlogJSON struct {
 }
 
 // backlog reads GET /v1/backlog?query with key and fails unless 200.
-func (a *apiEnv) backlog(tb testing.TB, key, query string) backlogJSON {
+func backlog(tb testing.TB, a *apitest.Env, key, query string) backlogJSON {
 	tb.Helper()
-	status, b := a.do(tb, http.MethodGet, "/v1/backlog?"+query, key, "")
+	status, b := a.Do(tb, http.MethodGet, "/v1/backlog?"+query, key, "")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /v1/backlog?%s: %d %s", query, status, b)
 	}
-	return decode[backlogJSON](tb, b)
+	return apitest.Decode[backlogJSON](tb, b)
 }
 
 // pendingOf maps the listed webhooks to their pending counts.
@@ -59,15 +60,15 @@ func (b backlogJSON) pendingOf() map[string]int64 {
 // both tenants; a manage key its own only.
 func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 	ctx := context.Background()
-	a := startAPI(t, nil)
-	keyB := a.newTenant(t, "tenant-b")
+	a := apitest.Start(t, nil)
+	keyB := a.NewTenant(t, "tenant-b")
 	tenantB, err := a.DB.FindTenantByName(ctx, "tenant-b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a1 := a.create(t, a.Key, "/v1/webhooks", `{"name": "a1", "url": "https://a1.example.com/h", "events": ["*"]}`).ID
-	a2 := a.create(t, a.Key, "/v1/webhooks", `{"name": "a2", "url": "https://a2.example.com/h", "events": ["*"]}`).ID
-	b1 := a.create(t, keyB, "/v1/webhooks", `{"name": "b1", "url": "https://b1.example.com/h", "events": ["*"]}`).ID
+	a1 := a.Create(t, a.Key, "/v1/webhooks", `{"name": "a1", "url": "https://a1.example.com/h", "events": ["*"]}`).ID
+	a2 := a.Create(t, a.Key, "/v1/webhooks", `{"name": "a2", "url": "https://a2.example.com/h", "events": ["*"]}`).ID
+	b1 := a.Create(t, keyB, "/v1/webhooks", `{"name": "b1", "url": "https://b1.example.com/h", "events": ["*"]}`).ID
 
 	start := time.Now().Add(-time.Hour).UTC()
 	var matched []store.Matched
@@ -98,7 +99,7 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 			}
 		}
 	}
-	got := a.backlog(t, a.Key, "")
+	got := backlog(t, a, a.Key, "")
 	want(t, got, 10, map[string]int64{a1: 5, a2: 3, b1: 2})
 	if got.Data[0].WebhookID != a1 || got.Data[0].Name != "a1" || got.Data[0].Status != "active" || !got.Data[0].OldestMatchedAt.Equal(start) {
 		t.Errorf("first row %+v, want a1, active, oldest %s", got.Data[0], start)
@@ -124,14 +125,14 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 	now := time.Now().UTC()
 	e := func(webhook string, i int) string { return fmt.Sprintf("evt_%s_%d", webhook, i) }
 	record(attempt("att_01", a1, e(a1, 0), switchboard.AttemptRetrying, now))
-	want(t, a.backlog(t, a.Key, ""), 10, map[string]int64{a1: 5, a2: 3, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 10, map[string]int64{a1: 5, a2: 3, b1: 2})
 	delivered := attempt("att_02", a1, e(a1, 0), switchboard.AttemptDelivered, now.Add(time.Second))
 	record(delivered)
 	record(delivered) // a duplicate record changes nothing
 	// An earlier attempt ingested late is not the last.
 	record(attempt("att_00", a1, e(a1, 0), switchboard.AttemptRetrying, now.Add(-time.Second)))
 	record(attempt("att_03", a1, e(a1, 1), switchboard.AttemptDeadLettered, now))
-	got = a.backlog(t, a.Key, "")
+	got = backlog(t, a, a.Key, "")
 	want(t, got, 8, map[string]int64{a1: 3, a2: 3, b1: 2})
 	if !got.Data[0].OldestMatchedAt.After(start) && got.Data[0].WebhookID == a1 {
 		t.Errorf("a1's oldest is still its settled first: %+v", got.Data[0])
@@ -139,9 +140,9 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 	// A replay of the dead letter owes the delivery again, until its own
 	// final attempt.
 	record(attempt("att_04", a1, e(a1, 1), switchboard.AttemptRetrying, now.Add(time.Minute)))
-	want(t, a.backlog(t, a.Key, ""), 9, map[string]int64{a1: 4, a2: 3, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 9, map[string]int64{a1: 4, a2: 3, b1: 2})
 	record(attempt("att_05", a1, e(a1, 1), switchboard.AttemptDelivered, now.Add(2*time.Minute)))
-	want(t, a.backlog(t, a.Key, ""), 8, map[string]int64{a1: 3, a2: 3, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 8, map[string]int64{a1: 3, a2: 3, b1: 2})
 
 	// An attempt ingested before its matched record.
 	record(attempt("att_06", b1, "evt_late", switchboard.AttemptDelivered, now))
@@ -149,44 +150,44 @@ func TestBacklog_CountsWhatIsNotSettled(t *testing.T) {
 		EventType: "call.started", WebhookIDs: []string{b1}, At: now}}); err != nil {
 		t.Fatal(err)
 	}
-	want(t, a.backlog(t, a.Key, ""), 8, map[string]int64{a1: 3, a2: 3, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 8, map[string]int64{a1: 3, a2: 3, b1: 2})
 
 	// Scopes: a manage key sees its own tenant; an admin filters.
-	want(t, a.backlog(t, keyB, ""), 2, map[string]int64{b1: 2})
-	want(t, a.backlog(t, keyB, "tenant_id="+tenantB.ID), 2, map[string]int64{b1: 2})
-	if status, b := a.do(t, http.MethodGet, "/v1/backlog?tenant_id="+a.Tenant.ID, keyB, ""); status != http.StatusForbidden {
+	want(t, backlog(t, a, keyB, ""), 2, map[string]int64{b1: 2})
+	want(t, backlog(t, a, keyB, "tenant_id="+tenantB.ID), 2, map[string]int64{b1: 2})
+	if status, b := a.Do(t, http.MethodGet, "/v1/backlog?tenant_id="+a.Tenant.ID, keyB, ""); status != http.StatusForbidden {
 		t.Errorf("B naming A: %d %s, want 403", status, b)
 	}
-	want(t, a.backlog(t, a.Key, "tenant_id="+tenantB.ID), 2, map[string]int64{b1: 2})
-	if got := a.backlog(t, a.Key, "limit=1"); len(got.Data) != 1 || got.TotalPending != 8 || got.Webhooks != 3 {
+	want(t, backlog(t, a, a.Key, "tenant_id="+tenantB.ID), 2, map[string]int64{b1: 2})
+	if got := backlog(t, a, a.Key, "limit=1"); len(got.Data) != 1 || got.TotalPending != 8 || got.Webhooks != 3 {
 		t.Errorf("limit=1: %+v", got)
 	}
-	if status, b := a.do(t, http.MethodGet, "/v1/backlog?limit=0", a.Key, ""); status != http.StatusUnprocessableEntity {
+	if status, b := a.Do(t, http.MethodGet, "/v1/backlog?limit=0", a.Key, ""); status != http.StatusUnprocessableEntity {
 		t.Errorf("limit=0: %d %s, want 422", status, b)
 	}
 
 	// A deleted webhook has no backlog (the audit's webhook_deleted).
-	if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+a2, a.Key, ""); status != http.StatusNoContent {
+	if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+a2, a.Key, ""); status != http.StatusNoContent {
 		t.Fatalf("delete a2: %d %s", status, b)
 	}
-	want(t, a.backlog(t, a.Key, ""), 5, map[string]int64{a1: 3, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 5, map[string]int64{a1: 3, b1: 2})
 
 	// Pruning the ledger takes its rows out of the counts.
 	if _, err := a.DB.PruneMatched(ctx, start.Add(4*time.Second)); err != nil { // a1's first four
 		t.Fatal(err)
 	}
-	want(t, a.backlog(t, a.Key, ""), 3, map[string]int64{a1: 1, b1: 2})
+	want(t, backlog(t, a, a.Key, ""), 3, map[string]int64{a1: 1, b1: 2})
 }
 
 // The metric's collector reports the top webhooks only, and a webhook
 // that leaves the top leaves the metric.
 func TestBacklogCollector_ReportsTheTopOnly(t *testing.T) {
 	ctx := context.Background()
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	var ids []string
 	var matched []store.Matched
 	for i := range 4 {
-		id := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "w%d", "url": "https://w%d.example.com/h", "events": ["*"]}`, i, i)).ID
+		id := a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "w%d", "url": "https://w%d.example.com/h", "events": ["*"]}`, i, i)).ID
 		ids = append(ids, id)
 		for j := range i + 1 {
 			matched = append(matched, store.Matched{TenantID: a.Tenant.ID, EventID: fmt.Sprintf("evt_%d_%d", i, j),

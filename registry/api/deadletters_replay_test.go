@@ -20,33 +20,34 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // replay posts body to /v1/dead-letters/replay with key and fails the test
 // unless the answer is want; it returns the decoded 202.
-func (a *apiEnv) replay(tb testing.TB, key, body string, want int) (replayJSON, []byte) {
+func replay(tb testing.TB, a *apitest.Env, key, body string, want int) (replayJSON, []byte) {
 	tb.Helper()
-	status, b := a.do(tb, http.MethodPost, "/v1/dead-letters/replay", key, body)
+	status, b := a.Do(tb, http.MethodPost, "/v1/dead-letters/replay", key, body)
 	if status != want {
 		tb.Fatalf("replay %s: %d %s, want %d", body, status, b, want)
 	}
 	if status != http.StatusAccepted {
 		return replayJSON{}, b
 	}
-	return decode[replayJSON](tb, b), b
+	return apitest.Decode[replayJSON](tb, b), b
 }
 
 // startPipeline runs the real workers against a's JetStream: the index of
 // the webhooks, the matcher and the deliverer, retrying after a second,
 // allowed to reach receivers on loopback.
-func startPipeline(t *testing.T, a *apiEnv) *consumer.Index {
+func startPipeline(t *testing.T, a *apitest.Env) *consumer.Index {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	index := &consumer.Index{KV: a.KV, Logger: logger}
-	runUntilCleanup(t, index.Run)
+	apitest.RunUntilCleanup(t, index.Run)
 	metrics := consumer.NewMetrics(nil)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
-	runUntilCleanup(t, (&consumer.Deliverer{
+	apitest.RunUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
+	apitest.RunUntilCleanup(t, (&consumer.Deliverer{
 		JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics, Workers: 4, MaxAckPending: 16,
 		Retry: consumer.RetryPolicy{InitialInterval: time.Second, MaxInterval: time.Second, Multiplier: 1},
 		Guard: netguard.New(true),
@@ -80,7 +81,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 		}
 		return http.StatusInternalServerError
 	})
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": recv.URL, "events": []string{"call.*"}, "max_retries": 1,
 	}))
 	index := startPipeline(t, a)
@@ -96,7 +97,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 		t.Helper()
 		var got []deadLetterJSON
 		testenv.WaitFor(t, 30*time.Second, "dead letters", func() bool {
-			got = a.listDeadLetters(t, a.Key, "?webhook_id="+wh.ID).Data
+			got = listDeadLetters(t, a, a.Key, "?webhook_id="+wh.ID).Data
 			return len(got) == n
 		})
 		return got
@@ -114,26 +115,26 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 	}
 
 	t.Run("another-tenant", func(t *testing.T) {
-		otherKey := a.newTenant(t, "other")
-		if got := a.listDeadLetters(t, otherKey, ""); len(got.Data) != 0 {
+		otherKey := a.NewTenant(t, "other")
+		if got := listDeadLetters(t, a, otherKey, ""); len(got.Data) != 0 {
 			t.Errorf("the other tenant lists %v", ids(got.Data))
 		}
-		got, _ := a.replay(t, otherKey, jsonBody(t, map[string]any{"ids": []string{dl.ID}}), http.StatusAccepted)
+		got, _ := replay(t, a, otherKey, apitest.JSONBody(t, map[string]any{"ids": []string{dl.ID}}), http.StatusAccepted)
 		if got.Replayed != 0 || !slices.Equal(got.NotFound, []string{dl.ID}) {
 			t.Errorf("the other tenant's replay: %+v", got)
 		}
-		a.replay(t, otherKey, jsonBody(t, map[string]any{"webhook_id": wh.ID}), http.StatusNotFound)
-		if got := a.listDeadLetters(t, a.Key, ""); !slices.Equal(ids(got.Data), []string{dl.ID}) {
+		replay(t, a, otherKey, apitest.JSONBody(t, map[string]any{"webhook_id": wh.ID}), http.StatusNotFound)
+		if got := listDeadLetters(t, a, a.Key, ""); !slices.Equal(ids(got.Data), []string{dl.ID}) {
 			t.Errorf("after the other tenant's replays: %v", ids(got.Data))
 		}
 	})
 
 	healthy.Store(true)
-	got, _ := a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dl.ID, dl.ID}}), http.StatusAccepted)
+	got, _ := replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"ids": []string{dl.ID, dl.ID}}), http.StatusAccepted)
 	if got.Replayed != 1 || len(got.NotFound) != 0 || got.HasMore {
 		t.Fatalf("replay: %+v", got)
 	}
-	if left := a.listDeadLetters(t, a.Key, ""); len(left.Data) != 0 {
+	if left := listDeadLetters(t, a, a.Key, ""); len(left.Data) != 0 {
 		t.Errorf("the replayed dead letter is still listed: %v", ids(left.Data))
 	}
 	testenv.WaitFor(t, 30*time.Second, "the replay is delivered", func() bool { return delivered.Load() == 1 })
@@ -145,7 +146,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 		t.Errorf("the replay's body differs:\n%s\n%s", all[2].Body, failed[0].Body)
 	}
 
-	again, _ := a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dl.ID}}), http.StatusAccepted)
+	again, _ := replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"ids": []string{dl.ID}}), http.StatusAccepted)
 	if again.Replayed != 0 || !slices.Equal(again.NotFound, []string{dl.ID}) {
 		t.Errorf("second replay of %s: %+v, want it not found", dl.ID, again)
 	}
@@ -156,7 +157,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 	publish("evt_dead_3")
 	two := waitDead(2)
 	healthy.Store(true)
-	got, _ = a.replay(t, a.Key, jsonBody(t, map[string]any{"webhook_id": wh.ID, "reason": "retries_exhausted"}), http.StatusAccepted)
+	got, _ = replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"webhook_id": wh.ID, "reason": "retries_exhausted"}), http.StatusAccepted)
 	if got.Replayed != 2 || got.HasMore {
 		t.Fatalf("replay of %s's dead letters %v: %+v", wh.ID, ids(two), got)
 	}
@@ -171,7 +172,7 @@ func TestDeadLetters_ReplayEndToEnd(t *testing.T) {
 	if n := delivered.Load(); n != 3 {
 		t.Errorf("%d successful deliveries, want 3: a replay was delivered twice", n)
 	}
-	if left := a.listDeadLetters(t, a.Key, ""); len(left.Data) != 0 {
+	if left := listDeadLetters(t, a, a.Key, ""); len(left.Data) != 0 {
 		t.Errorf("dead letters left: %v", ids(left.Data))
 	}
 }
@@ -183,32 +184,32 @@ func TestDeadLetters_ReplayQueuesAndRefuses(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	ctx := context.Background()
 	js := a.JS.JS
-	active := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	active := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "on", "url": "https://example.com/on", "events": []string{"*"}}))
-	inactive := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	inactive := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "off", "url": "https://example.com/off", "events": []string{"*"}, "status": "inactive"}))
-	deleted := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	deleted := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "gone", "url": "https://example.com/gone", "events": []string{"*"}}))
-	if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+deleted.ID, a.Key, ""); status != http.StatusNoContent {
+	if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+deleted.ID, a.Key, ""); status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", status, b)
 	}
 	dlActive := putDeadLetter(t, js, a.Tenant.ID, active.ID, "evt_a", "retries_exhausted", 500)
 	dlInactive := putDeadLetter(t, js, a.Tenant.ID, inactive.ID, "evt_i", "webhook_inactive", 0)
 	dlDeleted := putDeadLetter(t, js, a.Tenant.ID, deleted.ID, "evt_d", "retries_exhausted", 500)
 
-	_, b := a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dlActive, dlInactive, dlDeleted}}), http.StatusConflict)
-	e := decode[errorJSON](t, b)
+	_, b := replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"ids": []string{dlActive, dlInactive, dlDeleted}}), http.StatusConflict)
+	e := apitest.Decode[apitest.ErrorJSON](t, b)
 	if msgs := e.Errors["webhook_id"]; len(msgs) != 2 || !bytes.Contains(b, []byte(inactive.ID)) || !bytes.Contains(b, []byte(deleted.ID)) ||
 		bytes.Contains(b, []byte(active.ID)) {
 		t.Errorf("409 = %s: want it to name %s and %s only", b, inactive.ID, deleted.ID)
 	}
-	a.replay(t, a.Key, jsonBody(t, map[string]any{"webhook_id": inactive.ID}), http.StatusConflict)
-	a.replay(t, a.Key, jsonBody(t, map[string]any{"webhook_id": deleted.ID}), http.StatusNotFound)
-	if got := a.listDeadLetters(t, a.Key, ""); len(got.Data) != 3 {
+	replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"webhook_id": inactive.ID}), http.StatusConflict)
+	replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"webhook_id": deleted.ID}), http.StatusNotFound)
+	if got := listDeadLetters(t, a, a.Key, ""); len(got.Data) != 3 {
 		t.Fatalf("refused replays removed dead letters: %v", ids(got.Data))
 	}
 
-	got, _ := a.replay(t, a.Key, jsonBody(t, map[string]any{"ids": []string{dlActive, "dl_999999"}}), http.StatusAccepted)
+	got, _ := replay(t, a, a.Key, apitest.JSONBody(t, map[string]any{"ids": []string{dlActive, "dl_999999"}}), http.StatusAccepted)
 	if got.Replayed != 1 || !slices.Equal(got.NotFound, []string{"dl_999999"}) {
 		t.Fatalf("replay: %+v", got)
 	}
@@ -239,7 +240,7 @@ func TestDeadLetters_ReplayQueuesAndRefuses(t *testing.T) {
 	if !bytes.Contains(m.Data, []byte(`"id":"evt_a"`)) {
 		t.Errorf("queued body = %s", m.Data)
 	}
-	if left := a.listDeadLetters(t, a.Key, ""); !slices.Equal(ids(left.Data), []string{dlInactive, dlDeleted}) {
+	if left := listDeadLetters(t, a, a.Key, ""); !slices.Equal(ids(left.Data), []string{dlInactive, dlDeleted}) {
 		t.Errorf("left after the replay: %v", ids(left.Data))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry/api"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // deadLetterJSON is a dead letter as a client reads it.
@@ -50,9 +51,9 @@ type replayJSON struct {
 // startDeadLetterAPI starts an api whose Server reads the dead letters in
 // its JetStream, and takes webhooks to the tests' receivers on 127.0.0.1
 // (its guard lets every address through, as --allow-private-targets does).
-func startDeadLetterAPI(tb testing.TB) *apiEnv {
+func startDeadLetterAPI(tb testing.TB) *apitest.Env {
 	tb.Helper()
-	a := startAPI(tb, nil)
+	a := apitest.Start(tb, nil)
 	srv := api.NewServer(a.DB, a.KV)
 	srv.JS = a.JS.JS
 	srv.Guard = netguard.New(true)
@@ -85,13 +86,13 @@ func putDeadLetter(tb testing.TB, js jetstream.JetStream, tenant, webhook, event
 	return control.DeadLetterID(ack.Sequence)
 }
 
-func (a *apiEnv) listDeadLetters(tb testing.TB, key, query string) deadLetterListJSON {
+func listDeadLetters(tb testing.TB, a *apitest.Env, key, query string) deadLetterListJSON {
 	tb.Helper()
-	status, b := a.do(tb, http.MethodGet, "/v1/dead-letters"+query, key, "")
+	status, b := a.Do(tb, http.MethodGet, "/v1/dead-letters"+query, key, "")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /v1/dead-letters%s: %d %s", query, status, b)
 	}
-	return decode[deadLetterListJSON](tb, b)
+	return apitest.Decode[deadLetterListJSON](tb, b)
 }
 
 func ids(dls []deadLetterJSON) []string {
@@ -105,7 +106,7 @@ func ids(dls []deadLetterJSON) []string {
 func TestDeadLetters_List(t *testing.T) {
 	a := startDeadLetterAPI(t)
 	js := a.JS.JS
-	otherKey := a.newTenant(t, "other")
+	otherKey := a.NewTenant(t, "other")
 	other, err := a.DB.EnsureTenant(context.Background(), "other")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestDeadLetters_List(t *testing.T) {
 	all = append(all, putDeadLetter(t, js, tenant, "wh_a", "evt_4", "retries_exhausted", 503))
 
 	t.Run("fields", func(t *testing.T) {
-		got := a.listDeadLetters(t, a.Key, "")
+		got := listDeadLetters(t, a, a.Key, "")
 		if !slices.Equal(ids(got.Data), all) || got.HasMore || got.NextCursor != "" {
 			t.Fatalf("list = %v, has_more %v, want %v oldest first, no more", ids(got.Data), got.HasMore, all)
 		}
@@ -136,21 +137,21 @@ func TestDeadLetters_List(t *testing.T) {
 		}
 	})
 	t.Run("filters", func(t *testing.T) {
-		if got := a.listDeadLetters(t, a.Key, "?webhook_id=wh_a"); !slices.Equal(ids(got.Data), []string{all[0], all[2], all[3]}) {
+		if got := listDeadLetters(t, a, a.Key, "?webhook_id=wh_a"); !slices.Equal(ids(got.Data), []string{all[0], all[2], all[3]}) {
 			t.Errorf("webhook_id=wh_a: %v", ids(got.Data))
 		}
-		if got := a.listDeadLetters(t, a.Key, "?reason=retries_exhausted"); !slices.Equal(ids(got.Data), []string{all[0], all[3]}) {
+		if got := listDeadLetters(t, a, a.Key, "?reason=retries_exhausted"); !slices.Equal(ids(got.Data), []string{all[0], all[3]}) {
 			t.Errorf("reason=retries_exhausted: %v", ids(got.Data))
 		}
-		if got := a.listDeadLetters(t, a.Key, "?webhook_id=wh_b&reason=retries_exhausted"); len(got.Data) != 0 || got.HasMore {
+		if got := listDeadLetters(t, a, a.Key, "?webhook_id=wh_b&reason=retries_exhausted"); len(got.Data) != 0 || got.HasMore {
 			t.Errorf("wh_b retries_exhausted: %+v", got)
 		}
-		every := a.listDeadLetters(t, a.Key, "").Data
+		every := listDeadLetters(t, a, a.Key, "").Data
 		at := every[1].DeadLetteredAt.Format(time.RFC3339Nano)
-		if got := a.listDeadLetters(t, a.Key, "?since="+url.QueryEscape(at)); !slices.Equal(ids(got.Data), all[1:]) {
+		if got := listDeadLetters(t, a, a.Key, "?since="+url.QueryEscape(at)); !slices.Equal(ids(got.Data), all[1:]) {
 			t.Errorf("since %s: %v", at, ids(got.Data))
 		}
-		if got := a.listDeadLetters(t, a.Key, "?until="+url.QueryEscape(at)); !slices.Equal(ids(got.Data), all[:2]) {
+		if got := listDeadLetters(t, a, a.Key, "?until="+url.QueryEscape(at)); !slices.Equal(ids(got.Data), all[:2]) {
 			t.Errorf("until %s: %v", at, ids(got.Data))
 		}
 	})
@@ -158,7 +159,7 @@ func TestDeadLetters_List(t *testing.T) {
 		var walked []string
 		query := "?limit=2"
 		for range 5 {
-			page := a.listDeadLetters(t, a.Key, query)
+			page := listDeadLetters(t, a, a.Key, query)
 			walked = append(walked, ids(page.Data)...)
 			if !page.HasMore {
 				break
@@ -170,22 +171,22 @@ func TestDeadLetters_List(t *testing.T) {
 		}
 		// A cursor is a position, not a snapshot: a dead letter stored
 		// since the first page shows on the next.
-		first := a.listDeadLetters(t, a.Key, "?limit=3")
+		first := listDeadLetters(t, a, a.Key, "?limit=3")
 		late := putDeadLetter(t, js, tenant, "wh_a", "evt_5", "gone", 410)
-		next := a.listDeadLetters(t, a.Key, "?cursor="+first.NextCursor)
+		next := listDeadLetters(t, a, a.Key, "?cursor="+first.NextCursor)
 		if !slices.Equal(ids(next.Data), []string{all[3], late}) {
 			t.Errorf("after %s: %v", first.NextCursor, ids(next.Data))
 		}
 	})
 	t.Run("tenant-isolation", func(t *testing.T) {
-		got := a.listDeadLetters(t, otherKey, "")
+		got := listDeadLetters(t, a, otherKey, "")
 		if !slices.Equal(ids(got.Data), []string{theirs}) {
 			t.Errorf("the other tenant lists %v, want only %s", ids(got.Data), theirs)
 		}
-		if got := a.listDeadLetters(t, a.Key, "?webhook_id=wh_a"); slices.Contains(ids(got.Data), theirs) {
+		if got := listDeadLetters(t, a, a.Key, "?webhook_id=wh_a"); slices.Contains(ids(got.Data), theirs) {
 			t.Errorf("another tenant's dead letter on a webhook id they share: %v", ids(got.Data))
 		}
-		if got := a.listDeadLetters(t, otherKey, "?cursor="+all[0]); !slices.Equal(ids(got.Data), []string{theirs}) {
+		if got := listDeadLetters(t, a, otherKey, "?cursor="+all[0]); !slices.Equal(ids(got.Data), []string{theirs}) {
 			t.Errorf("a cursor from another tenant's page: %v", ids(got.Data))
 		}
 	})
@@ -212,16 +213,16 @@ func TestDeadLetters_ListScanBound(t *testing.T) {
 	}
 	gone := putDeadLetter(t, a.JS.JS, a.Tenant.ID, "wh_a", "evt_gone", "gone", 410)
 
-	first := a.listDeadLetters(t, a.Key, "?reason=gone")
+	first := listDeadLetters(t, a, a.Key, "?reason=gone")
 	if len(first.Data) != 0 || !first.HasMore || first.NextCursor == "" {
 		t.Fatalf("first page: %d items, has_more %v, cursor %q: want empty, more, a cursor", len(first.Data), first.HasMore, first.NextCursor)
 	}
-	next := a.listDeadLetters(t, a.Key, "?reason=gone&cursor="+first.NextCursor)
+	next := listDeadLetters(t, a, a.Key, "?reason=gone&cursor="+first.NextCursor)
 	if !slices.Equal(ids(next.Data), []string{gone}) || next.HasMore {
 		t.Errorf("next page: %v, has_more %v; want [%s] and no more", ids(next.Data), next.HasMore, gone)
 	}
 	// Without a filter a page ends at its limit.
-	page := a.listDeadLetters(t, a.Key, "?limit=250")
+	page := listDeadLetters(t, a, a.Key, "?limit=250")
 	if len(page.Data) != 250 || !page.HasMore || page.NextCursor != page.Data[249].ID {
 		t.Errorf("unfiltered page: %d items, has_more %v, cursor %s", len(page.Data), page.HasMore, page.NextCursor)
 	}
@@ -244,12 +245,12 @@ func TestDeadLetters_ListValidation(t *testing.T) {
 		{"?webhook_id=" + url.QueryEscape(">"), []string{"webhook_id"}},
 		{"?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", []string{"until"}},
 	} {
-		status, b := a.do(t, http.MethodGet, "/v1/dead-letters"+c.query, a.Key, "")
+		status, b := a.Do(t, http.MethodGet, "/v1/dead-letters"+c.query, a.Key, "")
 		if status != http.StatusUnprocessableEntity {
 			t.Errorf("%s: %d %s, want 422", c.query, status, b)
 			continue
 		}
-		got := decode[errorJSON](t, b)
+		got := apitest.Decode[apitest.ErrorJSON](t, b)
 		var named []string
 		for f := range got.Errors {
 			named = append(named, f)
@@ -260,7 +261,7 @@ func TestDeadLetters_ListValidation(t *testing.T) {
 			t.Errorf("%s: errors on %v, want %v", c.query, named, c.fields)
 		}
 	}
-	if status, _ := a.do(t, http.MethodGet, "/v1/dead-letters", "", ""); status != http.StatusUnauthorized {
+	if status, _ := a.Do(t, http.MethodGet, "/v1/dead-letters", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("no key: %d, want 401", status)
 	}
 }
@@ -277,18 +278,18 @@ func TestDeadLetters_ReplayValidation(t *testing.T) {
 	}{
 		{`{}`, []string{"ids"}},
 		{`{"ids": []}`, []string{"ids"}},
-		{jsonBody(t, map[string]any{"ids": many}), []string{"ids"}},
+		{apitest.JSONBody(t, map[string]any{"ids": many}), []string{"ids"}},
 		{`{"ids": ["dl_1", "12", "dl_x"], "reason": "gone", "since": "2026-01-01T00:00:00Z"}`, []string{"ids", "reason", "since"}},
 		{`{"ids": ["dl_1"], "webhook_id": "wh_a"}`, []string{"ids"}},
 		{`{"webhook_id": "", "since": "soon", "until": "later", "reason": "GONE"}`, []string{"webhook_id", "since", "until", "reason"}},
 		{`{"webhook_id": "wh.a.>"}`, []string{"webhook_id"}},
 	} {
-		status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, c.body)
+		status, b := a.Do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, c.body)
 		if status != http.StatusUnprocessableEntity {
 			t.Errorf("%s: %d %s, want 422", c.body, status, b)
 			continue
 		}
-		got := decode[errorJSON](t, b)
+		got := apitest.Decode[apitest.ErrorJSON](t, b)
 		var named []string
 		for f := range got.Errors {
 			named = append(named, f)
@@ -300,7 +301,7 @@ func TestDeadLetters_ReplayValidation(t *testing.T) {
 		}
 	}
 	for _, body := range []string{`{"ids": "dl_1"}`, `{"ids": [`, `[]`} {
-		if status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusBadRequest {
+		if status, b := a.Do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", body, status, b)
 		}
 	}
@@ -335,7 +336,7 @@ func BenchmarkDeadLetters_ListPage(b *testing.B) {
 	a := startDeadLetterAPI(b)
 	fillDeadLetters(b, a.JS.JS, a.Tenant.ID, "wh_a", 10000)
 	for b.Loop() {
-		if page := a.listDeadLetters(b, a.Key, "?limit=250"); len(page.Data) != 250 {
+		if page := listDeadLetters(b, a, a.Key, "?limit=250"); len(page.Data) != 250 {
 			b.Fatalf("%d items", len(page.Data))
 		}
 	}
@@ -345,13 +346,13 @@ func BenchmarkDeadLetters_ListPage(b *testing.B) {
 // webhook, the most one request does.
 func BenchmarkDeadLetters_ReplayWebhook(b *testing.B) {
 	a := startDeadLetterAPI(b)
-	wh := a.create(b, a.Key, "/v1/webhooks", jsonBody(b, map[string]any{
+	wh := a.Create(b, a.Key, "/v1/webhooks", apitest.JSONBody(b, map[string]any{
 		"name": "crm", "url": "https://example.com/h", "events": []string{"*"}}))
 	for b.Loop() {
 		b.StopTimer()
 		fillDeadLetters(b, a.JS.JS, a.Tenant.ID, wh.ID, control.MaxReplay)
 		b.StartTimer()
-		if got, _ := a.replay(b, a.Key, jsonBody(b, map[string]any{"webhook_id": wh.ID}), http.StatusAccepted); got.Replayed != control.MaxReplay {
+		if got, _ := replay(b, a, a.Key, apitest.JSONBody(b, map[string]any{"webhook_id": wh.ID}), http.StatusAccepted); got.Replayed != control.MaxReplay {
 			b.Fatalf("replayed %d", got.Replayed)
 		}
 	}
@@ -372,7 +373,7 @@ func TestDeadLetters_EdgeInputs(t *testing.T) {
 		"?since=2026-01-01T00:00:00%2B14:00&until=2026-01-01T00:00:00-12:00",
 		"?webhook_id=" + long + "&reason=" + strings.Repeat("r", 64),
 	} {
-		if status, b := a.do(t, http.MethodGet, "/v1/dead-letters"+q, a.Key, ""); status != http.StatusOK && status != http.StatusUnprocessableEntity {
+		if status, b := a.Do(t, http.MethodGet, "/v1/dead-letters"+q, a.Key, ""); status != http.StatusOK && status != http.StatusUnprocessableEntity {
 			t.Errorf("GET %s: %d %s", q, status, b)
 		}
 	}
@@ -381,7 +382,7 @@ func TestDeadLetters_EdgeInputs(t *testing.T) {
 		`{"webhook_id": "` + long + `"}`,
 		`{"webhook_id": "wh_a", "since": "9999-12-31T23:59:59Z"}`,
 	} {
-		if status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status >= 500 {
+		if status, b := a.Do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, body); status >= 500 {
 			t.Errorf("POST %s: %d %s", body, status, b)
 		}
 	}

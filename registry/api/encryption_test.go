@@ -26,16 +26,8 @@ import (
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/api"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
-
-func testEncryptionKey(t *testing.T) *sealed.Key {
-	t.Helper()
-	k, err := sealed.ParseKey(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // filesContaining returns the files under dir (recursively) whose bytes
 // contain any of needles.
@@ -67,30 +59,30 @@ func filesContaining(t *testing.T, dir string, needles ...string) []string {
 // SQLite files or in NATS (KV entries and the store's files), and the
 // workers, given the same key, still sign deliveries with the secret.
 func TestEncryption_AtRestAndDelivered(t *testing.T) {
-	key := testEncryptionKey(t)
-	a := startAPI(t, func(s *api.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
+	key := apitest.EncryptionKey(t)
+	a := apitest.Start(t, func(s *api.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
 
 	const token, password = "tok-plaintext-7f3a9c", "pw-plaintext-41d2e8"
 	first := secretOf(32) // becomes a retiring secret
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "sealed", "url": recv.URL + "/hook", "events": []string{"call.started"}, "secret": first,
 		"auth": map[string]any{"type": "bearer", "token": token},
 	}))
-	basic := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	basic := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "basic", "url": recv.URL + "/basic", "events": []string{"sale.created"},
 		"auth": map[string]any{"type": "basic", "username": "user", "password": password},
 	}))
-	status, b := a.do(t, http.MethodPost, "/v1/webhooks/"+wh.ID+"/secret/rotate", a.Key, `{}`)
+	status, b := a.Do(t, http.MethodPost, "/v1/webhooks/"+wh.ID+"/secret/rotate", a.Key, `{}`)
 	if status != http.StatusOK {
 		t.Fatalf("rotate: %d %s", status, b)
 	}
-	current := decode[secretJSON](t, b).Secret
+	current := apitest.Decode[apitest.SecretJSON](t, b).Secret
 	plaintexts := []string{first, current, basic.Secret, token, password}
 
 	// The API still reads them (GET secret opens what the store sealed).
-	if got := decode[secretJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret")); got.Secret != current || len(got.RetiringSecrets) != 1 {
+	if got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret")); got.Secret != current || len(got.RetiringSecrets) != 1 {
 		t.Errorf("GET secret = %+v, want the current secret and one retiring", got)
 	}
 
@@ -127,11 +119,11 @@ func TestEncryption_AtRestAndDelivered(t *testing.T) {
 	// current secret; the Standard Webhooks library verifies it.
 	logger := slog.New(slog.DiscardHandler)
 	index := &consumer.Index{KV: a.KV, Logger: logger, EncryptionKey: key}
-	runUntilCleanup(t, index.Run)
+	apitest.RunUntilCleanup(t, index.Run)
 	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
 	metrics := consumer.NewMetrics(nil)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
-	runUntilCleanup(t, (&consumer.Deliverer{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics,
+	apitest.RunUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
+	apitest.RunUntilCleanup(t, (&consumer.Deliverer{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics,
 		Retry: consumer.DefaultRetryPolicy(), Workers: 2, MaxAckPending: 8, Guard: netguard.New(false, netip.MustParsePrefix("127.0.0.0/8"))}).Run)
 	evt := &switchboard.Event{ID: "evt_sealed", TenantID: a.Tenant.ID, Type: "call.started", Data: json.RawMessage(`{}`)}
 	if _, err := producer.New(a.JS.JS).Publish(ctx, evt); err != nil {
@@ -163,28 +155,28 @@ func TestEncryption_AtRestAndDelivered(t *testing.T) {
 // Values stored before the key was configured still read, and are sealed
 // the next time the webhook is written.
 func TestEncryption_PlaintextStoredBeforeTheKey(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	const token = "tok-before-the-key-9e1b"
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "old", "url": "https://example.com/h", "events": []string{"*"},
 		"auth": map[string]any{"type": "header", "token": token},
 	}))
-	a.DB.EncryptionKey = testEncryptionKey(t) // as after a restart with the key
-	got := decode[secretJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret"))
+	a.DB.EncryptionKey = apitest.EncryptionKey(t) // as after a restart with the key
+	got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret"))
 	if got.Secret != wh.Secret {
 		t.Fatalf("GET secret after the key was set: %+v", got)
 	}
-	if kvWebhook(t, a.KV, wh.ID).Secret != wh.Secret {
+	if apitest.KVWebhook(t, a.KV, wh.ID).Secret != wh.Secret {
 		t.Fatal("the entry written without a key should hold the plaintext")
 	}
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"name": "renamed"}`); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"name": "renamed"}`); status != http.StatusOK {
 		t.Fatalf("patch: %d %s", status, b)
 	}
-	e := kvWebhook(t, a.KV, wh.ID)
+	e := apitest.KVWebhook(t, a.KV, wh.ID)
 	if !sealed.IsSealed(e.Secret) || !sealed.IsSealed(e.Auth.Token) || strings.Contains(e.Auth.Token, token) {
 		t.Errorf("after a write with the key, the entry holds %+v", e)
 	}
-	if got := decode[secretJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret")); got.Secret != wh.Secret {
+	if got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID+"/secret")); got.Secret != wh.Secret {
 		t.Errorf("secret changed by sealing: %q", got.Secret)
 	}
 }
@@ -193,12 +185,12 @@ func TestEncryption_PlaintextStoredBeforeTheKey(t *testing.T) {
 // the mirror copies the sealed values as stored, so a resync rewrites
 // nothing and a flush converges.
 func TestEncryption_MirrorIsStable(t *testing.T) {
-	a := startAPI(t, func(s *api.Server) { s.DB.EncryptionKey = testEncryptionKey(t) })
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	a := apitest.Start(t, func(s *api.Server) { s.DB.EncryptionKey = apitest.EncryptionKey(t) })
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "stable", "url": "https://example.com/h", "events": []string{"*"},
 		"auth": map[string]any{"type": "bearer", "token": "t0k"},
 	}))
-	revs := kvRevisions(t, a.KV)
+	revs := apitest.KVRevisions(t, a.KV)
 	m := control.NewMirror(a.DB, a.KV)
 	if err := m.Resync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -206,54 +198,27 @@ func TestEncryption_MirrorIsStable(t *testing.T) {
 	if err := m.Flush(context.Background(), wh.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := kvRevisions(t, a.KV); got[wh.ID] != revs[wh.ID]+1 {
+	if got := apitest.KVRevisions(t, a.KV); got[wh.ID] != revs[wh.ID]+1 {
 		t.Errorf("revisions %v, then %v: want the resync to rewrite nothing and the flush to put once", revs, got)
 	}
 }
 
-// runUntilCleanup runs fn until the test ends (or stop is called) and
-// fails the test when fn returns an error.
-func runUntilCleanup(t *testing.T, fn func(context.Context) error) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("did not stop within 30 s")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 func TestDB_CheckEncryptionKey(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("no key, nothing sealed: %v", err)
 	}
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "plain", "url": "https://example.com/h", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "plain", "url": "https://example.com/h", "events": ["*"]}`)
 	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("no key, plaintext stored: %v", err)
 	}
-	key := testEncryptionKey(t)
+	key := apitest.EncryptionKey(t)
 	a.DB.EncryptionKey = key
 	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("a key, only plaintext stored: %v", err)
 	}
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "sealed", "url": "https://example.com/h", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "sealed", "url": "https://example.com/h", "events": ["*"]}`)
 	if err := a.DB.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("the right key: %v", err)
 	}

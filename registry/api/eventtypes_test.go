@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -30,8 +31,8 @@ func defaultEventTypesJSON() []eventTypeJSON {
 }
 
 func TestEventTypes_DefaultsThenCustom(t *testing.T) {
-	a := startAPI(t, nil)
-	got := decode[eventTypesJSON](t, mustGet(t, a, a.Key, "/v1/event-types"))
+	a := apitest.Start(t, nil)
+	got := apitest.Decode[eventTypesJSON](t, apitest.MustGet(t, a, a.Key, "/v1/event-types"))
 	if !slices.Equal(got.Data, defaultEventTypesJSON()) {
 		t.Errorf("a new tenant's catalogue: %+v", got.Data)
 	}
@@ -39,8 +40,8 @@ func TestEventTypes_DefaultsThenCustom(t *testing.T) {
 	// A pattern that matches no catalogued type is refused until the type
 	// is added.
 	hook := `{"name": "billing", "url": "https://example.com/h", "events": ["invoice.*"]}`
-	status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key, hook)
-	if e := decode[errorJSON](t, b); status != 422 || len(e.Errors["events"]) != 1 {
+	status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, hook)
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != 422 || len(e.Errors["events"]) != 1 {
 		t.Fatalf("uncatalogued pattern: %d %s", status, b)
 	}
 
@@ -48,38 +49,38 @@ func TestEventTypes_DefaultsThenCustom(t *testing.T) {
 		`{"name": "invoice.paid", "description": "An invoice was paid."}`,
 		`{"name": "a_custom-type"}`,
 	} {
-		status, b := a.do(t, http.MethodPost, "/v1/event-types", a.Key, body)
-		if got := decode[eventTypeJSON](t, b); status != http.StatusCreated || !got.Custom {
+		status, b := a.Do(t, http.MethodPost, "/v1/event-types", a.Key, body)
+		if got := apitest.Decode[eventTypeJSON](t, b); status != http.StatusCreated || !got.Custom {
 			t.Fatalf("POST %s: %d %s", body, status, b)
 		}
 	}
-	got = decode[eventTypesJSON](t, mustGet(t, a, a.Key, "/v1/event-types"))
+	got = apitest.Decode[eventTypesJSON](t, apitest.MustGet(t, a, a.Key, "/v1/event-types"))
 	want := append(defaultEventTypesJSON(),
 		eventTypeJSON{Name: "a_custom-type", Custom: true},
 		eventTypeJSON{Name: "invoice.paid", Description: "An invoice was paid.", Custom: true})
 	if !slices.Equal(got.Data, want) {
 		t.Errorf("catalogue %+v,\nwant %+v", got.Data, want)
 	}
-	wh := a.create(t, a.Key, "/v1/webhooks", hook)
+	wh := a.Create(t, a.Key, "/v1/webhooks", hook)
 	if !slices.Equal(wh.Events, []string{"invoice.*"}) {
 		t.Errorf("events %v", wh.Events)
 	}
 
 	// A name in the catalogue, default or custom, is taken.
 	for _, name := range []string{"invoice.paid", "call.started"} {
-		status, b := a.do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "`+name+`"}`)
-		if e := decode[errorJSON](t, b); status != http.StatusConflict || len(e.Errors["name"]) == 0 || !strings.Contains(e.Message, name) {
+		status, b := a.Do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "`+name+`"}`)
+		if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusConflict || len(e.Errors["name"]) == 0 || !strings.Contains(e.Message, name) {
 			t.Errorf("%s again: %d %s", name, status, b)
 		}
 	}
 	// Names are case-sensitive, as event types are.
-	if status, b := a.do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "Invoice.Paid"}`); status != http.StatusCreated {
+	if status, b := a.Do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "Invoice.Paid"}`); status != http.StatusCreated {
 		t.Errorf("another case: %d %s", status, b)
 	}
 }
 
 func TestEventTypes_Validation(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	long := strings.Repeat("a", 127) + "." + strings.Repeat("b", 128) // 256 characters
 	for _, tc := range []struct {
 		name, body string
@@ -109,13 +110,13 @@ func TestEventTypes_Validation(t *testing.T) {
 		{"empty body", ``, 400, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, b := a.do(t, http.MethodPost, "/v1/event-types", a.Key, tc.body)
+			status, b := a.Do(t, http.MethodPost, "/v1/event-types", a.Key, tc.body)
 			if status != tc.want {
 				t.Fatalf("status %d, want %d: %s", status, tc.want, b)
 			}
 			if status == 422 {
 				var got []string
-				for f := range decode[errorJSON](t, b).Errors {
+				for f := range apitest.Decode[apitest.ErrorJSON](t, b).Errors {
 					got = append(got, f)
 				}
 				slices.Sort(got)

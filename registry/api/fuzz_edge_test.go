@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // checkAnswer sends one request and fails t on a 5xx, or on an answer that
 // is not a JSON object (but a 204 or the mux's 307 to a cleaned path).
-func checkAnswer(t *testing.T, a *apiEnv, method, path, key, body string) int {
+func checkAnswer(t *testing.T, a *apitest.Env, method, path, key, body string) int {
 	t.Helper()
 	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -56,14 +58,14 @@ func FuzzReplayDeadLetters(f *testing.F) {
 		f.Add(seed)
 	}
 	a := startDeadLetterAPI(f)
-	wh := a.create(f, a.Key, "/v1/webhooks", `{"name": "dl", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(f, a.Key, "/v1/webhooks", `{"name": "dl", "url": "https://example.com/h", "events": ["*"]}`)
 	putDeadLetter(f, a.JS.JS, a.Tenant.ID, wh.ID, "msg_mine", "retries_exhausted", 500)
-	keyB := a.newTenant(f, "tenant-b")
+	keyB := a.NewTenant(f, "tenant-b")
 	theirs := putDeadLetter(f, a.JS.JS, "t_other", "wh_other", "msg_theirs", "gone", 410)
 	f.Fuzz(func(t *testing.T, body string) {
 		checkAnswer(t, a, http.MethodPost, "/v1/dead-letters/replay", a.Key, body)
 		checkAnswer(t, a, http.MethodPost, "/v1/dead-letters/replay", keyB, body)
-		if status, b := a.do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, `{"ids": ["`+theirs+`"]}`); status != http.StatusAccepted ||
+		if status, b := a.Do(t, http.MethodPost, "/v1/dead-letters/replay", a.Key, `{"ids": ["`+theirs+`"]}`); status != http.StatusAccepted ||
 			!strings.Contains(string(b), `"replayed":0`) {
 			t.Fatalf("another tenant's dead letter: %d %s", status, b)
 		}
@@ -82,13 +84,13 @@ func FuzzSecretRotate(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	a := startAPI(f, nil)
-	wh := a.create(f, a.Key, "/v1/webhooks", `{"name": "rot", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(f, nil)
+	wh := a.Create(f, a.Key, "/v1/webhooks", `{"name": "rot", "url": "https://example.com/h", "events": ["*"]}`)
 	path := "/v1/webhooks/" + wh.ID + "/secret"
 	f.Fuzz(func(t *testing.T, body string) {
 		status := checkAnswer(t, a, http.MethodPost, path+"/rotate", a.Key, body)
 		if status == http.StatusOK {
-			got := decode[secretJSON](t, mustGet(t, a, a.Key, path))
+			got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, path))
 			if got.Secret == "" {
 				t.Fatalf("after rotate %q: no secret", body)
 			}
@@ -106,7 +108,7 @@ func FuzzAdminKeys(f *testing.F) {
 	} {
 		f.Add(seed.tenant, seed.body)
 	}
-	a := startAPI(f, nil)
+	a := apitest.Start(f, nil)
 	f.Fuzz(func(t *testing.T, tenant, body string) {
 		if tenant == "" {
 			tenant = a.Tenant.ID
@@ -130,7 +132,7 @@ func FuzzQueries(f *testing.F) {
 		f.Add(seed.id, seed.query)
 	}
 	a := startDeadLetterAPI(f)
-	wh := a.create(f, a.Key, "/v1/webhooks", `{"name": "q", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(f, a.Key, "/v1/webhooks", `{"name": "q", "url": "https://example.com/h", "events": ["*"]}`)
 	f.Fuzz(func(t *testing.T, id, query string) {
 		// What the handlers read (r.URL.Query()), sent as a client would
 		// encode it: a raw space is the HTTP server's 400, not the API's.

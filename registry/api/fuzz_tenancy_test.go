@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // FuzzAgentsAndEventTypes sends arbitrary agent ids and bodies to PUT
@@ -26,7 +28,7 @@ func FuzzAgentsAndEventTypes(f *testing.F) {
 	} {
 		f.Add(seed.id, seed.body)
 	}
-	a := startAPI(f, nil)
+	a := apitest.Start(f, nil)
 	f.Fuzz(func(t *testing.T, id, body string) {
 		for _, req := range []struct{ method, path string }{
 			{http.MethodPut, "/v1/agents/" + url.PathEscape(id)},

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // FuzzCreateWebhook posts arbitrary bodies to both create routes: no input
@@ -36,8 +38,8 @@ func FuzzCreateWebhook(f *testing.F) {
 	} {
 		f.Add(seed.agent, seed.body)
 	}
-	a := startAPI(f, nil)
-	a.putAgent(f, a.Key, "agent-1") // the other agents answer 404
+	a := apitest.Start(f, nil)
+	a.PutAgent(f, a.Key, "agent-1") // the other agents answer 404
 	f.Fuzz(func(t *testing.T, agent, body string) {
 		path := "/v1/webhooks"
 		if agent != "" {
@@ -64,7 +66,7 @@ func FuzzCreateWebhook(f *testing.F) {
 		}
 		if resp.StatusCode == http.StatusCreated {
 			id, _ := got["id"].(string)
-			mustGet(t, a, a.Key, "/v1/webhooks/"+url.PathEscape(id))
+			apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+url.PathEscape(id))
 		}
 	})
 }
@@ -100,12 +102,12 @@ func FuzzUpdateWebhook(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	a := startAPI(f, nil)
-	created := a.create(f, a.Key, "/v1/webhooks", `{"name": "fuzzed", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(f, nil)
+	created := a.Create(f, a.Key, "/v1/webhooks", `{"name": "fuzzed", "url": "https://example.com/h", "events": ["*"]}`)
 	path := "/v1/webhooks/" + created.ID
 	f.Fuzz(func(t *testing.T, body string) {
-		before := mustGet(t, a, a.Key, path)
-		status, b := a.do(t, http.MethodPatch, path, a.Key, body)
+		before := apitest.MustGet(t, a, a.Key, path)
+		status, b := a.Do(t, http.MethodPatch, path, a.Key, body)
 		var got map[string]any
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatalf("%d: the body is not a JSON object: %v: %q", status, err, b)
@@ -113,7 +115,7 @@ func FuzzUpdateWebhook(f *testing.F) {
 		if status >= 500 {
 			t.Fatalf("PATCH %q: %d %v", body, status, got)
 		}
-		after := mustGet(t, a, a.Key, path)
+		after := apitest.MustGet(t, a, a.Key, path)
 		switch {
 		case status == http.StatusOK && !bytes.Equal(after, b):
 			t.Fatalf("PATCH %q answered %s, GET reads %s", body, b, after)

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // testSendJSON is the answer of POST /v1/webhooks/{id}/test.
@@ -33,24 +34,24 @@ func allowLoopback(s *api.Server) {
 	s.Guard = netguard.New(false, netip.MustParsePrefix("127.0.0.0/8"))
 }
 
-func (a *apiEnv) testSend(t *testing.T, key, id string) testSendJSON {
+func testSend(t *testing.T, a *apitest.Env, key, id string) testSendJSON {
 	t.Helper()
-	status, b := a.do(t, http.MethodPost, "/v1/webhooks/"+id+"/test", key, "")
+	status, b := a.Do(t, http.MethodPost, "/v1/webhooks/"+id+"/test", key, "")
 	if status != http.StatusOK {
 		t.Fatalf("POST test: %d %s", status, b)
 	}
-	return decode[testSendJSON](t, b)
+	return apitest.Decode[testSendJSON](t, b)
 }
 
 func TestTestSend_DeliversASignedTestEvent(t *testing.T) {
-	a := startAPI(t, allowLoopback)
+	a := apitest.Start(t, allowLoopback)
 	recv := testenv.StartReceiver(t, func(*http.Request, []byte) int { return http.StatusAccepted })
 	secret := "whsec_" + strings.Repeat("QUJD", 11) // 33 bytes of key
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "crm", "url": recv.URL + "/hooks", "events": []string{"call.*"}, "secret": secret,
 	}))
 
-	res := a.testSend(t, a.Key, wh.ID)
+	res := testSend(t, a, a.Key, wh.ID)
 	if !res.Success || res.Status != http.StatusAccepted || res.Error != "" || res.LatencyMS <= 0 {
 		t.Errorf("answer %+v, want success with status 202 and a latency", res)
 	}
@@ -86,7 +87,7 @@ func TestTestSend_DeliversASignedTestEvent(t *testing.T) {
 }
 
 func TestTestSend_ReportsTheReceiversAnswer(t *testing.T) {
-	a := startAPI(t, allowLoopback)
+	a := apitest.Start(t, allowLoopback)
 	long := strings.Repeat("é", 1000) // 2000 bytes
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -101,40 +102,40 @@ func TestTestSend_ReportsTheReceiversAnswer(t *testing.T) {
 	}))
 	defer srv.Close()
 	id := func(path string) string {
-		return a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+		return a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 			"name": path, "url": srv.URL + path, "events": []string{"*"},
 		})).ID
 	}
 
-	res := a.testSend(t, a.Key, id("/ok"))
+	res := testSend(t, a, a.Key, id("/ok"))
 	if !res.Success || res.Status != 200 || res.Body != `{"ok":true}` {
 		t.Errorf("ok: %+v", res)
 	}
-	res = a.testSend(t, a.Key, id("/fail"))
+	res = testSend(t, a, a.Key, id("/fail"))
 	if res.Success || res.Status != 500 || !strings.Contains(res.Error, "500") {
 		t.Errorf("fail: %+v", res)
 	}
 	if n := len(res.Body); n > 1024 || n < 1020 || !strings.HasPrefix(long, strings.TrimSuffix(res.Body, "\uFFFD")) {
 		t.Errorf("fail: body excerpt of %d bytes, want the first KiB", n)
 	}
-	res = a.testSend(t, a.Key, id("/moved"))
+	res = testSend(t, a, a.Key, id("/moved"))
 	if res.Success || res.Status != http.StatusFound || !strings.Contains(res.Error, "redirects are not followed") {
 		t.Errorf("moved: %+v", res)
 	}
 }
 
 func TestTestSend_ReceiverDownIsAnAnswer(t *testing.T) {
-	a := startAPI(t, allowLoopback)
+	a := apitest.Start(t, allowLoopback)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "down", "url": "http://" + addr + "/hooks", "events": []string{"*"},
 	}))
-	res := a.testSend(t, a.Key, wh.ID)
+	res := testSend(t, a, a.Key, wh.ID)
 	if res.Success || res.Status != 0 || !strings.Contains(res.Error, "connection refused") || res.EventID == "" {
 		t.Errorf("answer %+v, want a failure saying the connection was refused", res)
 	}
@@ -146,7 +147,7 @@ func TestTestSend_ReceiverDownIsAnAnswer(t *testing.T) {
 // TestTestSend_SSRFGuardIsOnByDefault: a server without a Guard refuses
 // loopback and private targets, and says so in a 200.
 func TestTestSend_SSRFGuardIsOnByDefault(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	recv := testenv.StartReceiver(t, nil)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(recv.URL, "http://"))
 	for url, want := range map[string]string{
@@ -155,19 +156,19 @@ func TestTestSend_SSRFGuardIsOnByDefault(t *testing.T) {
 		"http://10.1.2.3/hooks":           "refused: 10.1.2.3 is a private address; see --allow-private-targets",
 		"http://169.254.169.254/metadata": "refused: 169.254.169.254 is a cloud metadata address",
 	} {
-		body := jsonBody(t, map[string]any{"name": url, "url": url, "events": []string{"*"}})
-		var wh webhookJSON
+		body := apitest.JSONBody(t, map[string]any{"name": url, "url": url, "events": []string{"*"}})
+		var wh apitest.WebhookJSON
 		if strings.Contains(url, "localhost") {
-			wh = a.create(t, a.Key, "/v1/webhooks", body)
+			wh = a.Create(t, a.Key, "/v1/webhooks", body)
 		} else {
 			// A literal address the guard refuses is refused at create
 			// already; one stored before that rule still is at send.
-			if status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key, body); status != http.StatusUnprocessableEntity {
+			if status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, body); status != http.StatusUnprocessableEntity {
 				t.Errorf("create with %s: %d %s, want 422", url, status, b)
 			}
-			wh = a.createAllowingLoopback(t, body)
+			wh = a.CreateAllowingLoopback(t, body)
 		}
-		res := a.testSend(t, a.Key, wh.ID)
+		res := testSend(t, a, a.Key, wh.ID)
 		if res.Success || res.Status != 0 || !strings.Contains(res.Error, want) {
 			t.Errorf("%s: answer %+v, want the error to say %q", url, res, want)
 		}
@@ -178,19 +179,19 @@ func TestTestSend_SSRFGuardIsOnByDefault(t *testing.T) {
 }
 
 func TestTestSend_OtherTenantsWebhookIsNotFound(t *testing.T) {
-	a := startAPI(t, allowLoopback)
+	a := apitest.Start(t, allowLoopback)
 	recv := testenv.StartReceiver(t, nil)
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "mine", "url": recv.URL, "events": []string{"*"},
 	}))
-	other := a.newTenant(t, "other")
+	other := a.NewTenant(t, "other")
 	for _, tt := range []struct{ key, id string }{{other, wh.ID}, {a.Key, "wh_nope"}} {
-		status, b := a.do(t, http.MethodPost, "/v1/webhooks/"+tt.id+"/test", tt.key, "")
+		status, b := a.Do(t, http.MethodPost, "/v1/webhooks/"+tt.id+"/test", tt.key, "")
 		if status != http.StatusNotFound || strings.Contains(string(b), recv.URL) {
 			t.Errorf("test send of %s: %d %s, want 404", tt.id, status, b)
 		}
 	}
-	if status, _ := a.do(t, http.MethodPost, "/v1/webhooks/"+wh.ID+"/test", "", ""); status != http.StatusUnauthorized {
+	if status, _ := a.Do(t, http.MethodPost, "/v1/webhooks/"+wh.ID+"/test", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("without a key: %d, want 401", status)
 	}
 	if n := recv.Count(); n != 0 {
@@ -204,7 +205,7 @@ func TestTestSend_TimesOutAtTheWebhooksTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a 5 s timeout")
 	}
-	a := startAPI(t, allowLoopback)
+	a := apitest.Start(t, allowLoopback)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -214,10 +215,10 @@ func TestTestSend_TimesOutAtTheWebhooksTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "slow", "url": srv.URL, "events": []string{"*"}, "timeout": 5,
 	}))
-	res := a.testSend(t, a.Key, wh.ID)
+	res := testSend(t, a, a.Key, wh.ID)
 	if res.Success || res.Status != 0 || !strings.Contains(res.Error, "timeout of 5s") || res.LatencyMS < 4000 {
 		t.Errorf("answer %+v, want a timeout after 5 s", res)
 	}

@@ -4,28 +4,30 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // A key of tenant B sees nothing of tenant A's agents, webhooks and event
 // types, on any route: another tenant's object answers 404, never 403, and
 // no answer carries A's data. Nothing B does changes A's objects.
 func TestTenantIsolation_EveryRoute(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	// Tenant A: an agent with a webhook, a tenant-wide webhook, a custom
 	// event type, all with names that must never reach B.
-	status, b := a.do(t, http.MethodPut, "/v1/agents/agent-a", a.Key, `{"name": "SecretAgentName"}`)
+	status, b := a.Do(t, http.MethodPut, "/v1/agents/agent-a", a.Key, `{"name": "SecretAgentName"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("put agent: %d %s", status, b)
 	}
-	if status, b := a.do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "secret.type", "description": "SecretDescription"}`); status != http.StatusCreated {
+	if status, b := a.Do(t, http.MethodPost, "/v1/event-types", a.Key, `{"name": "secret.type", "description": "SecretDescription"}`); status != http.StatusCreated {
 		t.Fatalf("event type: %d %s", status, b)
 	}
-	scoped := a.create(t, a.Key, "/v1/agents/agent-a/webhooks", `{"name": "SecretHookName", "url": "https://secret.example.com/h", "events": ["secret.type"]}`)
-	wide := a.create(t, a.Key, "/v1/webhooks", `{"name": "SecretWideName", "url": "https://secret.example.com/w", "events": ["*"]}`)
+	scoped := a.Create(t, a.Key, "/v1/agents/agent-a/webhooks", `{"name": "SecretHookName", "url": "https://secret.example.com/h", "events": ["secret.type"]}`)
+	wide := a.Create(t, a.Key, "/v1/webhooks", `{"name": "SecretWideName", "url": "https://secret.example.com/w", "events": ["*"]}`)
 	secrets := []string{"SecretAgentName", "SecretHookName", "SecretWideName", "SecretDescription", "secret.type",
 		"secret.example.com", scoped.ID, wide.ID, a.Tenant.ID}
 
-	keyB := a.newTenant(t, "tenant-b")
+	keyB := a.NewTenant(t, "tenant-b")
 	for _, tc := range []struct {
 		method, path, body string
 		want               int
@@ -49,7 +51,7 @@ func TestTenantIsolation_EveryRoute(t *testing.T) {
 		{http.MethodPost, "/v1/event-types", `{"name": "secret.type"}`, 201, false},
 		{http.MethodPut, "/v1/agents/agent-a", `{"name": "B's agent"}`, 201, false},
 	} {
-		status, b := a.do(t, tc.method, tc.path, keyB, tc.body)
+		status, b := a.Do(t, tc.method, tc.path, keyB, tc.body)
 		if status != tc.want {
 			t.Errorf("B: %s %s: %d, want %d: %s", tc.method, tc.path, status, tc.want, b)
 		}
@@ -66,16 +68,16 @@ func TestTenantIsolation_EveryRoute(t *testing.T) {
 	}
 
 	// A's objects are untouched, and B's agent of the same id is B's.
-	if got := decode[agentJSON](t, mustGet(t, a, a.Key, "/v1/agents/agent-a")); got.Name != "SecretAgentName" {
+	if got := apitest.Decode[agentJSON](t, apitest.MustGet(t, a, a.Key, "/v1/agents/agent-a")); got.Name != "SecretAgentName" {
 		t.Errorf("A's agent now %+v", got)
 	}
-	mustGet(t, a, a.Key, "/v1/webhooks/"+scoped.ID)
-	mustGet(t, a, a.Key, "/v1/webhooks/"+wide.ID)
-	if status, b := a.do(t, http.MethodDelete, "/v1/agents/agent-a", keyB, ""); status != http.StatusNoContent {
+	apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+scoped.ID)
+	apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wide.ID)
+	if status, b := a.Do(t, http.MethodDelete, "/v1/agents/agent-a", keyB, ""); status != http.StatusNoContent {
 		t.Errorf("B deletes its own agent-a: %d %s", status, b)
 	}
-	mustGet(t, a, a.Key, "/v1/webhooks/"+scoped.ID) // A's agent's webhook survives
-	types := decode[eventTypesJSON](t, mustGet(t, a, a.Key, "/v1/event-types"))
+	apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+scoped.ID) // A's agent's webhook survives
+	types := apitest.Decode[eventTypesJSON](t, apitest.MustGet(t, a, a.Key, "/v1/event-types"))
 	if n := len(types.Data); n != len(defaultEventTypesJSON())+1 {
 		t.Errorf("A's catalogue has %d types", n)
 	}

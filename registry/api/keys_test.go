@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -111,12 +112,12 @@ func TestAdmin_DeleteTenantPurgesDeadLetters(t *testing.T) {
 	putDeadLetter(t, a.JS.JS, acme.ID, "wh_2", "evt_2", "gone", 410)
 	putDeadLetter(t, a.JS.JS, a.Tenant.ID, "wh_3", "evt_3", "gone", 410)
 
-	status, b := a.do(t, http.MethodDelete, "/v1/tenants/"+acme.ID, a.Key, "")
-	out := decode[tenantDeletedJSON](t, b)
+	status, b := a.Do(t, http.MethodDelete, "/v1/tenants/"+acme.ID, a.Key, "")
+	out := apitest.Decode[tenantDeletedJSON](t, b)
 	if status != http.StatusOK || out.Deleted.DeadLetters != 2 {
 		t.Fatalf("delete: %d %s, want 2 dead letters", status, b)
 	}
-	page := decode[deadLetterListJSON](t, mustGet(t, a, a.Key, "/v1/dead-letters"))
+	page := apitest.Decode[deadLetterListJSON](t, apitest.MustGet(t, a, a.Key, "/v1/dead-letters"))
 	if len(page.Data) != 1 || page.Data[0].WebhookID != "wh_3" {
 		t.Errorf("the default tenant's dead letters after acme went: %+v", page.Data)
 	}
@@ -158,13 +159,13 @@ func TestOpen_CreatesThePrivateFile(t *testing.T) {
 // A portal link's token manages its tenant's webhooks but mints no
 // credential: its scope (ScopePortal) does not grant the key routes.
 func TestScopes_PortalLinkMintsNoCredential(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := switchboard.NewContextWithActor(switchboard.NewContextWithTenant(context.Background(), a.Tenant.ID), "ops")
 	token, _, err := a.DB.CreatePortalLink(ctx, "", time.Hour, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, b := a.do(t, http.MethodGet, "/v1/webhooks", token, ""); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodGet, "/v1/webhooks", token, ""); status != http.StatusOK {
 		t.Errorf("portal token on GET /v1/webhooks: %d %s", status, b)
 	}
 	for _, r := range []struct{ method, path, body string }{
@@ -172,7 +173,7 @@ func TestScopes_PortalLinkMintsNoCredential(t *testing.T) {
 		{http.MethodPost, "/v1/keys", `{"name": "escalate"}`},
 		{http.MethodPost, "/v1/portal-links", `{}`},
 	} {
-		if status, b := a.do(t, r.method, r.path, token, r.body); status != http.StatusForbidden {
+		if status, b := a.Do(t, r.method, r.path, token, r.body); status != http.StatusForbidden {
 			t.Errorf("portal token on %s %s: %d %s, want 403", r.method, r.path, status, b)
 		}
 	}

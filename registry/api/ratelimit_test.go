@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -24,7 +25,7 @@ import (
 func TestServer_RateLimitPerKey(t *testing.T) {
 	a := startAPIWithIngest(t, 0.5)
 
-	if status, b := a.do(t, http.MethodGet, "/v1/webhooks", a.Key, ""); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodGet, "/v1/webhooks", a.Key, ""); status != http.StatusOK {
 		t.Fatalf("first request: %d %s", status, b)
 	}
 	for _, req := range []struct{ method, path, body string }{
@@ -34,11 +35,11 @@ func TestServer_RateLimitPerKey(t *testing.T) {
 		{http.MethodGet, "/v1/event-types", ""},
 		{http.MethodPost, "/v1/tenants", `{"name": "t"}`},
 	} {
-		status, header, b := a.doHeader(t, req.method, req.path, a.Key, req.body)
+		status, header, b := doHeader(t, a, req.method, req.path, a.Key, req.body)
 		if status != http.StatusTooManyRequests {
 			t.Fatalf("%s %s over the rate: %d %s", req.method, req.path, status, b)
 		}
-		if e := decode[errorJSON](t, b); e.Message != "Too many requests." || e.Errors != nil {
+		if e := apitest.Decode[apitest.ErrorJSON](t, b); e.Message != "Too many requests." || e.Errors != nil {
 			t.Errorf("429 body %s", b)
 		}
 		// The bucket refills one request in 2 s.
@@ -48,37 +49,37 @@ func TestServer_RateLimitPerKey(t *testing.T) {
 	}
 
 	// Another key has its own bucket.
-	other := a.newTenant(t, "other")
-	if status, b := a.do(t, http.MethodGet, "/v1/webhooks", other, ""); status != http.StatusOK {
+	other := a.NewTenant(t, "other")
+	if status, b := a.Do(t, http.MethodGet, "/v1/webhooks", other, ""); status != http.StatusOK {
 		t.Errorf("another key: %d %s", status, b)
 	}
 	// Authentication comes first: a bad key is a 401, whatever the rate.
-	if status, _ := a.do(t, http.MethodGet, "/v1/webhooks", "sk_unknown", ""); status != http.StatusUnauthorized {
+	if status, _ := a.Do(t, http.MethodGet, "/v1/webhooks", "sk_unknown", ""); status != http.StatusUnauthorized {
 		t.Errorf("unknown key: %d", status)
 	}
 
 	// Refused requests cost no token: after Retry-After, the key may go on.
-	_, header, _ := a.doHeader(t, http.MethodGet, "/v1/webhooks", a.Key, "")
+	_, header, _ := doHeader(t, a, http.MethodGet, "/v1/webhooks", a.Key, "")
 	secs, _ := strconv.Atoi(header.Get("Retry-After"))
 	time.Sleep(time.Duration(secs) * time.Second)
-	if status, b := a.do(t, http.MethodPost, "/v1/events", a.Key, `{"type": "call.started", "data": {}}`); status != http.StatusAccepted {
+	if status, b := a.Do(t, http.MethodPost, "/v1/events", a.Key, `{"type": "call.started", "data": {}}`); status != http.StatusAccepted {
 		t.Errorf("after Retry-After: %d %s", status, b)
 	}
 }
 
 // Without a limit (the Server's default) a key is never refused.
 func TestServer_NoRateLimit(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	for i := range 300 {
-		if status, b := a.do(t, http.MethodGet, "/v1/event-types", a.Key, ""); status != http.StatusOK {
+		if status, b := a.Do(t, http.MethodGet, "/v1/event-types", a.Key, ""); status != http.StatusOK {
 			t.Fatalf("request %d: %d %s", i, status, b)
 		}
 	}
 }
 
-// startAPIWithIngest starts an api like startAPI's, with the real ingest
+// startAPIWithIngest starts an api like apitest.Start's, with the real ingest
 // handler (POST /v1/events) and a rate limit.
-func startAPIWithIngest(tb testing.TB, perSecond float64) *apiEnv {
+func startAPIWithIngest(tb testing.TB, perSecond float64) *apitest.Env {
 	tb.Helper()
 	ctx := context.Background()
 	js := testenv.StartJetStream(tb)
@@ -99,11 +100,11 @@ func startAPIWithIngest(tb testing.TB, perSecond float64) *apiEnv {
 	srv.Ingest = &producer.Handler{Client: producer.New(js.JS)}
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
-	return &apiEnv{DB: db, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}
+	return &apitest.Env{DB: db, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}
 }
 
 // doHeader is do, returning the response's header too.
-func (a *apiEnv) doHeader(tb testing.TB, method, path, key, body string) (int, http.Header, []byte) {
+func doHeader(tb testing.TB, a *apitest.Env, method, path, key, body string) (int, http.Header, []byte) {
 	tb.Helper()
 	req, err := http.NewRequest(method, a.URL+path, strings.NewReader(body))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 )
 
@@ -17,21 +18,21 @@ import (
 // plaintext secrets and credentials it holds, in SQLite and in the KV
 // bucket, once.
 func TestDB_SealSecrets(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	const secret, password = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAxMjM0NQ==", "hunter2-hunter2"
-	status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "crm", "url": "https://example.com/h", "events": ["*"],
+	status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "crm", "url": "https://example.com/h", "events": ["*"],
 		"secret": "`+secret+`", "auth": {"type": "basic", "username": "u", "password": "`+password+`"}}`)
 	if status != http.StatusCreated {
 		t.Fatalf("create: %d %s", status, b)
 	}
-	id := decode[map[string]any](t, b)["id"].(string)
-	if status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "plain", "url": "https://example.com/p", "events": ["*"]}`); status != http.StatusCreated {
+	id := apitest.Decode[map[string]any](t, b)["id"].(string)
+	if status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "plain", "url": "https://example.com/p", "events": ["*"]}`); status != http.StatusCreated {
 		t.Fatalf("create: %d %s", status, b)
 	}
 
 	db := dbtest.OpenAt(t, a.DBPath)
-	db.EncryptionKey = testEncryptionKey(t)
+	db.EncryptionKey = apitest.EncryptionKey(t)
 	n, err := db.SealSecrets(ctx)
 	if err != nil || n != 2 {
 		t.Fatalf("seal: %d, %v; want the 2 webhooks", n, err)
@@ -62,7 +63,7 @@ func TestDB_SealSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotating := dbtest.OpenAt(t, a.DBPath)
-	rotating.EncryptionKey = newKey.WithPrevious(testEncryptionKey(t))
+	rotating.EncryptionKey = newKey.WithPrevious(apitest.EncryptionKey(t))
 	if err := rotating.CheckEncryptionKey(ctx); err != nil {
 		t.Fatalf("the rotating key cannot read the registry: %v", err)
 	}

@@ -9,34 +9,35 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 func TestWebhookSecret_GetAndRotate(t *testing.T) {
 	var logs syncBuffer
-	a := startAPI(t, func(s *api.Server) {
+	a := apitest.Start(t, func(s *api.Server) {
 		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "rotating", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "rotating", "url": "https://example.com/h", "events": ["*"]}`)
 	path := "/v1/webhooks/" + wh.ID + "/secret"
 	seen := []string{wh.Secret}
 
-	got := decode[secretJSON](t, mustGet(t, a, a.Key, path))
+	got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, path))
 	if got.Secret != wh.Secret || got.RetiringSecrets == nil || len(got.RetiringSecrets) != 0 {
 		t.Fatalf("GET secret = %+v, want the create response's secret and no retiring ones", got)
 	}
 
-	rotate := func(body string, want int) secretJSON {
+	rotate := func(body string, want int) apitest.SecretJSON {
 		t.Helper()
-		status, b := a.do(t, http.MethodPost, path+"/rotate", a.Key, body)
+		status, b := a.Do(t, http.MethodPost, path+"/rotate", a.Key, body)
 		if status != want {
 			t.Fatalf("rotate %s: %d, want %d: %s", body, status, want, b)
 		}
 		if status != http.StatusOK {
-			return secretJSON{}
+			return apitest.SecretJSON{}
 		}
-		s := decode[secretJSON](t, b)
+		s := apitest.Decode[apitest.SecretJSON](t, b)
 		seen = append(seen, s.Secret)
-		if again := decode[secretJSON](t, mustGet(t, a, a.Key, path)); again.Secret != s.Secret || len(again.RetiringSecrets) != len(s.RetiringSecrets) {
+		if again := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, path)); again.Secret != s.Secret || len(again.RetiringSecrets) != len(s.RetiringSecrets) {
 			t.Errorf("GET after rotate = %+v, rotate answered %+v", again, s)
 		}
 		return s
@@ -51,7 +52,7 @@ func TestWebhookSecret_GetAndRotate(t *testing.T) {
 	if exp := r1.RetiringSecrets[0].ExpiresAt; exp.Before(before.Add(24*time.Hour-time.Second)) || exp.After(time.Now().Add(24*time.Hour)) {
 		t.Errorf("expires_at %v, want 24 h from now", exp)
 	}
-	kv := kvWebhook(t, a.KV, wh.ID)
+	kv := apitest.KVWebhook(t, a.KV, wh.ID)
 	if got := kv.SigningSecrets(time.Now()); !slices.Equal(got, []string{r1.Secret, wh.Secret}) {
 		t.Errorf("KV signs with %d secrets, want the new and the old", len(got))
 	}
@@ -74,7 +75,7 @@ func TestWebhookSecret_GetAndRotate(t *testing.T) {
 	} {
 		rotate(tc.body, tc.want)
 	}
-	if got := decode[secretJSON](t, mustGet(t, a, a.Key, path)); got.Secret != r1.Secret || len(got.RetiringSecrets) != 1 {
+	if got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, path)); got.Secret != r1.Secret || len(got.RetiringSecrets) != 1 {
 		t.Fatalf("a refused rotation changed the secret: %+v", got)
 	}
 
@@ -90,27 +91,27 @@ func TestWebhookSecret_GetAndRotate(t *testing.T) {
 	if len(r3.RetiringSecrets) != 2 {
 		t.Errorf("grace 0 added a retiring secret: %+v", r3)
 	}
-	if got := kvWebhook(t, a.KV, wh.ID).SigningSecrets(time.Now()); slices.Contains(got, given) || len(got) != 3 {
+	if got := apitest.KVWebhook(t, a.KV, wh.ID).SigningSecrets(time.Now()); slices.Contains(got, given) || len(got) != 3 {
 		t.Errorf("the secret replaced with grace 0 still signs (%d secrets)", len(got))
 	}
 
 	// A PATCH of the secret rotates it with the default grace period.
 	patched := secretOf(40)
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"secret": "`+patched+`"}`); status != http.StatusOK || strings.Contains(string(b), patched) {
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"secret": "`+patched+`"}`); status != http.StatusOK || strings.Contains(string(b), patched) {
 		t.Fatalf("PATCH secret: %d %s", status, b)
 	}
 	seen = append(seen, patched)
-	got = decode[secretJSON](t, mustGet(t, a, a.Key, path))
+	got = apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, a.Key, path))
 	if got.Secret != patched || len(got.RetiringSecrets) != 3 {
 		t.Errorf("after PATCH: %+v", got)
 	}
-	if got := kvWebhook(t, a.KV, wh.ID).SigningSecrets(time.Now()); !slices.Contains(got, r3.Secret) {
+	if got := apitest.KVWebhook(t, a.KV, wh.ID).SigningSecrets(time.Now()); !slices.Contains(got, r3.Secret) {
 		t.Error("the secret a PATCH replaced stopped signing at once")
 	}
 
 	// Secrets never appear in get, list or the logs.
 	for _, p := range []string{"/v1/webhooks/" + wh.ID, "/v1/webhooks"} {
-		b := string(mustGet(t, a, a.Key, p))
+		b := string(apitest.MustGet(t, a, a.Key, p))
 		for _, s := range seen {
 			if strings.Contains(b, s) {
 				t.Errorf("GET %s shows a secret", p)
@@ -128,21 +129,21 @@ func TestWebhookSecret_GetAndRotate(t *testing.T) {
 }
 
 func TestWebhookSecret_TenantIsolation(t *testing.T) {
-	a := startAPI(t, nil)
-	otherKey := a.newTenant(t, "other")
-	theirs := a.create(t, otherKey, "/v1/webhooks", `{"name": "Theirs", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	otherKey := a.NewTenant(t, "other")
+	theirs := a.Create(t, otherKey, "/v1/webhooks", `{"name": "Theirs", "url": "https://example.com/h", "events": ["*"]}`)
 	for _, tc := range []struct{ method, path string }{
 		{http.MethodGet, "/v1/webhooks/" + theirs.ID + "/secret"},
 		{http.MethodPost, "/v1/webhooks/" + theirs.ID + "/secret/rotate"},
 		{http.MethodGet, "/v1/webhooks/wh_nope/secret"},
 		{http.MethodPost, "/v1/webhooks/wh_nope/secret/rotate"},
 	} {
-		status, b := a.do(t, tc.method, tc.path, a.Key, "")
+		status, b := a.Do(t, tc.method, tc.path, a.Key, "")
 		if status != http.StatusNotFound || strings.Contains(string(b), theirs.Secret) {
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, status, b)
 		}
 	}
-	if got := decode[secretJSON](t, mustGet(t, a, otherKey, "/v1/webhooks/"+theirs.ID+"/secret")); got.Secret != theirs.Secret || len(got.RetiringSecrets) != 0 {
+	if got := apitest.Decode[apitest.SecretJSON](t, apitest.MustGet(t, a, otherKey, "/v1/webhooks/"+theirs.ID+"/secret")); got.Secret != theirs.Secret || len(got.RetiringSecrets) != 0 {
 		t.Errorf("another tenant's rotation went through: %+v", got)
 	}
 }
@@ -150,19 +151,19 @@ func TestWebhookSecret_TenantIsolation(t *testing.T) {
 // Each rotation with a grace period adds a secret that signs every
 // delivery: past MaxRetiringSecrets, the API says what to do instead.
 func TestWebhookSecret_RetiringCap(t *testing.T) {
-	a := startAPI(t, nil)
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "many", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "many", "url": "https://example.com/h", "events": ["*"]}`)
 	path := "/v1/webhooks/" + wh.ID + "/secret/rotate"
 	for i := range api.MaxRetiringSecrets {
-		if status, b := a.do(t, http.MethodPost, path, a.Key, `{"grace_period": 3600}`); status != http.StatusOK {
+		if status, b := a.Do(t, http.MethodPost, path, a.Key, `{"grace_period": 3600}`); status != http.StatusOK {
 			t.Fatalf("rotation %d: %d %s", i, status, b)
 		}
 	}
-	status, b := a.do(t, http.MethodPost, path, a.Key, `{"grace_period": 3600}`)
-	if e := decode[errorJSON](t, b); status != http.StatusUnprocessableEntity || len(e.Errors["grace_period"]) == 0 {
+	status, b := a.Do(t, http.MethodPost, path, a.Key, `{"grace_period": 3600}`)
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusUnprocessableEntity || len(e.Errors["grace_period"]) == 0 {
 		t.Errorf("rotation past the cap: %d %s", status, b)
 	}
-	if status, b := a.do(t, http.MethodPost, path, a.Key, `{"grace_period": 0}`); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodPost, path, a.Key, `{"grace_period": 0}`); status != http.StatusOK {
 		t.Errorf("rotation with grace 0 at the cap: %d %s", status, b)
 	}
 }

@@ -13,10 +13,11 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 func TestServer_Authentication(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	for _, tc := range []struct {
 		name, header string
 		want         int
@@ -51,7 +52,7 @@ func TestServer_Authentication(t *testing.T) {
 				_, _ = buf.ReadFrom(resp.Body)
 				resp.Body.Close()
 				if tc.want == 401 {
-					e := decode[errorJSON](t, buf.Bytes())
+					e := apitest.Decode[apitest.ErrorJSON](t, buf.Bytes())
 					if resp.StatusCode != 401 || e.Message != tc.wantMessage || resp.Header.Get("WWW-Authenticate") == "" {
 						t.Errorf("%s %s: %d %s", route.method, route.path, resp.StatusCode, buf.Bytes())
 					}
@@ -68,7 +69,7 @@ var noRedirects = &http.Client{
 }
 
 func TestServer_UnknownRoutes(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	for _, tc := range []struct {
 		method, path string
 		want         int
@@ -98,13 +99,13 @@ func TestServer_UnknownRoutes(t *testing.T) {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, status, tc.want)
 			continue
 		}
-		if e := decode[errorJSON](t, b); e.Message == "" {
+		if e := apitest.Decode[apitest.ErrorJSON](t, b); e.Message == "" {
 			t.Errorf("%s %s: %s", tc.method, tc.path, b)
 		}
 	}
 	// An authenticated lookup of an unknown id is a 404 too.
-	status, b := a.do(t, http.MethodGet, "/v1/webhooks/wh_nope", a.Key, "")
-	if e := decode[errorJSON](t, b); status != 404 || e.Message != "Webhook not found." {
+	status, b := a.Do(t, http.MethodGet, "/v1/webhooks/wh_nope", a.Key, "")
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != 404 || e.Message != "Webhook not found." {
 		t.Errorf("unknown webhook: %d %s", status, b)
 	}
 }
@@ -129,7 +130,7 @@ func (b *syncBuffer) String() string {
 
 func TestServer_Ingest(t *testing.T) {
 	var logs syncBuffer
-	a := startAPI(t, func(s *api.Server) {
+	a := apitest.Start(t, func(s *api.Server) {
 		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		s.Ingest = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch {
@@ -146,16 +147,16 @@ func TestServer_Ingest(t *testing.T) {
 		})
 	})
 
-	status, b := a.do(t, http.MethodPost, "/v1/events", a.Key, `{}`)
+	status, b := a.Do(t, http.MethodPost, "/v1/events", a.Key, `{}`)
 	if status != http.StatusAccepted || string(b) != a.Tenant.ID+" default" {
 		t.Errorf("ingest: %d %q, want the tenant and actor of the key", status, b)
 	}
-	if status, _ := a.do(t, http.MethodPost, "/v1/events", "", `{}`); status != http.StatusUnauthorized {
+	if status, _ := a.Do(t, http.MethodPost, "/v1/events", "", `{}`); status != http.StatusUnauthorized {
 		t.Errorf("ingest without a key: %d", status)
 	}
 
-	status, b = a.do(t, http.MethodPost, "/v1/events?panic", a.Key, `{}`)
-	if e := decode[errorJSON](t, b); status != http.StatusInternalServerError || e.Message != "Internal error." {
+	status, b = a.Do(t, http.MethodPost, "/v1/events?panic", a.Key, `{}`)
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusInternalServerError || e.Message != "Internal error." {
 		t.Errorf("panic: %d %s", status, b)
 	}
 	// A panic after the response began cuts it off: it must not look whole.
@@ -169,7 +170,7 @@ func TestServer_Ingest(t *testing.T) {
 		}
 	}
 	// The server survives.
-	mustGet(t, a, a.Key, "/v1/webhooks")
+	apitest.MustGet(t, a, a.Key, "/v1/webhooks")
 
 	for _, want := range []string{
 		`msg="panic serving request" method=POST route=/v1/events panic="ingest exploded"`,
@@ -185,15 +186,15 @@ func TestServer_Ingest(t *testing.T) {
 
 func TestServer_SecretsNotLogged(t *testing.T) {
 	var logs syncBuffer
-	a := startAPI(t, func(s *api.Server) {
+	a := apitest.Start(t, func(s *api.Server) {
 		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	secret := secretOf(40)
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "x", "url": "https://example.com/h", "events": ["*"], "secret": "`+secret+`"}`)
-	mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "x", "url": "https://example.com/h", "events": ["*"], "secret": "`+secret+`"}`)
+	apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)
 	// Break the mirror so that the failure is logged, with its error.
 	a.JS.Stop()
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "y", "url": "https://example.com/h", "events": ["*"], "secret": "`+secret+`"}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "y", "url": "https://example.com/h", "events": ["*"], "secret": "`+secret+`"}`)
 	if !strings.Contains(logs.String(), "mirroring to KV deferred") {
 		t.Errorf("mirror failure not logged:\n%s", logs.String())
 	}
@@ -204,16 +205,16 @@ func TestServer_SecretsNotLogged(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a := startAPI(t, func(s *api.Server) { s.Metrics = api.NewMetrics(reg) })
+	a := apitest.Start(t, func(s *api.Server) { s.Metrics = api.NewMetrics(reg) })
 	api.NewMetrics(reg) // a second server on the same registry shares them
 
 	for _, id := range []string{"wh_1", "wh_2", "wh_3"} {
-		a.do(t, http.MethodGet, "/v1/webhooks/"+id, a.Key, "")
+		a.Do(t, http.MethodGet, "/v1/webhooks/"+id, a.Key, "")
 	}
-	a.do(t, http.MethodGet, "/v1/webhooks", a.Key, "")
-	a.do(t, http.MethodGet, "/v1/webhooks", "", "")
-	a.do(t, http.MethodGet, "/v1/no/such/route/42", a.Key, "")
-	a.do(t, "BREW", "/v1/webhooks", a.Key, "")
+	a.Do(t, http.MethodGet, "/v1/webhooks", a.Key, "")
+	a.Do(t, http.MethodGet, "/v1/webhooks", "", "")
+	a.Do(t, http.MethodGet, "/v1/no/such/route/42", a.Key, "")
+	a.Do(t, "BREW", "/v1/webhooks", a.Key, "")
 
 	families, err := reg.Gather()
 	if err != nil {

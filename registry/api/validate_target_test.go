@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // With the SSRF guard on, a URL naming a refused host by its IP address is
@@ -14,10 +15,10 @@ import (
 // at every delivery; what the guard allows (--allow-cidr) and hostnames
 // (checked at dial time) are taken.
 func TestWebhooks_URLTheGuardRefuses(t *testing.T) {
-	a := startAPI(t, func(s *api.Server) {
+	a := apitest.Start(t, func(s *api.Server) {
 		s.Guard = netguard.New(false, netip.MustParsePrefix("10.20.0.0/16"))
 	})
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "crm", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "crm", "url": "https://example.com/h", "events": ["*"]}`)
 	for url, want := range map[string]int{
 		"http://10.1.2.3/h":           422,
 		"http://[::1]:8080/h":         422,
@@ -28,23 +29,23 @@ func TestWebhooks_URLTheGuardRefuses(t *testing.T) {
 		"https://203.0.113.9/h":       422, // TEST-NET-3, not globally routable
 		"https://8.8.8.8/h":           200,
 	} {
-		status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"url": "`+url+`"}`)
+		status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"url": "`+url+`"}`)
 		if status != want {
 			t.Errorf("PATCH url %s: %d %s, want %d", url, status, b, want)
 			continue
 		}
 		if want == 422 {
-			if e := decode[errorJSON](t, b); len(e.Errors["url"]) == 0 || len(e.Errors) != 1 {
+			if e := apitest.Decode[apitest.ErrorJSON](t, b); len(e.Errors["url"]) == 0 || len(e.Errors) != 1 {
 				t.Errorf("PATCH url %s: errors %v, want one on url", url, e.Errors)
 			}
 		}
 	}
 	// PATCH without url leaves a stored URL alone.
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"timeout": 10}`); status != http.StatusOK {
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"timeout": 10}`); status != http.StatusOK {
 		t.Errorf("PATCH timeout: %d %s", status, b)
 	}
-	status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "lan", "url": "http://192.168.1.10/h", "events": ["*"], "timeout": 1}`)
-	if e := decode[errorJSON](t, b); status != http.StatusUnprocessableEntity || len(e.Errors["url"]) == 0 || len(e.Errors["timeout"]) == 0 {
+	status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, `{"name": "lan", "url": "http://192.168.1.10/h", "events": ["*"], "timeout": 1}`)
+	if e := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusUnprocessableEntity || len(e.Errors["url"]) == 0 || len(e.Errors["timeout"]) == 0 {
 		t.Errorf("create on a private address with a bad timeout: %d %s, want 422 naming url and timeout", status, b)
 	}
 }

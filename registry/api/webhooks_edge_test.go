@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
 // A PATCH that moves a webhook to another host must give its credential
@@ -25,8 +26,8 @@ import (
 // they are not sent to the new host on the strength of a url alone. On the
 // same host, or when they are given, the url changes.
 func TestUpdateWebhook_HostMoveNeedsCredentialsAgain(t *testing.T) {
-	a := startAPI(t, nil)
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	a := apitest.Start(t, nil)
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "moving", "url": "https://old.example.com/h", "events": []string{"*"},
 		"auth": map[string]any{"type": "bearer", "token": "t0k-for-old"}, "headers": map[string]string{"X-Api-Key": "k-for-old"},
 	}))
@@ -41,12 +42,12 @@ func TestUpdateWebhook_HostMoveNeedsCredentialsAgain(t *testing.T) {
 		{"same host, other path and port", `{"url": "https://OLD.example.com:8443/other"}`, 200, nil},
 		{"other host, both again", `{"url": "https://new.example.org/h", "auth": null, "headers": {"X-Api-Key": "k-for-new"}}`, 200, nil},
 	} {
-		status, b := a.do(t, http.MethodPatch, path, a.Key, tc.body)
+		status, b := a.Do(t, http.MethodPatch, path, a.Key, tc.body)
 		if status != tc.want {
 			t.Fatalf("%s: %d %s, want %d", tc.name, status, b, tc.want)
 		}
 		if tc.fields != nil {
-			got := decode[errorJSON](t, b)
+			got := apitest.Decode[apitest.ErrorJSON](t, b)
 			for _, f := range tc.fields {
 				if len(got.Errors[f]) == 0 {
 					t.Errorf("%s: %s names no %s", tc.name, b, f)
@@ -57,13 +58,13 @@ func TestUpdateWebhook_HostMoveNeedsCredentialsAgain(t *testing.T) {
 			}
 		}
 	}
-	got := decode[webhookJSON](t, mustGet(t, a, a.Key, path))
+	got := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, a.Key, path))
 	if got.URL != "https://new.example.org/h" || got.Auth.Type != "none" || got.Headers["X-Api-Key"] != "k-for-new" {
 		t.Errorf("after the moves: %+v", got)
 	}
 	// A webhook without credentials moves freely.
-	plain := a.create(t, a.Key, "/v1/webhooks", `{"name": "plain", "url": "https://a.example.com/h", "events": ["*"]}`)
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+plain.ID, a.Key, `{"url": "https://b.example.com/h"}`); status != 200 {
+	plain := a.Create(t, a.Key, "/v1/webhooks", `{"name": "plain", "url": "https://a.example.com/h", "events": ["*"]}`)
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+plain.ID, a.Key, `{"url": "https://b.example.com/h"}`); status != 200 {
 		t.Errorf("moving a webhook without credentials: %d %s", status, b)
 	}
 }
@@ -73,12 +74,12 @@ func TestUpdateWebhook_HostMoveNeedsCredentialsAgain(t *testing.T) {
 // workers, given the key, send them. Lists show them masked; a PATCH that
 // sends the masked values back keeps the stored ones.
 func TestEncryption_CustomHeaders(t *testing.T) {
-	key := testEncryptionKey(t)
-	a := startAPI(t, func(s *api.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
+	key := apitest.EncryptionKey(t)
+	a := apitest.Start(t, func(s *api.Server) { s.DB.EncryptionKey = key; allowLoopback(s) })
 	ctx := context.Background()
 	recv := testenv.StartReceiver(t, nil)
 	const long, short = "hdr-plaintext-api-key-5d8e1c0b", "sh0rt-9a7"
-	wh := a.create(t, a.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	wh := a.Create(t, a.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "headers", "url": recv.URL + "/hook", "events": []string{"call.started"},
 		"headers": map[string]string{"X-Api-Key": long, "X-Short": short},
 	}))
@@ -104,29 +105,29 @@ func TestEncryption_CustomHeaders(t *testing.T) {
 		t.Errorf("JetStream files hold header values: %v", found)
 	}
 
-	list := decode[listJSON](t, mustGet(t, a, a.Key, "/v1/webhooks"))
+	list := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks"))
 	if len(list.Data) != 1 || list.Data[0].Headers["X-Api-Key"] != "****1c0b" || list.Data[0].Headers["X-Short"] != "****" {
 		t.Errorf("list shows headers %v, want them masked", list.Data[0].Headers)
 	}
-	if strings.Contains(string(mustGet(t, a, a.Key, "/v1/webhooks")), "hdr-plaintext") {
+	if strings.Contains(string(apitest.MustGet(t, a, a.Key, "/v1/webhooks")), "hdr-plaintext") {
 		t.Error("the list shows a header value")
 	}
 	// Read from the list, sent back: the stored values stay.
-	body := jsonBody(t, map[string]any{"name": "renamed", "headers": list.Data[0].Headers})
-	if status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, body); status != http.StatusOK {
+	body := apitest.JSONBody(t, map[string]any{"name": "renamed", "headers": list.Data[0].Headers})
+	if status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, body); status != http.StatusOK {
 		t.Fatalf("patch: %d %s", status, b)
 	}
-	if got := decode[webhookJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)); got.Headers["X-Api-Key"] != long || got.Headers["X-Short"] != short {
+	if got := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)); got.Headers["X-Api-Key"] != long || got.Headers["X-Short"] != short {
 		t.Errorf("after sending the masked values back: %v", got.Headers)
 	}
 
 	logger := slog.New(slog.DiscardHandler)
 	index := &consumer.Index{KV: a.KV, Logger: logger, EncryptionKey: key}
-	runUntilCleanup(t, index.Run)
+	apitest.RunUntilCleanup(t, index.Run)
 	testenv.WaitFor(t, 10*time.Second, "the index holds the webhook", func() bool { return index.Has(wh.ID) })
 	metrics := consumer.NewMetrics(nil)
-	runUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
-	runUntilCleanup(t, (&consumer.Deliverer{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics,
+	apitest.RunUntilCleanup(t, (&consumer.Matcher{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics}).Run)
+	apitest.RunUntilCleanup(t, (&consumer.Deliverer{JS: a.JS.JS, Index: index, Logger: logger, Metrics: metrics,
 		Retry: consumer.DefaultRetryPolicy(), Workers: 2, MaxAckPending: 8, Guard: netguard.New(false, netip.MustParsePrefix("127.0.0.0/8"))}).Run)
 	evt := &switchboard.Event{ID: "evt_headers", TenantID: a.Tenant.ID, Type: "call.started", Data: json.RawMessage(`{}`)}
 	if _, err := producer.New(a.JS.JS).Publish(ctx, evt); err != nil {
@@ -139,8 +140,8 @@ func TestEncryption_CustomHeaders(t *testing.T) {
 	}
 
 	// A client may not store a value that looks sealed.
-	status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"headers": {"X-A": "sealed:v1:abc"}}`)
-	if got := decode[errorJSON](t, b); status != http.StatusUnprocessableEntity || len(got.Errors["headers.X-A"]) == 0 {
+	status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"headers": {"X-A": "sealed:v1:abc"}}`)
+	if got := apitest.Decode[apitest.ErrorJSON](t, b); status != http.StatusUnprocessableEntity || len(got.Errors["headers.X-A"]) == 0 {
 		t.Errorf("a sealed-looking header value: %d %s", status, b)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -20,7 +21,7 @@ type fieldCase struct {
 	name       string
 	body       map[string]any // a nil value removes the field
 	wantFields []string
-	check      func(t *testing.T, got webhookJSON)
+	check      func(t *testing.T, got apitest.WebhookJSON)
 }
 
 // runFieldCases sends each case with send (a create or a PATCH) and checks
@@ -34,7 +35,7 @@ func runFieldCases(t *testing.T, cases []fieldCase, send func(t *testing.T, i in
 				if status != http.StatusUnprocessableEntity {
 					t.Fatalf("status %d, want 422: %s", status, b)
 				}
-				e := decode[errorJSON](t, b)
+				e := apitest.Decode[apitest.ErrorJSON](t, b)
 				if got := slices.Sorted(maps.Keys(e.Errors)); !slices.Equal(got, slices.Sorted(slices.Values(tc.wantFields))) {
 					t.Errorf("failing fields %v, want %v (%s)", got, tc.wantFields, b)
 				}
@@ -43,7 +44,7 @@ func runFieldCases(t *testing.T, cases []fieldCase, send func(t *testing.T, i in
 			if status != http.StatusCreated && status != http.StatusOK {
 				t.Fatalf("status %d, want success: %s", status, b)
 			}
-			got := decode[webhookJSON](t, b)
+			got := apitest.Decode[apitest.WebhookJSON](t, b)
 			if tc.check != nil {
 				tc.check(t, got)
 			}
@@ -87,7 +88,7 @@ func authCases() []fieldCase {
 		} {
 			c := fieldCase{name: "auth " + typ + " " + v.what, body: with(typ, v.creds), wantFields: v.want}
 			if v.want == nil {
-				c.check = func(t *testing.T, got webhookJSON) {
+				c.check = func(t *testing.T, got apitest.WebhookJSON) {
 					if got.Auth.Type != typ {
 						t.Errorf("auth %+v, want type %s", got.Auth, typ)
 					}
@@ -111,7 +112,7 @@ func outboundCases() []fieldCase {
 		return h
 	}
 	cases := []fieldCase{
-		{name: "method default", check: func(t *testing.T, got webhookJSON) {
+		{name: "method default", check: func(t *testing.T, got apitest.WebhookJSON) {
 			if got.Method != "POST" || got.Auth.Type != "none" || len(got.Headers) != 0 || string(got.Properties) != "null" || got.IsAlertHook {
 				t.Errorf("defaults: %+v", got)
 			}
@@ -123,12 +124,12 @@ func outboundCases() []fieldCase {
 		{name: "method DELETE", body: map[string]any{"method": "DELETE"}, wantFields: []string{"method"}},
 		{name: "method empty", body: map[string]any{"method": ""}, wantFields: []string{"method"}},
 
-		{name: "auth null is none", body: map[string]any{"auth": nil}, check: wantAuth(authJSON{Type: "none"})},
+		{name: "auth null is none", body: map[string]any{"auth": nil}, check: wantAuth(apitest.AuthJSON{Type: "none"})},
 		{name: "auth without type", body: map[string]any{"auth": map[string]any{"token": "t"}}, wantFields: []string{"auth.type"}},
 		{name: "auth unknown type", body: map[string]any{"auth": map[string]any{"type": "digest"}}, wantFields: []string{"auth.type"}},
 		{name: "auth type upper-case", body: map[string]any{"auth": map[string]any{"type": "BEARER", "token": "t"}}, wantFields: []string{"auth.type"}},
 		{name: "auth basic shows username only", body: map[string]any{"auth": map[string]any{"type": "basic", "username": "u", "password": "p"}},
-			check: wantAuth(authJSON{Type: "basic", Username: "u"})},
+			check: wantAuth(apitest.AuthJSON{Type: "basic", Username: "u"})},
 		{name: "auth basic username with a colon", body: map[string]any{"auth": map[string]any{"type": "basic", "username": "a:b", "password": "p"}}, wantFields: []string{"auth.username"}},
 		{name: "auth basic username 256 chars", body: map[string]any{"auth": map[string]any{"type": "basic", "username": strings.Repeat("u", 256), "password": "p"}}, wantFields: []string{"auth.username"}},
 		{name: "auth basic password 4096 bytes", body: map[string]any{"auth": map[string]any{"type": "basic", "username": "u", "password": strings.Repeat("p", 4096)}}},
@@ -142,21 +143,21 @@ func outboundCases() []fieldCase {
 		{name: "auth token 4097 bytes", body: map[string]any{"auth": map[string]any{"type": "bearer", "token": strings.Repeat("t", 4097)}}, wantFields: []string{"auth.token"}},
 		{name: "auth token that looks sealed", body: map[string]any{"auth": map[string]any{"type": "bearer", "token": "sealed:v1:abc"}}, wantFields: []string{"auth.token"}},
 		{name: "auth header default name", body: map[string]any{"auth": map[string]any{"type": "header", "token": "t"}},
-			check: wantAuth(authJSON{Type: "header", Name: "X-Auth-Token"})},
+			check: wantAuth(apitest.AuthJSON{Type: "header", Name: "X-Auth-Token"})},
 		{name: "auth header custom name", body: map[string]any{"auth": map[string]any{"type": "header", "token": "t", "name": "X-Api-Key"}},
-			check: wantAuth(authJSON{Type: "header", Name: "X-Api-Key"})},
+			check: wantAuth(apitest.AuthJSON{Type: "header", Name: "X-Api-Key"})},
 		{name: "auth header name with a space", body: map[string]any{"auth": map[string]any{"type": "header", "token": "t", "name": "X Api"}}, wantFields: []string{"auth.name"}},
 		{name: "auth header name Host", body: map[string]any{"auth": map[string]any{"type": "header", "token": "t", "name": "host"}}, wantFields: []string{"auth.name"}},
 		{name: "auth header name webhook-signature", body: map[string]any{"auth": map[string]any{"type": "header", "token": "t", "name": "webhook-signature"}}, wantFields: []string{"auth.name"}},
 		{name: "auth querystring default name", body: map[string]any{"auth": map[string]any{"type": "querystring", "token": "t"}},
-			check: wantAuth(authJSON{Type: "querystring", Name: "token"})},
+			check: wantAuth(apitest.AuthJSON{Type: "querystring", Name: "token"})},
 		{name: "auth querystring custom name", body: map[string]any{"auth": map[string]any{"type": "querystring", "token": "t", "name": "api_key"}},
-			check: wantAuth(authJSON{Type: "querystring", Name: "api_key"})},
+			check: wantAuth(apitest.AuthJSON{Type: "querystring", Name: "api_key"})},
 		{name: "auth querystring name with &", body: map[string]any{"auth": map[string]any{"type": "querystring", "token": "t", "name": "a&b"}}, wantFields: []string{"auth.name"}},
 		{name: "auth querystring name with =", body: map[string]any{"auth": map[string]any{"type": "querystring", "token": "t", "name": "a=b"}}, wantFields: []string{"auth.name"}},
 		{name: "auth querystring name 129 chars", body: map[string]any{"auth": map[string]any{"type": "querystring", "token": "t", "name": strings.Repeat("n", 129)}}, wantFields: []string{"auth.name"}},
 
-		{name: "headers kept", body: headers(map[string]any{"X-Tenant": "acme", "X-Trace": "a\tb"}), check: func(t *testing.T, got webhookJSON) {
+		{name: "headers kept", body: headers(map[string]any{"X-Tenant": "acme", "X-Trace": "a\tb"}), check: func(t *testing.T, got apitest.WebhookJSON) {
 			if !maps.Equal(got.Headers, map[string]string{"X-Tenant": "acme", "X-Trace": "a\tb"}) {
 				t.Errorf("headers %v", got.Headers)
 			}
@@ -182,7 +183,7 @@ func outboundCases() []fieldCase {
 		{name: "headers the auth header", body: map[string]any{"headers": map[string]any{"x-api-key": "x"}, "auth": map[string]any{"type": "header", "token": "t", "name": "X-Api-Key"}},
 			wantFields: []string{"headers.x-api-key"}},
 		{name: "properties object", body: map[string]any{"properties": map[string]any{"crm": "acme", "n": 1, "nested": map[string]any{"a": []int{1}}}},
-			check: func(t *testing.T, got webhookJSON) {
+			check: func(t *testing.T, got apitest.WebhookJSON) {
 				if string(got.Properties) != `{"crm":"acme","n":1,"nested":{"a":[1]}}` {
 					t.Errorf("properties %s", got.Properties)
 				}
@@ -195,7 +196,7 @@ func outboundCases() []fieldCase {
 		{name: "properties true", body: map[string]any{"properties": true}, wantFields: []string{"properties"}},
 		{name: "properties 16 KiB", body: map[string]any{"properties": map[string]any{"p": strings.Repeat("x", 16<<10-len(`{"p":""}`))}}},
 		{name: "properties over 16 KiB", body: map[string]any{"properties": map[string]any{"p": strings.Repeat("x", 16<<10-len(`{"p":""}`)+1)}}, wantFields: []string{"properties"}},
-		{name: "is_alert_hook", body: map[string]any{"is_alert_hook": true}, check: func(t *testing.T, got webhookJSON) {
+		{name: "is_alert_hook", body: map[string]any{"is_alert_hook": true}, check: func(t *testing.T, got apitest.WebhookJSON) {
 			if !got.IsAlertHook {
 				t.Error("is_alert_hook not kept")
 			}
@@ -214,16 +215,16 @@ func outboundCases() []fieldCase {
 	return cases
 }
 
-func wantMethod(m string) func(t *testing.T, got webhookJSON) {
-	return func(t *testing.T, got webhookJSON) {
+func wantMethod(m string) func(t *testing.T, got apitest.WebhookJSON) {
+	return func(t *testing.T, got apitest.WebhookJSON) {
 		if got.Method != m {
 			t.Errorf("method %q, want %q", got.Method, m)
 		}
 	}
 }
 
-func wantAuth(want authJSON) func(t *testing.T, got webhookJSON) {
-	return func(t *testing.T, got webhookJSON) {
+func wantAuth(want apitest.AuthJSON) func(t *testing.T, got apitest.WebhookJSON) {
+	return func(t *testing.T, got apitest.WebhookJSON) {
 		if got.Auth != want {
 			t.Errorf("auth %+v, want %+v", got.Auth, want)
 		}
@@ -244,7 +245,7 @@ func mergeBody(base, body map[string]any) map[string]any {
 }
 
 func TestCreateWebhook_OutboundFields(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	runFieldCases(t, slices.Concat(authCases(), outboundCases()), func(t *testing.T, i int, body map[string]any) (int, []byte) {
 		base := map[string]any{"name": fmt.Sprintf("hook %d", i), "url": "https://example.com/hook", "events": []string{"call.started"}}
 		// null is meaningful for these fields: send it rather than drop it.
@@ -254,19 +255,19 @@ func TestCreateWebhook_OutboundFields(t *testing.T) {
 				b[k] = json.RawMessage("null")
 			}
 		}
-		return a.do(t, http.MethodPost, "/v1/webhooks", a.Key, jsonBody(t, b))
+		return a.Do(t, http.MethodPost, "/v1/webhooks", a.Key, apitest.JSONBody(t, b))
 	})
 }
 
 // Every rule holds on PATCH too: the same cases, each applied to a fresh
 // webhook.
 func TestUpdateWebhook_Rules(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	// The create-time rules of the older fields, at their boundaries.
 	urlOf := func(n int) string { return "https://example.com/" + strings.Repeat("a", n-len("https://example.com/")) }
 	older := []fieldCase{
 		{name: "timeout 4", body: map[string]any{"timeout": 4}, wantFields: []string{"timeout"}},
-		{name: "timeout 5", body: map[string]any{"timeout": 5}, check: func(t *testing.T, got webhookJSON) {
+		{name: "timeout 5", body: map[string]any{"timeout": 5}, check: func(t *testing.T, got apitest.WebhookJSON) {
 			if got.Timeout != 5 {
 				t.Errorf("timeout %d", got.Timeout)
 			}
@@ -274,7 +275,7 @@ func TestUpdateWebhook_Rules(t *testing.T) {
 		{name: "timeout 120", body: map[string]any{"timeout": 120}},
 		{name: "timeout 121", body: map[string]any{"timeout": 121}, wantFields: []string{"timeout"}},
 		{name: "max_retries -1", body: map[string]any{"max_retries": -1}, wantFields: []string{"max_retries"}},
-		{name: "max_retries 0", body: map[string]any{"max_retries": 0}, check: func(t *testing.T, got webhookJSON) {
+		{name: "max_retries 0", body: map[string]any{"max_retries": 0}, check: func(t *testing.T, got apitest.WebhookJSON) {
 			if got.MaxRetries != 0 {
 				t.Errorf("max_retries %d", got.MaxRetries)
 			}
@@ -299,7 +300,7 @@ func TestUpdateWebhook_Rules(t *testing.T) {
 			wantFields: []string{"name", "url", "method", "events", "timeout", "max_retries", "status", "auth.username", "auth.password", "headers.Host", "properties"}},
 	}
 	runFieldCases(t, slices.Concat(older, authCases(), outboundCases()), func(t *testing.T, i int, body map[string]any) (int, []byte) {
-		wh := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "patched %d", "url": "https://example.com/hook", "events": ["call.started"]}`, i))
+		wh := a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "patched %d", "url": "https://example.com/hook", "events": ["call.started"]}`, i))
 		b := map[string]any{}
 		for k, v := range body {
 			b[k] = v
@@ -307,10 +308,10 @@ func TestUpdateWebhook_Rules(t *testing.T) {
 				b[k] = json.RawMessage("null")
 			}
 		}
-		status, resp := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, jsonBody(t, b))
+		status, resp := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, apitest.JSONBody(t, b))
 		if status == http.StatusUnprocessableEntity {
 			// Nothing changed.
-			if got := decode[webhookJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)); !got.UpdatedAt.Equal(wh.UpdatedAt) || got.Name != wh.Name {
+			if got := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+wh.ID)); !got.UpdatedAt.Equal(wh.UpdatedAt) || got.Name != wh.Name {
 				t.Errorf("a refused PATCH changed the webhook: %+v", got)
 			}
 		}
@@ -320,32 +321,32 @@ func TestUpdateWebhook_Rules(t *testing.T) {
 
 // A PATCH changes what it names, keeps the rest, and says who and when.
 func TestUpdateWebhook_Partial(t *testing.T) {
-	a := startAPI(t, nil)
-	a.putAgent(t, a.Key, "agent-1")
-	created := a.create(t, a.Key, "/v1/agents/agent-1/webhooks", jsonBody(t, map[string]any{
+	a := apitest.Start(t, nil)
+	a.PutAgent(t, a.Key, "agent-1")
+	created := a.Create(t, a.Key, "/v1/agents/agent-1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": "full", "url": "https://example.com/a", "method": "PUT", "events": []string{"call.*"},
 		"timeout": 10, "max_retries": 5, "status": "inactive", "is_alert_hook": true,
 		"auth":       map[string]any{"type": "basic", "username": "u", "password": "p"},
 		"headers":    map[string]any{"X-A": "1"},
 		"properties": map[string]any{"crm": "acme"},
 	}))
-	kvBefore := kvWebhook(t, a.KV, created.ID)
+	kvBefore := apitest.KVWebhook(t, a.KV, created.ID)
 
 	otherKey, _, err := a.DB.CreateKey(t.Context(), a.Tenant.ID, "second key")
 	if err != nil {
 		t.Fatal(err)
 	}
-	patch := func(body string) webhookJSON {
+	patch := func(body string) apitest.WebhookJSON {
 		t.Helper()
-		status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+created.ID, otherKey, body)
+		status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+created.ID, otherKey, body)
 		if status != http.StatusOK {
 			t.Fatalf("PATCH %s: %d %s", body, status, b)
 		}
 		if strings.Contains(string(b), `"secret"`) {
 			t.Errorf("PATCH answer shows the secret: %s", b)
 		}
-		got := decode[webhookJSON](t, b)
-		if again := decode[webhookJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+created.ID)); !equalWebhooks(got, again) {
+		got := apitest.Decode[apitest.WebhookJSON](t, b)
+		if again := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+created.ID)); !equalWebhooks(got, again) {
 			t.Errorf("GET after PATCH differs:\n%+v\n%+v", again, got)
 		}
 		return got
@@ -355,14 +356,14 @@ func TestUpdateWebhook_Partial(t *testing.T) {
 	want := created
 	want.Secret, want.Name = "", "renamed"
 	want.UpdatedAt, want.UpdatedBy = got.UpdatedAt, "second key"
-	if !equalWebhooks(got, want) || got.Method != "PUT" || got.Auth != (authJSON{Type: "basic", Username: "u"}) ||
+	if !equalWebhooks(got, want) || got.Method != "PUT" || got.Auth != (apitest.AuthJSON{Type: "basic", Username: "u"}) ||
 		!maps.Equal(got.Headers, map[string]string{"X-A": "1"}) || string(got.Properties) != `{"crm":"acme"}` || !got.IsAlertHook {
 		t.Errorf("after renaming:\n got %+v\nwant %+v", got, want)
 	}
 	if !got.UpdatedAt.After(created.UpdatedAt) || !got.CreatedAt.Equal(created.CreatedAt) || got.CreatedBy != "default" {
 		t.Errorf("times and actors: %+v", got)
 	}
-	kvAfter := kvWebhook(t, a.KV, created.ID)
+	kvAfter := apitest.KVWebhook(t, a.KV, created.ID)
 	if kvAfter.Name != "renamed" || kvAfter.Auth != kvBefore.Auth || kvAfter.Secret != kvBefore.Secret || !kvAfter.UpdatedAt.Equal(got.UpdatedAt) {
 		t.Errorf("KV after renaming: %+v", kvAfter)
 	}
@@ -370,31 +371,31 @@ func TestUpdateWebhook_Partial(t *testing.T) {
 	// Each field alone.
 	for _, tc := range []struct {
 		body  string
-		check func(got webhookJSON) bool
+		check func(got apitest.WebhookJSON) bool
 	}{
-		{`{"url": "https://example.com/b"}`, func(g webhookJSON) bool { return g.URL == "https://example.com/b" }},
-		{`{"method": "patch"}`, func(g webhookJSON) bool { return g.Method == "PATCH" }},
-		{`{"events": ["agent.*", "call.ended"]}`, func(g webhookJSON) bool {
+		{`{"url": "https://example.com/b"}`, func(g apitest.WebhookJSON) bool { return g.URL == "https://example.com/b" }},
+		{`{"method": "patch"}`, func(g apitest.WebhookJSON) bool { return g.Method == "PATCH" }},
+		{`{"events": ["agent.*", "call.ended"]}`, func(g apitest.WebhookJSON) bool {
 			return slices.Equal(g.Events, []string{"agent.*", "call.ended"}) && g.EventsCount == 2
 		}},
-		{`{"timeout": 120}`, func(g webhookJSON) bool { return g.Timeout == 120 }},
-		{`{"max_retries": 0}`, func(g webhookJSON) bool { return g.MaxRetries == 0 }},
-		{`{"status": "active"}`, func(g webhookJSON) bool { return g.Status == "active" && g.Enabled }},
-		{`{"enabled": false}`, func(g webhookJSON) bool { return g.Status == "inactive" && !g.Enabled }},
-		{`{"is_alert_hook": false}`, func(g webhookJSON) bool { return !g.IsAlertHook }},
-		{`{"auth": {"type": "bearer", "token": "t"}}`, func(g webhookJSON) bool { return g.Auth == authJSON{Type: "bearer"} }},
-		{`{"auth": null}`, func(g webhookJSON) bool { return g.Auth == authJSON{Type: "none"} }},
-		{`{"headers": {"X-B": "2"}}`, func(g webhookJSON) bool { return maps.Equal(g.Headers, map[string]string{"X-B": "2"}) }},
-		{`{"headers": null}`, func(g webhookJSON) bool { return len(g.Headers) == 0 && g.Headers != nil }},
-		{`{"properties": {"n": 2}}`, func(g webhookJSON) bool { return string(g.Properties) == `{"n":2}` }},
-		{`{"properties": null}`, func(g webhookJSON) bool { return string(g.Properties) == "null" }},
-		{`{"agent_id": "agent-1"}`, func(g webhookJSON) bool { return g.AgentID != nil && *g.AgentID == "agent-1" }},
-		{`{"id": "wh_mine", "created_by": "me", "events_count": 9}`, func(g webhookJSON) bool {
+		{`{"timeout": 120}`, func(g apitest.WebhookJSON) bool { return g.Timeout == 120 }},
+		{`{"max_retries": 0}`, func(g apitest.WebhookJSON) bool { return g.MaxRetries == 0 }},
+		{`{"status": "active"}`, func(g apitest.WebhookJSON) bool { return g.Status == "active" && g.Enabled }},
+		{`{"enabled": false}`, func(g apitest.WebhookJSON) bool { return g.Status == "inactive" && !g.Enabled }},
+		{`{"is_alert_hook": false}`, func(g apitest.WebhookJSON) bool { return !g.IsAlertHook }},
+		{`{"auth": {"type": "bearer", "token": "t"}}`, func(g apitest.WebhookJSON) bool { return g.Auth == apitest.AuthJSON{Type: "bearer"} }},
+		{`{"auth": null}`, func(g apitest.WebhookJSON) bool { return g.Auth == apitest.AuthJSON{Type: "none"} }},
+		{`{"headers": {"X-B": "2"}}`, func(g apitest.WebhookJSON) bool { return maps.Equal(g.Headers, map[string]string{"X-B": "2"}) }},
+		{`{"headers": null}`, func(g apitest.WebhookJSON) bool { return len(g.Headers) == 0 && g.Headers != nil }},
+		{`{"properties": {"n": 2}}`, func(g apitest.WebhookJSON) bool { return string(g.Properties) == `{"n":2}` }},
+		{`{"properties": null}`, func(g apitest.WebhookJSON) bool { return string(g.Properties) == "null" }},
+		{`{"agent_id": "agent-1"}`, func(g apitest.WebhookJSON) bool { return g.AgentID != nil && *g.AgentID == "agent-1" }},
+		{`{"id": "wh_mine", "created_by": "me", "events_count": 9}`, func(g apitest.WebhookJSON) bool {
 			return g.ID == created.ID && g.CreatedBy == "default" && g.EventsCount == 2
 		}},
-		{`{}`, func(g webhookJSON) bool { return g.Name == "renamed" }},
+		{`{}`, func(g apitest.WebhookJSON) bool { return g.Name == "renamed" }},
 	} {
-		before := decode[webhookJSON](t, mustGet(t, a, a.Key, "/v1/webhooks/"+created.ID))
+		before := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks/"+created.ID))
 		got := patch(tc.body)
 		if !tc.check(got) {
 			t.Errorf("PATCH %s: %+v", tc.body, got)
@@ -403,7 +404,7 @@ func TestUpdateWebhook_Partial(t *testing.T) {
 			t.Errorf("PATCH %s changed the name", tc.body)
 		}
 	}
-	kv := kvWebhook(t, a.KV, created.ID)
+	kv := apitest.KVWebhook(t, a.KV, created.ID)
 	if kv.URL != "https://example.com/b" || kv.Method != "PATCH" || kv.Auth.Type != switchboard.AuthNone || kv.Headers != nil ||
 		kv.Properties != nil || kv.IsAlertHook || kv.TimeoutSeconds != 120 || kv.MaxRetries != 0 {
 		t.Errorf("KV after the PATCHes: %+v", kv)
@@ -412,8 +413,8 @@ func TestUpdateWebhook_Partial(t *testing.T) {
 
 // too_many_errors is the engine's to set; a client may leave it for active.
 func TestUpdateWebhook_StatusFromTooManyErrors(t *testing.T) {
-	a := startAPI(t, nil)
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "failing", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "failing", "url": "https://example.com/h", "events": ["*"]}`)
 	// Stand-in for the engine's auto-disable.
 	ctx := switchboard.NewContextWithTenant(t.Context(), a.Tenant.ID)
 	if _, err := a.DB.UpdateWebhook(ctx, wh.ID, func(w *store.Webhook) error {
@@ -422,24 +423,24 @@ func TestUpdateWebhook_StatusFromTooManyErrors(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"name": "still failing"}`)
-	if got := decode[webhookJSON](t, b); status != 200 || got.Status != "too_many_errors" || got.Enabled {
+	status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"name": "still failing"}`)
+	if got := apitest.Decode[apitest.WebhookJSON](t, b); status != 200 || got.Status != "too_many_errors" || got.Enabled {
 		t.Errorf("an unrelated PATCH: %d %+v", status, got)
 	}
-	status, b = a.do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"status": "active"}`)
-	if got := decode[webhookJSON](t, b); status != 200 || got.Status != "active" {
+	status, b = a.Do(t, http.MethodPatch, "/v1/webhooks/"+wh.ID, a.Key, `{"status": "active"}`)
+	if got := apitest.Decode[apitest.WebhookJSON](t, b); status != 200 || got.Status != "active" {
 		t.Errorf("back to active: %d %s", status, b)
 	}
 }
 
 func TestUpdateWebhook_NotFoundAndConflict(t *testing.T) {
-	a := startAPI(t, nil)
-	mine := a.create(t, a.Key, "/v1/webhooks", `{"name": "Mine", "url": "https://example.com/h", "events": ["*"]}`)
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "Taken", "url": "https://example.com/h", "events": ["*"]}`)
-	a.putAgent(t, a.Key, "agent-1")
-	a.create(t, a.Key, "/v1/agents/agent-1/webhooks", `{"name": "Agent's", "url": "https://example.com/h", "events": ["*"]}`)
-	otherKey := a.newTenant(t, "other")
-	theirs := a.create(t, otherKey, "/v1/webhooks", `{"name": "Theirs", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	mine := a.Create(t, a.Key, "/v1/webhooks", `{"name": "Mine", "url": "https://example.com/h", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "Taken", "url": "https://example.com/h", "events": ["*"]}`)
+	a.PutAgent(t, a.Key, "agent-1")
+	a.Create(t, a.Key, "/v1/agents/agent-1/webhooks", `{"name": "Agent's", "url": "https://example.com/h", "events": ["*"]}`)
+	otherKey := a.NewTenant(t, "other")
+	theirs := a.Create(t, otherKey, "/v1/webhooks", `{"name": "Theirs", "url": "https://example.com/h", "events": ["*"]}`)
 
 	for _, tc := range []struct {
 		key, id, body string
@@ -458,12 +459,12 @@ func TestUpdateWebhook_NotFoundAndConflict(t *testing.T) {
 		{a.Key, mine.ID, `{"auth": "bearer"}`, 400},
 		{a.Key, mine.ID, `[]`, 400},
 	} {
-		status, b := a.do(t, http.MethodPatch, "/v1/webhooks/"+tc.id, tc.key, tc.body)
+		status, b := a.Do(t, http.MethodPatch, "/v1/webhooks/"+tc.id, tc.key, tc.body)
 		if status != tc.want {
 			t.Errorf("PATCH %s %s: %d, want %d: %s", tc.id, tc.body, status, tc.want, b)
 			continue
 		}
-		e := decode[map[string]any](t, b)
+		e := apitest.Decode[map[string]any](t, b)
 		if status == 404 && (strings.Contains(string(b), "Theirs") || strings.Contains(string(b), "Mine")) {
 			t.Errorf("the 404 tells about the webhook: %s", b)
 		}
@@ -473,15 +474,15 @@ func TestUpdateWebhook_NotFoundAndConflict(t *testing.T) {
 			}
 		}
 	}
-	if got := decode[webhookJSON](t, mustGet(t, a, otherKey, "/v1/webhooks/"+theirs.ID)); got.Name != "Theirs" || !got.UpdatedAt.Equal(theirs.UpdatedAt) {
+	if got := apitest.Decode[apitest.WebhookJSON](t, apitest.MustGet(t, a, otherKey, "/v1/webhooks/"+theirs.ID)); got.Name != "Theirs" || !got.UpdatedAt.Equal(theirs.UpdatedAt) {
 		t.Errorf("another tenant's PATCH changed %+v", got)
 	}
 }
 
 func TestWebhookDefaults(t *testing.T) {
-	a := startAPI(t, nil)
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "defaults", "url": "https://example.com/h", "events": ["*"]}`)
-	b := mustGet(t, a, a.Key, "/v1/webhooks/defaults")
+	a := apitest.Start(t, nil)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "defaults", "url": "https://example.com/h", "events": ["*"]}`)
+	b := apitest.MustGet(t, a, a.Key, "/v1/webhooks/defaults")
 	var got map[string]any
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
@@ -495,14 +496,14 @@ func TestWebhookDefaults(t *testing.T) {
 		t.Errorf("defaults:\n got %v\nwant %v", got, want)
 	}
 	// Not stored, and the route is not taken for a webhook id.
-	if list := decode[listJSON](t, mustGet(t, a, a.Key, "/v1/webhooks")); len(list.Data) != 1 {
+	if list := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks")); len(list.Data) != 1 {
 		t.Errorf("the defaults were stored: %+v", list.Data)
 	}
-	if status, _ := a.do(t, http.MethodGet, "/v1/webhooks/defaults", "", ""); status != http.StatusUnauthorized {
+	if status, _ := a.Do(t, http.MethodGet, "/v1/webhooks/defaults", "", ""); status != http.StatusUnauthorized {
 		t.Errorf("defaults without a key: %d", status)
 	}
 	for _, method := range []string{http.MethodPatch, http.MethodDelete} {
-		if status, b := a.do(t, method, "/v1/webhooks/defaults", a.Key, `{}`); status != http.StatusNotFound {
+		if status, b := a.Do(t, method, "/v1/webhooks/defaults", a.Key, `{}`); status != http.StatusNotFound {
 			t.Errorf("%s /v1/webhooks/defaults: %d %s", method, status, b)
 		}
 	}

@@ -8,15 +8,16 @@ import (
 	"testing"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func TestListWebhooks_Pagination(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	var want []string
 	for i := range 7 {
-		wh := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "hook %d", "url": "https://example.com/hook", "events": ["*"]}`, i))
+		wh := a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "hook %d", "url": "https://example.com/hook", "events": ["*"]}`, i))
 		want = append(want, wh.ID)
 	}
 
@@ -26,7 +27,7 @@ func TestListWebhooks_Pagination(t *testing.T) {
 			var sizes []int
 			path := "/v1/webhooks?limit=3"
 			for {
-				page := decode[listJSON](t, mustGet(t, a, a.Key, path))
+				page := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, a.Key, path))
 				sizes = append(sizes, len(page.Data))
 				for _, wh := range page.Data {
 					got = append(got, wh.ID)
@@ -50,7 +51,7 @@ func TestListWebhooks_Pagination(t *testing.T) {
 
 	t.Run("default and exact limits", func(t *testing.T) {
 		for path, wantLen := range map[string]int{"/v1/webhooks": 7, "/v1/webhooks?limit=7": 7, "/v1/webhooks?limit=250": 7, "/v1/webhooks?limit=1": 1} {
-			page := decode[listJSON](t, mustGet(t, a, a.Key, path))
+			page := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, a.Key, path))
 			if len(page.Data) != wantLen || page.HasMore != (wantLen < 7) {
 				t.Errorf("%s: %d webhooks, has_more %v", path, len(page.Data), page.HasMore)
 			}
@@ -60,10 +61,10 @@ func TestListWebhooks_Pagination(t *testing.T) {
 	t.Run("bad parameters", func(t *testing.T) {
 		for _, q := range []string{"limit=0", "limit=251", "limit=x", "limit=", "status=paused", "event_type=call..started",
 			"agent_id=a%20b", "cursor=wh_1&starting_after=wh_2"} {
-			status, b := a.do(t, http.MethodGet, "/v1/webhooks?"+q, a.Key, "")
+			status, b := a.Do(t, http.MethodGet, "/v1/webhooks?"+q, a.Key, "")
 			if status != http.StatusUnprocessableEntity {
 				t.Errorf("%s: %d %s", q, status, b)
-			} else if e := decode[errorJSON](t, b); len(e.Errors) != 1 {
+			} else if e := apitest.Decode[apitest.ErrorJSON](t, b); len(e.Errors) != 1 {
 				t.Errorf("%s: %s", q, b)
 			}
 		}
@@ -71,13 +72,13 @@ func TestListWebhooks_Pagination(t *testing.T) {
 }
 
 func TestListWebhooks_Filters(t *testing.T) {
-	a := startAPI(t, nil)
-	a.putAgent(t, a.Key, "agent-1")
-	a.putAgent(t, a.Key, "agent-2")
-	calls := a.create(t, a.Key, "/v1/webhooks", `{"name": "calls", "url": "https://example.com/h", "events": ["call.*"]}`)
-	login := a.create(t, a.Key, "/v1/agents/agent-1/webhooks", `{"name": "login", "url": "https://example.com/h", "events": ["agent.logged_in"], "enabled": false}`)
-	all := a.create(t, a.Key, "/v1/agents/agent-2/webhooks", `{"name": "all", "url": "https://example.com/h", "events": ["*"]}`)
-	contacts := a.create(t, a.Key, "/v1/webhooks", `{"name": "contacts", "url": "https://example.com/h", "events": ["contact.created", "sale.changed"]}`)
+	a := apitest.Start(t, nil)
+	a.PutAgent(t, a.Key, "agent-1")
+	a.PutAgent(t, a.Key, "agent-2")
+	calls := a.Create(t, a.Key, "/v1/webhooks", `{"name": "calls", "url": "https://example.com/h", "events": ["call.*"]}`)
+	login := a.Create(t, a.Key, "/v1/agents/agent-1/webhooks", `{"name": "login", "url": "https://example.com/h", "events": ["agent.logged_in"], "enabled": false}`)
+	all := a.Create(t, a.Key, "/v1/agents/agent-2/webhooks", `{"name": "all", "url": "https://example.com/h", "events": ["*"]}`)
+	contacts := a.Create(t, a.Key, "/v1/webhooks", `{"name": "contacts", "url": "https://example.com/h", "events": ["contact.created", "sale.changed"]}`)
 
 	for q, want := range map[string][]string{
 		"":                                         {calls.ID, login.ID, all.ID, contacts.ID},
@@ -94,7 +95,7 @@ func TestListWebhooks_Filters(t *testing.T) {
 		"status=active&event_type=agent.logged_in": {all.ID},
 		"agent_id=agent-2&event_type=call.ended":   {all.ID},
 	} {
-		page := decode[listJSON](t, mustGet(t, a, a.Key, "/v1/webhooks?"+q))
+		page := apitest.Decode[apitest.ListJSON](t, apitest.MustGet(t, a, a.Key, "/v1/webhooks?"+q))
 		var got []string
 		for _, wh := range page.Data {
 			got = append(got, wh.ID)

@@ -1,4 +1,4 @@
-package api_test
+package control_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -24,23 +25,23 @@ import (
 // the alerts' publishing running against the same SQLite file and
 // JetStream, and an alert hook, so that alerts are raised.
 type healthEnv struct {
-	*apiEnv
+	*apitest.Env
 	alertHook string
 	n         int // attempts published, for unique ids
 }
 
 func startHealth(t *testing.T, disableAfter int) *healthEnv {
 	t.Helper()
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	h := control.NewHealth(a.DB, producer.New(a.JS.JS))
 	h.AlertInterval = 50 * time.Millisecond
 	in := &control.AttemptIngester{JS: a.JS.JS, DB: a.DB, DisableAfter: disableAfter,
 		Mirror: control.NewMirror(a.DB, a.KV), Alerts: h}
-	// Registered after startAPI's cleanups, so they run before the
+	// Registered after apitest.Start's cleanups, so they run before the
 	// database closes and JetStream stops.
-	runUntilCleanup(t, h.Run)
-	runUntilCleanup(t, in.Run)
-	e := &healthEnv{apiEnv: a}
+	apitest.RunUntilCleanup(t, h.Run)
+	apitest.RunUntilCleanup(t, in.Run)
+	e := &healthEnv{Env: a}
 	e.alertHook = e.webhook(t, "alerts", true)
 	return e
 }
@@ -48,7 +49,7 @@ func startHealth(t *testing.T, disableAfter int) *healthEnv {
 // webhook creates a webhook of the default tenant and returns its id.
 func (e *healthEnv) webhook(t *testing.T, name string, alertHook bool) string {
 	t.Helper()
-	return e.create(t, e.Key, "/v1/webhooks", jsonBody(t, map[string]any{
+	return e.Create(t, e.Key, "/v1/webhooks", apitest.JSONBody(t, map[string]any{
 		"name": name, "url": "https://example.com/" + name, "events": []string{"*"}, "is_alert_hook": alertHook,
 	})).ID
 }
@@ -123,11 +124,11 @@ func (e *healthEnv) settled(t *testing.T) {
 func (e *healthEnv) status(t *testing.T, id string) string {
 	t.Helper()
 	e.settled(t)
-	status, b := e.do(t, http.MethodGet, "/v1/webhooks/"+id, e.Key, "")
+	status, b := e.Do(t, http.MethodGet, "/v1/webhooks/"+id, e.Key, "")
 	if status != http.StatusOK {
 		t.Fatalf("GET webhook: %d %s", status, b)
 	}
-	want := decode[webhookJSON](t, b).Status
+	want := apitest.Decode[apitest.WebhookJSON](t, b).Status
 	testenv.WaitFor(t, 10*time.Second, "KV mirror has status "+want, func() bool {
 		entry, err := e.KV.Get(context.Background(), id)
 		if err != nil {
@@ -203,7 +204,7 @@ func data(t *testing.T, evt switchboard.Event) map[string]any {
 
 func (e *healthEnv) patch(t *testing.T, id, body string) {
 	t.Helper()
-	if status, b := e.do(t, http.MethodPatch, "/v1/webhooks/"+id, e.Key, body); status != http.StatusOK {
+	if status, b := e.Do(t, http.MethodPatch, "/v1/webhooks/"+id, e.Key, body); status != http.StatusOK {
 		t.Fatalf("PATCH %s: %d %s", body, status, b)
 	}
 }
@@ -324,7 +325,7 @@ func TestHealth_PatchActiveResetsAndRecovers(t *testing.T) {
 	if got := e.status(t, wh); got != "too_many_errors" {
 		t.Fatalf("status %s, want too_many_errors", got)
 	}
-	if status, _ := e.do(t, http.MethodPatch, "/v1/webhooks/"+wh, e.Key, `{"status":"too_many_errors"}`); status != http.StatusUnprocessableEntity {
+	if status, _ := e.Do(t, http.MethodPatch, "/v1/webhooks/"+wh, e.Key, `{"status":"too_many_errors"}`); status != http.StatusUnprocessableEntity {
 		t.Errorf("PATCH status too_many_errors: %d, want 422", status)
 	}
 	e.patch(t, wh, `{"status":"active"}`)

@@ -1,4 +1,4 @@
-package api_test
+package control_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-hq/switchboard/producer"
 	"github.com/switchboard-hq/switchboard/registry/api"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -42,10 +43,10 @@ func TestIngest_WaitsForDeferredWebhookChanges(t *testing.T) {
 	srv.Ingest = &producer.Handler{Client: client, Before: mirror.Settle}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	a := &apiEnv{DB: db, URL: ts.URL, Key: key}
+	a := &apitest.Env{DB: db, URL: ts.URL, Key: key}
 	post := func(body string) (int, producer.UnavailableResponse) {
 		t.Helper()
-		status, b := a.do(t, http.MethodPost, "/v1/events", a.Key, body)
+		status, b := a.Do(t, http.MethodPost, "/v1/events", a.Key, body)
 		var res producer.UnavailableResponse
 		_ = json.Unmarshal(b, &res)
 		return status, res
@@ -59,7 +60,7 @@ func TestIngest_WaitsForDeferredWebhookChanges(t *testing.T) {
 	if err := env.JS.DeleteKeyValue(ctx, streams.WebhooksBucket); err != nil {
 		t.Fatal(err)
 	}
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "new", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "new", "url": "https://example.com/h", "events": ["*"]}`)
 	status, res := post(`{"type": "call.started", "data": {}}`)
 	if status != http.StatusServiceUnavailable || res.ID == "" {
 		t.Fatalf("event after a change not mirrored: %d %+v, want 503 with the event id", status, res)

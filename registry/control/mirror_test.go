@@ -1,9 +1,8 @@
-package api_test
+package control_test
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,63 +17,17 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 )
 
-// kvWebhook returns the bucket's entry of id, or nil when there is none.
-func kvWebhook(tb testing.TB, kv jetstream.KeyValue, id string) *switchboard.Webhook {
-	tb.Helper()
-	e, err := kv.Get(context.Background(), id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		tb.Fatalf("kv get %s: %v", id, err)
-	}
-	var wh switchboard.Webhook
-	if err := json.Unmarshal(e.Value(), &wh); err != nil {
-		tb.Fatalf("kv value of %s: %v", id, err)
-	}
-	return &wh
-}
-
-// kvKeys returns the bucket's webhook keys, sorted.
-func kvKeys(tb testing.TB, kv jetstream.KeyValue) []string {
-	tb.Helper()
-	keys, err := kv.Keys(context.Background())
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return webhookKeys(keys)
-}
-
-// webhookKeys is keys without the bucket's reserved keys (the mirror's
-// owner, the key check).
-func webhookKeys(keys []string) []string {
-	return slices.DeleteFunc(keys, streams.IsReservedKey)
-}
-
-// listIDs returns the ids of every webhook the key's tenant has, sorted.
-func listIDs(tb testing.TB, a *apiEnv, key string) []string {
-	tb.Helper()
-	page := decode[listJSON](tb, mustGet(tb, a, key, "/v1/webhooks?limit=250"))
-	var ids []string
-	for _, wh := range page.Data {
-		ids = append(ids, wh.ID)
-	}
-	return ids
-}
-
 func TestMirror_CreateAndDelete(t *testing.T) {
-	a := startAPI(t, nil)
-	a.putAgent(t, a.Key, "agent-7")
-	created := a.create(t, a.Key, "/v1/agents/agent-7/webhooks",
+	a := apitest.Start(t, nil)
+	a.PutAgent(t, a.Key, "agent-7")
+	created := a.Create(t, a.Key, "/v1/agents/agent-7/webhooks",
 		`{"name": "m", "url": "https://example.com/h", "events": ["call.*", "agent.logged_in"], "timeout": 7, "max_retries": 2, "enabled": false}`)
 
 	// The response is sent once the bucket has the webhook: no waiting.
-	got := kvWebhook(t, a.KV, created.ID)
+	got := apitest.KVWebhook(t, a.KV, created.ID)
 	want := switchboard.Webhook{
 		ID: created.ID, TenantID: a.Tenant.ID, AgentID: "agent-7", Name: "m", URL: "https://example.com/h",
 		Events: []string{"call.*", "agent.logged_in"}, Secret: created.Secret, TimeoutSeconds: 7, MaxRetries: 2,
@@ -84,10 +37,10 @@ func TestMirror_CreateAndDelete(t *testing.T) {
 		t.Fatalf("kv has %+v, want %+v", got, want)
 	}
 
-	if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+created.ID, a.Key, ""); status != http.StatusNoContent {
+	if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+created.ID, a.Key, ""); status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", status, b)
 	}
-	if got := kvWebhook(t, a.KV, created.ID); got != nil {
+	if got := apitest.KVWebhook(t, a.KV, created.ID); got != nil {
 		t.Errorf("kv still has %+v after delete", got)
 	}
 }
@@ -102,18 +55,18 @@ func equalDomainWebhooks(a, b switchboard.Webhook) bool {
 // Changes committed while NATS is down wait in the outbox and reach the
 // bucket once it is back.
 func TestMirror_OutboxSurvivesNATSDown(t *testing.T) {
-	a := startAPI(t, nil)
-	kept := a.create(t, a.Key, "/v1/webhooks", `{"name": "kept", "url": "https://example.com/h", "events": ["*"]}`)
-	doomed := a.create(t, a.Key, "/v1/webhooks", `{"name": "doomed", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	kept := a.Create(t, a.Key, "/v1/webhooks", `{"name": "kept", "url": "https://example.com/h", "events": ["*"]}`)
+	doomed := a.Create(t, a.Key, "/v1/webhooks", `{"name": "doomed", "url": "https://example.com/h", "events": ["*"]}`)
 
 	a.JS.Stop()
 	// The API still answers: the changes are committed.
-	born := a.create(t, a.Key, "/v1/webhooks", `{"name": "born", "url": "https://example.com/h", "events": ["*"]}`)
-	if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+doomed.ID, a.Key, ""); status != http.StatusNoContent {
+	born := a.Create(t, a.Key, "/v1/webhooks", `{"name": "born", "url": "https://example.com/h", "events": ["*"]}`)
+	if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+doomed.ID, a.Key, ""); status != http.StatusNoContent {
 		t.Fatalf("delete while NATS is down: %d %s", status, b)
 	}
-	transient := a.create(t, a.Key, "/v1/webhooks", `{"name": "transient", "url": "https://example.com/h", "events": ["*"]}`)
-	if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+transient.ID, a.Key, ""); status != http.StatusNoContent {
+	transient := a.Create(t, a.Key, "/v1/webhooks", `{"name": "transient", "url": "https://example.com/h", "events": ["*"]}`)
+	if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+transient.ID, a.Key, ""); status != http.StatusNoContent {
 		t.Fatalf("delete while NATS is down: %d %s", status, b)
 	}
 
@@ -125,47 +78,33 @@ func TestMirror_OutboxSurvivesNATSDown(t *testing.T) {
 	if err := control.NewMirror(a.DB, kv).FlushPending(context.Background()); err != nil {
 		t.Fatalf("flush pending: %v", err)
 	}
-	if got := kvKeys(t, kv); !slices.Equal(got, []string{kept.ID, born.ID}) {
+	if got := apitest.KVKeys(t, kv); !slices.Equal(got, []string{kept.ID, born.ID}) {
 		t.Errorf("kv keys %v, want %v", got, []string{kept.ID, born.ID})
 	}
-	if wh := kvWebhook(t, kv, born.ID); wh == nil || wh.Secret != born.Secret {
+	if wh := apitest.KVWebhook(t, kv, born.ID); wh == nil || wh.Secret != born.Secret {
 		t.Errorf("kv entry of the webhook created while NATS was down: %+v", wh)
 	}
 
 	// The outbox is empty now: flushing again puts nothing.
-	revs := kvRevisions(t, kv)
+	revs := apitest.KVRevisions(t, kv)
 	if err := control.NewMirror(a.DB, kv).FlushPending(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if again := kvRevisions(t, kv); !maps.Equal(again, revs) {
+	if again := apitest.KVRevisions(t, kv); !maps.Equal(again, revs) {
 		t.Errorf("a second flush changed the bucket: revisions %v, then %v", revs, again)
 	}
 }
 
-// kvRevisions returns the revision of each key of the bucket.
-func kvRevisions(tb testing.TB, kv jetstream.KeyValue) map[string]uint64 {
-	tb.Helper()
-	revs := map[string]uint64{}
-	for _, k := range kvKeys(tb, kv) {
-		e, err := kv.Get(context.Background(), k)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		revs[k] = e.Revision()
-	}
-	return revs
-}
-
 func TestMirror_Resync(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	var ids []string
 	for i := range 3 {
-		wh := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "r%d", "url": "https://example.com/h", "events": ["*"]}`, i))
+		wh := a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "r%d", "url": "https://example.com/h", "events": ["*"]}`, i))
 		ids = append(ids, wh.ID)
 	}
-	before := kvWebhook(t, a.KV, ids[1])
-	untouched := kvRevisions(t, a.KV)[ids[2]]
+	before := apitest.KVWebhook(t, a.KV, ids[1])
+	untouched := apitest.KVRevisions(t, a.KV)[ids[2]]
 
 	// Wipe one entry, corrupt another, add one the registry does not have.
 	if err := a.KV.Delete(ctx, ids[0]); err != nil {
@@ -181,23 +120,23 @@ func TestMirror_Resync(t *testing.T) {
 	if err := control.NewMirror(a.DB, a.KV).Resync(ctx); err != nil {
 		t.Fatalf("resync: %v", err)
 	}
-	if got := kvKeys(t, a.KV); !slices.Equal(got, ids) {
+	if got := apitest.KVKeys(t, a.KV); !slices.Equal(got, ids) {
 		t.Errorf("kv keys %v, want %v", got, ids)
 	}
-	if after := kvWebhook(t, a.KV, ids[1]); after == nil || !equalDomainWebhooks(*after, *before) {
+	if after := apitest.KVWebhook(t, a.KV, ids[1]); after == nil || !equalDomainWebhooks(*after, *before) {
 		t.Errorf("resynced entry %+v, want %+v", after, before)
 	}
-	if rev := kvRevisions(t, a.KV)[ids[2]]; rev != untouched {
+	if rev := apitest.KVRevisions(t, a.KV)[ids[2]]; rev != untouched {
 		t.Errorf("resync rewrote an entry that was right: revision %d, then %d", untouched, rev)
 	}
 }
 
 func TestMirror_RunResyncsAtStart(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	var ids []string
 	for i := range 3 {
-		wh := a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "r%d", "url": "https://example.com/h", "events": ["*"]}`, i))
+		wh := a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "r%d", "url": "https://example.com/h", "events": ["*"]}`, i))
 		ids = append(ids, wh.ID)
 	}
 	if err := a.KV.Purge(ctx, ids[0]); err != nil {
@@ -213,7 +152,7 @@ func TestMirror_RunResyncsAtStart(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- m.Run(runCtx) }()
 	testenv.WaitFor(t, 5*time.Second, "the wiped entries are restored", func() bool {
-		return slices.Equal(kvKeys(t, a.KV), ids)
+		return slices.Equal(apitest.KVKeys(t, a.KV), ids)
 	})
 	// After the start, Run only follows the outbox: it does not reread every
 	// webhook each Interval.
@@ -221,7 +160,7 @@ func TestMirror_RunResyncsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * m.Interval)
-	if got := kvKeys(t, a.KV); slices.Contains(got, ids[1]) {
+	if got := apitest.KVKeys(t, a.KV); slices.Contains(got, ids[1]) {
 		t.Errorf("Run resynced again after its start: keys %v", got)
 	}
 	cancel()
@@ -238,7 +177,7 @@ func TestMirror_RunResyncsAtStart(t *testing.T) {
 // Run retries the outbox: a change made while NATS is down reaches the
 // bucket once NATS is back, without a restart of the mirror.
 func TestMirror_RunRetriesOutbox(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	m := control.NewMirror(a.DB, a.KV)
 	m.Interval = 50 * time.Millisecond
@@ -250,40 +189,40 @@ func TestMirror_RunRetriesOutbox(t *testing.T) {
 	if _, err := a.JS.JS.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: streams.WebhooksBucket, History: 1, MaxBytes: 1}); err != nil {
 		t.Fatal(err)
 	}
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "later", "url": "https://example.com/h", "events": ["*"]}`)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "later", "url": "https://example.com/h", "events": ["*"]}`)
 	time.Sleep(200 * time.Millisecond) // several failing rounds
-	if got := kvWebhook(t, a.KV, wh.ID); got != nil {
+	if got := apitest.KVWebhook(t, a.KV, wh.ID); got != nil {
 		t.Fatalf("the bucket accepted %+v: this test no longer simulates an outage", got)
 	}
 	if _, err := streams.WebhooksKV(ctx, a.JS.JS, 1); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 5*time.Second, "the outbox is flushed", func() bool {
-		return kvWebhook(t, a.KV, wh.ID) != nil
+		return apitest.KVWebhook(t, a.KV, wh.ID) != nil
 	})
 }
 
 // Many clients creating and deleting at once: the bucket ends up holding
 // exactly the registry's webhooks.
 func TestMirror_Concurrent(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 10 {
-				status, b := a.do(t, http.MethodPost, "/v1/webhooks", a.Key,
+				status, b := a.Do(t, http.MethodPost, "/v1/webhooks", a.Key,
 					fmt.Sprintf(`{"name": "c%d-%d", "url": "https://example.com/h", "events": ["*"]}`, g, i))
 				if status != http.StatusCreated {
 					t.Errorf("create: %d %s", status, b)
 					return
 				}
 				if i%2 == 0 {
-					var wh webhookJSON
+					var wh apitest.WebhookJSON
 					if err := json.Unmarshal(b, &wh); err != nil {
 						t.Error(err)
 						return
 					}
-					if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+wh.ID, a.Key, ""); status != http.StatusNoContent {
+					if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+wh.ID, a.Key, ""); status != http.StatusNoContent {
 						t.Errorf("delete: %d %s", status, b)
 					}
 				}
@@ -291,8 +230,8 @@ func TestMirror_Concurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	ids := listIDs(t, a, a.Key)
-	if got := kvKeys(t, a.KV); len(ids) != 40 || !slices.Equal(got, ids) {
+	ids := apitest.ListIDs(t, a, a.Key)
+	if got := apitest.KVKeys(t, a.KV); len(ids) != 40 || !slices.Equal(got, ids) {
 		t.Errorf("kv keys %v, registry %v", got, ids)
 	}
 }
@@ -314,17 +253,17 @@ func (kv *hookedKV) Put(ctx context.Context, key string, value []byte) (uint64, 
 // A flush that read a webhook and is overtaken by another process deleting
 // it (and mirroring the delete) must not leave its stale put in the bucket.
 func TestMirror_StalePutIsCorrected(t *testing.T) {
-	a := startAPI(t, nil)
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "racy", "url": "https://example.com/h", "events": ["*"]}`)
+	a := apitest.Start(t, nil)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "racy", "url": "https://example.com/h", "events": ["*"]}`)
 	kv := &hookedKV{KeyValue: a.KV, beforePut: func() {
-		if status, b := a.do(t, http.MethodDelete, "/v1/webhooks/"+wh.ID, a.Key, ""); status != http.StatusNoContent {
+		if status, b := a.Do(t, http.MethodDelete, "/v1/webhooks/"+wh.ID, a.Key, ""); status != http.StatusNoContent {
 			t.Errorf("delete: %d %s", status, b)
 		}
 	}}
 	if err := control.NewMirror(a.DB, kv).Flush(context.Background(), wh.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := kvWebhook(t, a.KV, wh.ID); got != nil {
+	if got := apitest.KVWebhook(t, a.KV, wh.ID); got != nil {
 		t.Errorf("the bucket holds deleted webhook %+v", got)
 	}
 }

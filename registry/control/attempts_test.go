@@ -1,4 +1,4 @@
-package api_test
+package control_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
@@ -40,9 +41,9 @@ func publishAttempt(tb testing.TB, js jetstream.JetStream, a switchboard.Attempt
 }
 
 func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := switchboard.NewContextWithTenant(context.Background(), a.Tenant.ID)
-	wh := a.create(t, a.Key, "/v1/webhooks", `{"name": "log", "url": "https://example.com/hook", "events": ["call.*"]}`)
+	wh := a.Create(t, a.Key, "/v1/webhooks", `{"name": "log", "url": "https://example.com/hook", "events": ["call.*"]}`)
 
 	start := time.Now().UTC().Truncate(time.Millisecond)
 	var sent []switchboard.Attempt
@@ -68,7 +69,7 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 	publishAttempt(t, a.JS.JS, other, "")
 
 	ing := &control.AttemptIngester{JS: a.JS.JS, DB: a.DB, Batch: 500}
-	stop := runUntilCleanup(t, ing.Run)
+	stop := apitest.RunUntilCleanup(t, ing.Run)
 	count := func(f store.AttemptFilter) int {
 		n := 0
 		for f.Before = ""; ; {
@@ -126,12 +127,12 @@ func TestAttemptIngester_StoresEachRecordOnce(t *testing.T) {
 		ID: switchboard.NewID("att_"), TenantID: a.Tenant.ID, WebhookID: wh.ID, EventID: "msg_new", EventType: "call.started",
 		Number: 1, At: time.Now().Add(time.Hour), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 	}, "")
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB, Retention: time.Nanosecond, PruneInterval: 50 * time.Millisecond}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB, Retention: time.Nanosecond, PruneInterval: 50 * time.Millisecond}).Run)
 	testenv.WaitFor(t, 20*time.Second, "old attempts pruned", func() bool { return count(store.AttemptFilter{}) == 1 })
 }
 
 func TestAttemptIngester_TerminatesUndecodable(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	for i, rec := range []struct{ subject, data string }{
 		{streams.AttemptSubject("t", "wh"), "not json"},
 		{streams.AttemptSubject("t", "wh"), `{"id": "att_1", "tenant_id": "t"}`},
@@ -143,7 +144,7 @@ func TestAttemptIngester_TerminatesUndecodable(t *testing.T) {
 	} {
 		publishRaw(t, a.JS.JS, rec.subject, fmt.Sprint("rec", i), []byte(rec.data))
 	}
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	testenv.WaitFor(t, 10*time.Second, "record settled", func() bool {
 		c, err := a.JS.JS.Consumer(context.Background(), streams.Attempts, control.AttemptsConsumer)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -348,14 +349,14 @@ func TestAttemptIngester_OneAttemptFailing(t *testing.T) {
 // The consumer through which an earlier registry counted attempts a second
 // time is deleted, so that it keeps no records pending for nobody.
 func TestAttemptIngester_DeletesRetiredConsumer(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	if _, err := a.JS.JS.CreateOrUpdateConsumer(ctx, streams.Attempts, jetstream.ConsumerConfig{
 		Durable: "registry_health", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: streams.AttemptsPrefix + ">",
 	}); err != nil {
 		t.Fatal(err)
 	}
-	runUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
+	apitest.RunUntilCleanup(t, (&control.AttemptIngester{JS: a.JS.JS, DB: a.DB}).Run)
 	testenv.WaitFor(t, 10*time.Second, "registry_health deleted", func() bool {
 		_, err := a.JS.JS.Consumer(ctx, streams.Attempts, "registry_health")
 		return errors.Is(err, jetstream.ErrConsumerNotFound)

@@ -1,4 +1,4 @@
-package api_test
+package control_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/registry/api"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -26,11 +27,11 @@ func TestWebhookStatusCollector_CountsEveryStatus(t *testing.T) {
 	if got := gatherWebhooks(t, reg); got["active"] != 0 || got["inactive"] != 0 || got["too_many_errors"] != 0 || len(got) != 3 {
 		t.Errorf("empty registry: switchboard_webhooks = %v, want every status at 0", got)
 	}
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "a", "url": "https://example.com/a", "events": ["*"]}`)
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "b", "url": "https://example.com/b", "events": ["*"]}`)
-	a.create(t, a.Key, "/v1/webhooks", `{"name": "c", "url": "https://example.com/c", "events": ["*"], "status": "inactive"}`)
-	other := a.newTenant(t, "other")
-	disabled := a.create(t, other, "/v1/webhooks", `{"name": "d", "url": "https://example.com/d", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "a", "url": "https://example.com/a", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "b", "url": "https://example.com/b", "events": ["*"]}`)
+	a.Create(t, a.Key, "/v1/webhooks", `{"name": "c", "url": "https://example.com/c", "events": ["*"], "status": "inactive"}`)
+	other := a.NewTenant(t, "other")
+	disabled := a.Create(t, other, "/v1/webhooks", `{"name": "d", "url": "https://example.com/d", "events": ["*"]}`)
 	// The engine disables a webhook by writing its status; do what it does,
 	// through a second connection to the same file, as another process would.
 	raw, err := sql.Open("sqlite3", dbPath)
@@ -54,8 +55,8 @@ func TestWebhookStatusCollector_CountsEveryStatus(t *testing.T) {
 	}
 }
 
-// startAPIOnFile is startAPI that also says where the SQLite file is.
-func startAPIOnFile(t *testing.T) (*apiEnv, string) {
+// startAPIOnFile is apitest.Start that also says where the SQLite file is.
+func startAPIOnFile(t *testing.T) (*apitest.Env, string) {
 	t.Helper()
 	ctx := context.Background()
 	js := testenv.StartJetStream(t)
@@ -71,7 +72,7 @@ func startAPIOnFile(t *testing.T) (*apiEnv, string) {
 	}
 	ts := httptest.NewServer(api.NewServer(db, kv).Handler())
 	t.Cleanup(ts.Close)
-	return &apiEnv{DB: db, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}, path
+	return &apitest.Env{DB: db, JS: js, KV: kv, URL: ts.URL, Key: key, Tenant: tenant}, path
 }
 
 // gatherWebhooks returns switchboard_webhooks by status, as reg exports it.

@@ -1,4 +1,4 @@
-package api_test
+package control_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/internal/apitest"
 	"github.com/switchboard-hq/switchboard/registry/internal/dbtest"
 	"github.com/switchboard-hq/switchboard/registry/store"
 )
@@ -31,11 +32,11 @@ func runMirror(t *testing.T, m *control.Mirror) error {
 // bucket of the registry it is not: it refuses, naming --adopt-mirror
 // (before, its resync deleted every webhook from every worker).
 func TestMirror_RefusesAnotherDatabasesBucket(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	var ids []string
 	for i := range 3 {
-		ids = append(ids, a.create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "c%d", "url": "https://example.com/h", "events": ["*"]}`, i)).ID)
+		ids = append(ids, a.Create(t, a.Key, "/v1/webhooks", fmt.Sprintf(`{"name": "c%d", "url": "https://example.com/h", "events": ["*"]}`, i)).ID)
 	}
 	slices.Sort(ids)
 	// The owner's mirror claims the bucket, which holds its webhooks but no
@@ -60,7 +61,7 @@ func TestMirror_RefusesAnotherDatabasesBucket(t *testing.T) {
 			if !errors.Is(err, control.ErrForeignMirror) || !strings.Contains(err.Error(), "--adopt-mirror") {
 				t.Errorf("Run = %v, want ErrForeignMirror naming --adopt-mirror", err)
 			}
-			if got := kvKeys(t, a.KV); !slices.Equal(got, ids) {
+			if got := apitest.KVKeys(t, a.KV); !slices.Equal(got, ids) {
 				t.Fatalf("bucket keys %v, want the owner's %v untouched", got, ids)
 			}
 		})
@@ -73,7 +74,7 @@ func TestMirror_RefusesAnotherDatabasesBucket(t *testing.T) {
 		if err := runMirror(t, m); err != nil {
 			t.Fatalf("adopting: %v", err)
 		}
-		if got := kvKeys(t, a.KV); len(got) != 1 || slices.Contains(ids, got[0]) {
+		if got := apitest.KVKeys(t, a.KV); len(got) != 1 || slices.Contains(ids, got[0]) {
 			t.Errorf("bucket keys %v, want the adopter's webhook alone", got)
 		}
 		// The previous owner now refuses in turn.
@@ -86,7 +87,7 @@ func TestMirror_RefusesAnotherDatabasesBucket(t *testing.T) {
 // A bucket without an owner that holds webhooks none of which the database
 // has is not claimed either; an empty one is.
 func TestMirror_ClaimsBucketWithoutOwner(t *testing.T) {
-	a := startAPI(t, nil)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	if err := control.NewMirror(a.DB, a.KV).Claim(ctx); err != nil {
 		t.Fatalf("an empty bucket: %v", err)
@@ -108,8 +109,8 @@ func TestMirror_ClaimsBucketWithoutOwner(t *testing.T) {
 // With an encryption key, Claim writes the key check the workers test
 // theirs against; without one, it removes it.
 func TestMirror_WritesKeyCheck(t *testing.T) {
-	key := testEncryptionKey(t)
-	a := startAPI(t, nil)
+	key := apitest.EncryptionKey(t)
+	a := apitest.Start(t, nil)
 	ctx := context.Background()
 	a.DB.EncryptionKey = key
 	if err := control.NewMirror(a.DB, a.KV).Claim(ctx); err != nil {
@@ -152,7 +153,7 @@ func TestMirror_WritesKeyCheck(t *testing.T) {
 // otherDB is a database of its own with one webhook.
 func otherDB(t *testing.T) *store.DB {
 	t.Helper()
-	b := startAPI(t, nil)
-	b.create(t, b.Key, "/v1/webhooks", `{"name": "theirs", "url": "https://example.com/h", "events": ["*"]}`)
+	b := apitest.Start(t, nil)
+	b.Create(t, b.Key, "/v1/webhooks", `{"name": "theirs", "url": "https://example.com/h", "events": ["*"]}`)
 	return b.DB
 }
