@@ -122,7 +122,7 @@ fuzz: cgo
 
 ## attempt-size: bytes one attempt takes in registry.db (docs/operations.md, Sizing)
 attempt-size: cgo
-	$(GO) test -run '^$$' -bench BenchmarkAttemptLogSize -benchtime 50000x ./registry/
+	$(GO) test -run '^$$' -bench BenchmarkAttemptLogSize -benchtime 50000x ./registry/store/
 
 ## gobench: the packages' Go micro-benchmarks
 gobench:

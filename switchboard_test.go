@@ -3,7 +3,6 @@ package switchboard_test
 import (
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,11 +115,6 @@ func TestIsOperationalEvent(t *testing.T) {
 	} {
 		if got := switchboard.IsOperationalEvent(typ); got != want {
 			t.Errorf("IsOperationalEvent(%q) = %v, want %v", typ, got, want)
-		}
-	}
-	for _, typ := range []string{switchboard.EventWebhookDisabled, switchboard.EventDeliveryDeadLettered, switchboard.EventWebhookRecovered} {
-		if !slices.ContainsFunc(switchboard.DefaultEventTypes, func(e switchboard.EventType) bool { return e.Name == typ }) {
-			t.Errorf("%s is not in the default catalogue", typ)
 		}
 	}
 }

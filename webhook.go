@@ -2,7 +2,6 @@ package switchboard
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 	"time"
 )
@@ -88,7 +87,7 @@ func (w *Webhook) SigningSecrets(now time.Time) []string {
 // HTTPMethod returns the method of deliveries, POST when none is set.
 func (w *Webhook) HTTPMethod() string {
 	if w.Method == "" {
-		return http.MethodPost
+		return "POST" // not http.MethodPost: the domain types import no net/http
 	}
 	return w.Method
 }
@@ -228,24 +227,6 @@ func IsOperationalEvent(typ string) bool {
 		return true
 	}
 	return false
-}
-
-// DefaultEventTypes is the catalogue every tenant starts with. The
-// operational types are in it so that alert hooks can subscribe to them.
-var DefaultEventTypes = []EventType{
-	{Name: "call.started", Description: "A phone call started."},
-	{Name: "call.answered", Description: "A phone call was answered."},
-	{Name: "call.ended", Description: "A phone call ended."},
-	{Name: "agent.presence_changed", Description: "An agent's presence changed."},
-	{Name: "agent.logged_in", Description: "An agent logged in."},
-	{Name: "agent.logged_out", Description: "An agent logged out."},
-	{Name: "contact.created", Description: "A contact was created."},
-	{Name: "contact.changed", Description: "A contact was changed."},
-	{Name: "sale.created", Description: "A sale was created."},
-	{Name: "sale.changed", Description: "A sale was changed."},
-	{Name: EventWebhookDisabled, Description: "Alert hooks only: Switchboard stopped a webhook whose deliveries kept failing, or whose receiver answered 410 Gone."},
-	{Name: EventDeliveryDeadLettered, Description: "Alert hooks only: a delivery was given up and dead-lettered."},
-	{Name: EventWebhookRecovered, Description: "Alert hooks only: a webhook stopped for too many errors was set active again."},
 }
 
 // EventType is an entry of the event-type catalogue.

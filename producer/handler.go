@@ -40,7 +40,7 @@ type Handler struct {
 	Client *Client
 	// Before, when set, runs before each valid event is published; an
 	// error answers 503 (with the event's id) and publishes nothing. The
-	// registry's is registry.Mirror.Settle: an event is accepted only once
+	// registry's is control.Mirror.Settle: an event is accepted only once
 	// the webhook changes answered before it are where workers read them.
 	Before func(ctx context.Context) error
 	// Catalogue, when set, refuses with 422 on type an event whose type

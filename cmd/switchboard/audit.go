@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
-
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
 )
 
 type auditConfig struct {
@@ -28,8 +27,8 @@ type auditConfig struct {
 }
 
 func auditCommand(stdout, stderr io.Writer) *ffcli.Command {
-	cfg := auditConfig{APIURL: "http://127.0.0.1:8080", Since: "1h", Grace: registry.DefaultAuditGrace,
-		Limit: registry.DefaultAuditLimit, Timeout: 2 * time.Minute}
+	cfg := auditConfig{APIURL: "http://127.0.0.1:8080", Since: "1h", Grace: control.DefaultAuditGrace,
+		Limit: control.DefaultAuditLimit, Timeout: 2 * time.Minute}
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.StringVar(&cfg.APIURL, "api-url", cfg.APIURL, "Switchboard API to audit")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "admin API key (Bearer) for --api-url")
@@ -65,7 +64,7 @@ func (c auditConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := (apiClient{url: c.APIURL, key: c.APIKey}).do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &raw); err != nil {
 		return err
 	}
-	var rep registry.AuditReport
+	var rep control.AuditReport
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return fmt.Errorf("decode the audit: %w", err)
 	}
@@ -88,11 +87,11 @@ func (c auditConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 
 // printAudit writes rep as a table, a line per tenant and one for all, then
 // the unaccounted deliveries.
-func printAudit(w io.Writer, rep *registry.AuditReport) {
+func printAudit(w io.Writer, rep *control.AuditReport) {
 	fmt.Fprintf(w, "audit %s .. %s (grace %gs)\n", rep.Since.Format(time.RFC3339), rep.Until.Format(time.RFC3339), rep.GraceSeconds)
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tenant\tevents\texpected\tdelivered\tdead_lettered\tretrying\tpending\twebhook_deleted\tunaccounted\t")
-	line := func(name string, c registry.AuditCounts) {
+	line := func(name string, c control.AuditCounts) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", name, c.EventsAccepted, c.DeliveriesExpected, c.Delivered,
 			c.DeadLettered, c.Retrying, c.Pending, c.WebhookDeleted, c.Unaccounted)
 	}

@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
-
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 type backlogConfig struct {
@@ -27,12 +26,12 @@ type backlogConfig struct {
 }
 
 func backlogCommand(stdout, stderr io.Writer) *ffcli.Command {
-	cfg := backlogConfig{APIURL: "http://127.0.0.1:8080", Limit: registry.DefaultBacklogLimit, Timeout: 30 * time.Second}
+	cfg := backlogConfig{APIURL: "http://127.0.0.1:8080", Limit: store.DefaultBacklogLimit, Timeout: 30 * time.Second}
 	fs := flag.NewFlagSet("backlog", flag.ContinueOnError)
 	fs.StringVar(&cfg.APIURL, "api-url", cfg.APIURL, "Switchboard API to ask")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key (Bearer) for --api-url: an admin key sees every tenant, another its own")
 	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "only this tenant's webhooks (a tenant id)")
-	fs.IntVar(&cfg.Limit, "limit", cfg.Limit, fmt.Sprintf("webhooks listed at most, largest backlog first (1 to %d)", registry.MaxBacklogLimit))
+	fs.IntVar(&cfg.Limit, "limit", cfg.Limit, fmt.Sprintf("webhooks listed at most, largest backlog first (1 to %d)", store.MaxBacklogLimit))
 	fs.BoolVar(&cfg.JSON, "json", cfg.JSON, "print the API's JSON instead of a table")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "how long to wait for the answer")
 	return &ffcli.Command{
@@ -71,7 +70,7 @@ func (c backlogConfig) run(ctx context.Context, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s\n", raw)
 		return nil
 	}
-	var rep registry.BacklogReport
+	var rep store.BacklogReport
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return fmt.Errorf("decode the backlog: %w", err)
 	}
@@ -80,7 +79,7 @@ func (c backlogConfig) run(ctx context.Context, stdout io.Writer) error {
 }
 
 // printBacklog writes rep as a table, a line per webhook, then the total.
-func printBacklog(w io.Writer, rep *registry.BacklogReport) {
+func printBacklog(w io.Writer, rep *store.BacklogReport) {
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENANT\tWEBHOOK\tNAME\tSTATUS\tPENDING\tOLDEST")
 	for _, b := range rep.Data {

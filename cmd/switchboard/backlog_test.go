@@ -16,7 +16,8 @@ import (
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // deadURL is the URL of a port nothing listens on: every connection is
@@ -63,9 +64,9 @@ func publishN(ctx context.Context, t *testing.T, sys *system, key, prefix, typ s
 
 // backlogOf reads GET /v1/backlog with key: pending per webhook, and the
 // total.
-func backlogOf(ctx context.Context, t *testing.T, sys *system, key, query string) (map[string]int64, int64, registry.BacklogReport) {
+func backlogOf(ctx context.Context, t *testing.T, sys *system, key, query string) (map[string]int64, int64, store.BacklogReport) {
 	t.Helper()
-	var rep registry.BacklogReport
+	var rep store.BacklogReport
 	if err := (apiClient{url: sys.URL, key: key}).do(ctx, http.MethodGet, "/v1/backlog?"+query, nil, &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func waitIngested(ctx context.Context, t *testing.T, sys *system) {
 		if err != nil {
 			return false
 		}
-		c, err := sys.js.Consumer(ctx, streams.Attempts, registry.AttemptsConsumer)
+		c, err := sys.js.Consumer(ctx, streams.Attempts, control.AttemptsConsumer)
 		if err != nil {
 			return false
 		}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // CHANGELOG.md names the registry schema of what main holds ("Unreleased")
@@ -29,7 +29,7 @@ func TestChangelog_NamesTheSchemaAndOrdersReleases(t *testing.T) {
 	if m == nil {
 		t.Fatalf("first heading %q, want %q", hs[0][1], "Unreleased (registry schema N)")
 	}
-	if got, want := m[1], strconv.Itoa(registry.SchemaVersion()); got != want {
+	if got, want := m[1], strconv.Itoa(store.SchemaVersion()); got != want {
 		t.Errorf("Unreleased says registry schema %s, this binary migrates to %s: say what the new migration changes", got, want)
 	}
 	var prev [4]int
@@ -46,8 +46,8 @@ func TestChangelog_NamesTheSchemaAndOrdersReleases(t *testing.T) {
 		if i > 0 && !(cur[0] < prev[0] || cur[0] == prev[0] && (cur[1] < prev[1] || cur[1] == prev[1] && cur[2] < prev[2])) {
 			t.Errorf("release %q is listed after a later or equal one: newest first", h[1])
 		}
-		if i == 0 && cur[3] > registry.SchemaVersion() {
-			t.Errorf("release %q names a schema newer than this binary's %d", h[1], registry.SchemaVersion())
+		if i == 0 && cur[3] > store.SchemaVersion() {
+			t.Errorf("release %q names a schema newer than this binary's %d", h[1], store.SchemaVersion())
 		}
 		prev = cur
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func TestNewLogger_RefusesUnknownSettings(t *testing.T) {
@@ -29,8 +29,8 @@ func TestRun_Version(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("switchboard %s\ncommit: %s\ngo: %s %s/%s\nregistry schema: %d\n",
-		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, registry.SchemaVersion())
-	if got := out.String(); got != want || version == "" || registry.SchemaVersion() < 7 {
+		version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, store.SchemaVersion())
+	if got := out.String(); got != want || version == "" || store.SchemaVersion() < 7 {
 		t.Errorf("version printed %q, want %q", got, want)
 	}
 }

@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
-
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func keyCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -62,17 +61,17 @@ usable at once.
 			if name == "" {
 				errs = append(errs, errors.New("--name is required"))
 			}
-			opts := []registry.KeyOption{registry.AdminKey(admin)}
+			opts := []store.KeyOption{store.AdminKey(admin)}
 			switch {
-			case scope != "" && admin && scope != string(registry.ScopeAdmin):
+			case scope != "" && admin && scope != string(store.ScopeAdmin):
 				errs = append(errs, errors.New("--admin contradicts --scope "+scope))
 			case scope != "":
-				opts = append(opts, registry.KeyScope(registry.Scope(scope)))
+				opts = append(opts, store.KeyScope(store.Scope(scope)))
 			}
 			if expiresIn < 0 {
 				errs = append(errs, errors.New("--expires-in must not be negative"))
 			} else if expiresIn > 0 {
-				opts = append(opts, registry.KeyExpiresAt(time.Now().Add(expiresIn)))
+				opts = append(opts, store.KeyExpiresAt(time.Now().Add(expiresIn)))
 			}
 			if err := errors.Join(errs...); err != nil {
 				return err
@@ -122,7 +121,7 @@ cannot be shown.`,
 			defer db.Close()
 			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tEXPIRES\tLAST USED")
-			f := registry.PageFilter{Limit: registry.MaxPageSize}
+			f := store.PageFilter{Limit: store.MaxPageSize}
 			for {
 				keys, more, err := db.FindKeys(ctx, t.ID, f)
 				if err != nil {

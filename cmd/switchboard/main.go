@@ -20,8 +20,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
-
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // envPrefix makes --data-dir readable from SWITCHBOARD_DATA_DIR, and so on
@@ -296,7 +295,7 @@ migrates registry.db to. A binary refuses a registry of a newer schema; see
 				return usageErrorf("version takes no arguments")
 			}
 			fmt.Fprintf(stdout, "switchboard %s\ncommit: %s\ngo: %s %s/%s\nregistry schema: %d\n",
-				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, registry.SchemaVersion())
+				version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, store.SchemaVersion())
 			return nil
 		},
 	}

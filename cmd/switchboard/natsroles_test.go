@@ -26,7 +26,7 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 	"github.com/switchboard-hq/switchboard/producer"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -178,11 +178,11 @@ func TestNATSRoles(t *testing.T) {
 
 	// The default tenant's id names the producer's user: make it first.
 	regDir := t.TempDir()
-	db, err := registry.Open(filepath.Join(regDir, "registry.db"))
+	db, err := store.Open(filepath.Join(regDir, "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant, _, err := registry.Bootstrap(ctx, db, testKey)
+	tenant, _, err := store.Bootstrap(ctx, db, testKey)
 	db.Close()
 	if err != nil {
 		t.Fatal(err)

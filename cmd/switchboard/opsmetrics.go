@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
 )
 
 // registerOpsMetrics registers what the alerts of deploy/prometheus need
@@ -27,7 +27,7 @@ func (s *system) registerOpsMetrics(reg *prometheus.Registry) {
 	if s.cfg.Roles.Registry {
 		reg.MustRegister(&attemptLogLag{js: s.js, desc: prometheus.NewDesc("switchboard_attempt_log_pending",
 			"Attempt records in SB_ATTEMPTS that the registry has not yet read into the attempt log (num_pending of its consumer "+
-				registry.AttemptsConsumer+"): the attempt log's and auto-disable's lag.", nil, nil)})
+				control.AttemptsConsumer+"): the attempt log's and auto-disable's lag.", nil, nil)})
 	}
 	if s.cfg.needsDataDir() {
 		dir := s.cfg.DataDir
@@ -60,7 +60,7 @@ func (c *attemptLogLag) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *attemptLogLag) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	cons, err := c.js.Consumer(ctx, streams.Attempts, registry.AttemptsConsumer)
+	cons, err := c.js.Consumer(ctx, streams.Attempts, control.AttemptsConsumer)
 	if err != nil {
 		return // not created yet, or NATS unreachable: no series this scrape
 	}

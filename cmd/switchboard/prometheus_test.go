@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/switchboard-hq/switchboard/internal/streams"
 	"github.com/switchboard-hq/switchboard/internal/testenv"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 var updateMetrics = flag.Bool("update-metrics", false, "rewrite deploy/metrics.txt from what a running system exports")
@@ -75,7 +75,7 @@ func TestServe_MetricsPassPromtoolAndMatchTheList(t *testing.T) {
 	if err := (apiClient{url: sys.URL, key: testKey}).do(ctx, http.MethodGet, "/v1/webhooks", nil, &hooks); err != nil || len(hooks.Data) == 0 {
 		t.Fatalf("list webhooks: %v %v", err, hooks)
 	}
-	if err := sys.db.RecordMatched(ctx, []streams.Matched{{TenantID: sys.Tenant, EventID: "evt-owed", EventSeq: 1 << 40,
+	if err := sys.db.RecordMatched(ctx, []store.Matched{{TenantID: sys.Tenant, EventID: "evt-owed", EventSeq: 1 << 40,
 		EventType: "call.started", WebhookIDs: []string{hooks.Data[0].ID}, At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/producer"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 type publishConfig struct {
@@ -145,7 +145,7 @@ func (c publishConfig) publishNATS(ctx context.Context, evt *switchboard.Event) 
 func (c publishConfig) resolveTenant(ctx context.Context) (string, error) {
 	path := filepath.Join(c.DataDir, "registry.db")
 	if _, err := os.Stat(path); err == nil {
-		db, err := registry.Open(path)
+		db, err := store.Open(path)
 		if err != nil {
 			return "", err
 		}

@@ -15,7 +15,9 @@ import (
 	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/portal"
 	"github.com/switchboard-hq/switchboard/producer"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 func registryCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -46,15 +48,15 @@ API key, printed once.`,
 // startRegistry opens the registry's SQLite file, makes sure the default
 // tenant has a key, and mounts the HTTP API (event ingest included) on mux.
 // It returns what must run in the background: the KV mirror, the attempt
-// log's ingestion with auto-disable (registry.AttemptIngester), the
-// alerts' publishing (registry.Health), the periodic audit
-// (registry.Auditor) and the backlog's metric (registry.BacklogCollector).
+// log's ingestion with auto-disable (control.AttemptIngester), the
+// alerts' publishing (control.Health), the periodic audit
+// (control.Auditor) and the backlog's metric (control.BacklogCollector).
 func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *prometheus.Registry, mux *http.ServeMux) ([]func(context.Context) error, error) {
 	encryptionKey, err := s.cfg.encryptionKey()
 	if err != nil {
 		return nil, err
 	}
-	s.db, err = registry.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
+	s.db, err = store.Open(filepath.Join(s.cfg.DataDir, "registry.db"))
 	if err != nil {
 		return nil, err
 	}
@@ -72,15 +74,15 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := s.logDefaultKeyChange(ctx); err != nil {
 		return nil, err
 	}
-	tenant, newKey, err := registry.Bootstrap(ctx, s.db, s.cfg.APIKey)
+	tenant, newKey, err := store.Bootstrap(ctx, s.db, s.cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap default tenant: %w", err)
 	}
 	s.Tenant, s.NewKey = tenant.ID, newKey
 
 	guard, _ := s.cfg.guard() // validated with the rest of the config
-	reg.MustRegister(registry.NewWebhookStatusCollector(s.db, s.logger))
-	mirror := registry.NewMirror(s.db, kv)
+	reg.MustRegister(control.NewWebhookStatusCollector(s.db, s.logger))
+	mirror := control.NewMirror(s.db, kv)
 	mirror.Logger = s.logger
 	mirror.Adopt = s.cfg.AdoptMirror
 	// Before anything is mirrored: a bucket of another database is not
@@ -88,8 +90,8 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	if err := mirror.Claim(ctx); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", s.cfg.DataDir, err)
 	}
-	api := &registry.Server{
-		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: registry.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
+	api := &api.Server{
+		DB: s.db, KV: kv, JS: s.js, Logger: s.logger, Metrics: api.NewMetrics(reg), APIRateLimit: s.cfg.APIRateLimit,
 		Ingest: &producer.Handler{Client: producer.New(s.js, producer.WithMetrics(producer.NewMetrics(reg))), Logger: s.logger,
 			Before: mirror.Settle, Catalogue: s.db},
 		Guard:  guard,
@@ -98,14 +100,14 @@ func (s *system) startRegistry(ctx context.Context, kv jetstream.KeyValue, reg *
 	mux.Handle("/v1/", api.Handler())
 	mux.Handle("GET "+portal.Prefix, portal.Handler())
 	mux.Handle("GET /portal", http.RedirectHandler(portal.Prefix, http.StatusMovedPermanently))
-	health := registry.NewHealth(s.db, producer.New(s.js))
+	health := control.NewHealth(s.db, producer.New(s.js))
 	health.Logger = s.logger
-	attempts := &registry.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
+	attempts := &control.AttemptIngester{JS: s.js, DB: s.db, Logger: s.logger, Retention: s.cfg.AttemptRetention,
 		BodyRetention: s.cfg.AttemptBodyRetention, MaxBytes: int64(s.cfg.AttemptLogMaxBytes),
 		DisableAfter: s.cfg.DisableAfter, Mirror: mirror, Alerts: health}
-	auditor := registry.NewAuditor(s.db, s.js, reg)
+	auditor := control.NewAuditor(s.db, s.js, reg)
 	auditor.Logger = s.logger
-	backlog := registry.NewBacklogCollector(s.db, s.cfg.BacklogTop, reg)
+	backlog := control.NewBacklogCollector(s.db, s.cfg.BacklogTop, reg)
 	backlog.Logger, backlog.Interval = s.logger, s.cfg.BacklogInterval
 	return []func(context.Context) error{mirror.Run, health.Run, attempts.Run, auditor.Run, backlog.Run}, nil
 }
@@ -117,20 +119,20 @@ func (s *system) logDefaultKeyChange(ctx context.Context) error {
 	if s.cfg.APIKey == "" {
 		return nil
 	}
-	tenant, err := s.db.FindTenantByName(ctx, registry.DefaultTenantName)
+	tenant, err := s.db.FindTenantByName(ctx, store.DefaultTenantName)
 	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 		return nil // a new registry: nothing to replace
 	}
 	if err != nil {
 		return err
 	}
-	cmp, err := s.db.CompareKey(ctx, tenant.ID, registry.DefaultKeyName, s.cfg.APIKey)
+	cmp, err := s.db.CompareKey(ctx, tenant.ID, store.DefaultKeyName, s.cfg.APIKey)
 	if err != nil {
 		return err
 	}
-	if cmp == registry.KeyDifferent {
+	if cmp == store.KeyDifferent {
 		s.logger.WarnContext(ctx, "--api-key replaces the default API key; the previous value no longer authenticates",
-			"tenant", tenant.ID, "key_name", registry.DefaultKeyName)
+			"tenant", tenant.ID, "key_name", store.DefaultKeyName)
 	}
 	return nil
 }

@@ -28,7 +28,9 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/netguard"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/api"
+	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // roles says which parts of Switchboard a process runs. Each subcommand
@@ -78,11 +80,11 @@ type serveConfig struct {
 	// keeps it forever.
 	AttemptRetention time.Duration
 	// AdoptMirror lets the registry take over a KV bucket that another
-	// database mirrored into (registry.Mirror.Adopt).
+	// database mirrored into (control.Mirror.Adopt).
 	AdoptMirror bool
 	// AttemptBodyRetention is how long attempts keep their response body
 	// excerpt, AttemptLogMaxBytes the size the attempt log is pruned to,
-	// oldest first (registry.AttemptIngester); 0 disables either.
+	// oldest first (control.AttemptIngester); 0 disables either.
 	AttemptBodyRetention time.Duration
 	AttemptLogMaxBytes   byteSize
 	// BacklogTop is how many webhooks switchboard_backlog_deliveries
@@ -94,11 +96,11 @@ type serveConfig struct {
 
 	// HTTP bounds what clients may hold of the HTTP servers (--listen and
 	// --metrics-listen).
-	HTTP registry.HTTPLimits
+	HTTP api.HTTPLimits
 	// MetricsListen, when set, serves /metrics there and not on Listen.
 	MetricsListen string
 	// Quotas bound what each tenant may keep (registry).
-	Quotas registry.Quotas
+	Quotas store.Quotas
 }
 
 // defaultServeConfig is the configuration of `serve`: every role, in one
@@ -118,16 +120,16 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout: 2*time.Minute + 10*time.Second,
 		LogLevel:        "info",
 		LogFormat:       "auto",
-		APIRateLimit:    registry.DefaultAPIRateLimit,
-		DisableAfter:    registry.DefaultDisableAfter,
+		APIRateLimit:    api.DefaultAPIRateLimit,
+		DisableAfter:    control.DefaultDisableAfter,
 
-		AttemptRetention:     registry.DefaultAttemptRetention,
-		AttemptBodyRetention: registry.DefaultAttemptBodyRetention,
-		BacklogTop:           registry.DefaultBacklogTop,
-		BacklogInterval:      registry.DefaultBacklogInterval,
+		AttemptRetention:     control.DefaultAttemptRetention,
+		AttemptBodyRetention: control.DefaultAttemptBodyRetention,
+		BacklogTop:           control.DefaultBacklogTop,
+		BacklogInterval:      control.DefaultBacklogInterval,
 		Streams:              defaultStreamLimits(),
-		HTTP:                 registry.DefaultHTTPLimits(),
-		Quotas:               registry.DefaultQuotas(),
+		HTTP:                 api.DefaultHTTPLimits(),
+		Quotas:               store.DefaultQuotas(),
 	}
 }
 
@@ -189,8 +191,8 @@ func (c serveConfig) validate() error {
 	if c.Roles.Registry && c.AttemptBodyRetention < 0 {
 		errs = append(errs, fmt.Errorf("--attempt-body-retention must be 0 (as long as the attempt) or positive, got %v", c.AttemptBodyRetention))
 	}
-	if c.Roles.Registry && (c.BacklogTop < 0 || c.BacklogTop > registry.MaxBacklogLimit) {
-		errs = append(errs, fmt.Errorf("--backlog-top must be 0 (none) to %d, got %d", registry.MaxBacklogLimit, c.BacklogTop))
+	if c.Roles.Registry && (c.BacklogTop < 0 || c.BacklogTop > store.MaxBacklogLimit) {
+		errs = append(errs, fmt.Errorf("--backlog-top must be 0 (none) to %d, got %d", store.MaxBacklogLimit, c.BacklogTop))
 	}
 	if c.Roles.Registry && c.BacklogInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--backlog-interval must be at least 1s, got %v", c.BacklogInterval))
@@ -284,16 +286,16 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 }
 
 // registerQuotaFlags registers the per-tenant quotas of the registry.
-func registerQuotaFlags(fs *flag.FlagSet, q *registry.Quotas) {
+func registerQuotaFlags(fs *flag.FlagSet, q *store.Quotas) {
 	fs.IntVar(&q.WebhooksPerTenant, "max-webhooks-per-tenant", q.WebhooksPerTenant, "webhooks one tenant may have; one more is refused (422); 0 = no bound")
 	fs.IntVar(&q.AgentsPerTenant, "max-agents-per-tenant", q.AgentsPerTenant, "agents one tenant may have; one more is refused (422); 0 = no bound")
 	fs.IntVar(&q.EventTypesPerTenant, "max-event-types-per-tenant", q.EventTypesPerTenant, "event types of its own one tenant may add to the catalogue; one more is refused (422); 0 = no bound")
-	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", registry.MaxHeaders, registry.MaxHeaders))
+	fs.IntVar(&q.HeadersPerWebhook, "max-headers-per-webhook", q.HeadersPerWebhook, fmt.Sprintf("custom headers one webhook may have, at most %d; more are refused (422); 0 = %d", store.MaxHeaders, store.MaxHeaders))
 }
 
 // registerHTTPFlags registers the limits of the HTTP servers and the
 // address of /metrics, which every role serves.
-func registerHTTPFlags(fs *flag.FlagSet, l *registry.HTTPLimits, metricsListen *string) {
+func registerHTTPFlags(fs *flag.FlagSet, l *api.HTTPLimits, metricsListen *string) {
 	fs.StringVar(metricsListen, "metrics-listen", *metricsListen, "serve /metrics (with /healthz and /readyz) on this address of its own, e.g. 127.0.0.1:9090, and not on --listen, so that it need not face the clients of the API; empty serves it on --listen")
 	fs.DurationVar(&l.ReadHeaderTimeout, "http-read-header-timeout", l.ReadHeaderTimeout, "how long a client may take to send a request's header")
 	fs.DurationVar(&l.ReadTimeout, "http-read-timeout", l.ReadTimeout, "how long a client may take to send a whole request, body included")
@@ -422,7 +424,7 @@ type system struct {
 	closed chan struct{} // closed once nc is
 	js     jetstream.JetStream
 	index  *consumer.Index // nil without the worker role
-	db     *registry.DB    // nil without the registry role
+	db     *store.DB       // nil without the registry role
 	http   *http.Server
 	group  *errgroup.Group
 	cancel context.CancelFunc // stops the background roles

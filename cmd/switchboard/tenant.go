@@ -20,7 +20,8 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/registry"
+	"github.com/switchboard-hq/switchboard/registry/control"
+	"github.com/switchboard-hq/switchboard/registry/store"
 )
 
 // adminConfig is what `tenant create` and `key create` are told: where the
@@ -46,10 +47,10 @@ func (c *adminConfig) register(fs *flag.FlagSet) {
 // create one: a mistyped --data-dir would otherwise get a registry of its
 // own, and the tenant or key would be made where no server looks. The file
 // may be in use by `serve`: SQLite in WAL mode lets both write (see
-// registry.Open).
+// store.Open).
 //
 // It also returns the command's logger, as the flags set it.
-func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *registry.DB, error) {
+func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *store.DB, error) {
 	logger, err := newLogger(stderr, c.LogLevel, c.LogFormat)
 	if err != nil {
 		return nil, nil, err
@@ -61,22 +62,22 @@ func (c adminConfig) open(stderr io.Writer) (*slog.Logger, *registry.DB, error) 
 		}
 		return nil, nil, fmt.Errorf("open registry: %w", err)
 	}
-	db, err := registry.Open(path)
+	db, err := store.Open(path)
 	return logger, db, err
 }
 
 // openTenant opens the registry (see open) and finds in it the tenant
 // called, or whose id is, idOrName: what every command on one tenant does
 // first. Not finding it is cmd's clientError. The caller closes db.
-func (c adminConfig) openTenant(ctx context.Context, stderr io.Writer, cmd, idOrName string) (*slog.Logger, *registry.DB, registry.Tenant, error) {
+func (c adminConfig) openTenant(ctx context.Context, stderr io.Writer, cmd, idOrName string) (*slog.Logger, *store.DB, store.Tenant, error) {
 	logger, db, err := c.open(stderr)
 	if err != nil {
-		return nil, nil, registry.Tenant{}, err
+		return nil, nil, store.Tenant{}, err
 	}
 	t, err := db.FindTenant(ctx, idOrName)
 	if err != nil {
 		db.Close()
-		return nil, nil, registry.Tenant{}, clientError(cmd, err)
+		return nil, nil, store.Tenant{}, clientError(cmd, err)
 	}
 	return logger, db, t, nil
 }
@@ -202,7 +203,7 @@ creation time, tab-separated under a header line.`,
 			defer db.Close()
 			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tCREATED")
-			f := registry.PageFilter{Limit: registry.MaxPageSize}
+			f := store.PageFilter{Limit: store.MaxPageSize}
 			for {
 				ts, more, err := db.FindTenants(ctx, f)
 				if err != nil {
@@ -333,10 +334,10 @@ func purgeDeadLetters(ctx context.Context, url string, auth natsAuth, tenantID s
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: %w", err)
 	}
-	return registry.PurgeTenantDeadLetters(ctx, js, tenantID)
+	return control.PurgeTenantDeadLetters(ctx, js, tenantID)
 }
 
-func printCounts(w io.Writer, c registry.TenantCounts) {
+func printCounts(w io.Writer, c store.TenantCounts) {
 	fmt.Fprintf(w, "webhooks\t%d\nagents\t%d\nkeys\t%d\nevent_types\t%d\nattempts\t%d\n",
 		c.Webhooks, c.Agents, c.Keys, c.EventTypes, c.Attempts)
 }
