@@ -184,7 +184,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 		a.Outcome = switchboard.AttemptRetrying
 	case outcomeDeadLettered:
 		a.Outcome = switchboard.AttemptDeadLettered
-		a.Reason = dec.reason
+		a.Reason = switchboard.Reason(dec.reason)
 	case outcomeRequeued:
 		// A request was made but what follows it was not stored: the
 		// delivery comes back and is attempted again.
@@ -327,7 +327,7 @@ func appendAttempt(b []byte, a *switchboard.Attempt) []byte {
 	b = appendJSONString(b, string(a.Outcome))
 	if a.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, a.Reason)
+		b = appendJSONString(b, string(a.Reason))
 	}
 	if a.StatusCode != 0 {
 		b = append(b, `,"status_code":`...)

@@ -56,7 +56,7 @@ type attemptBody struct {
 func newAttemptBody(a *switchboard.Attempt) attemptBody {
 	return attemptBody{
 		ID: a.ID, WebhookID: a.WebhookID, EventID: a.EventID, EventType: a.EventType, Attempt: a.Number,
-		At: a.At.UTC(), Outcome: a.Outcome, Reason: a.Reason, StatusCode: a.StatusCode, LatencyMS: a.LatencyMS,
+		At: a.At.UTC(), Outcome: a.Outcome, Reason: string(a.Reason), StatusCode: a.StatusCode, LatencyMS: a.LatencyMS,
 		ErrorClass: a.ErrorClass, Error: a.Error, ResponseBody: a.ResponseBody,
 	}
 }
