@@ -64,7 +64,7 @@ func (e *healthEnv) attempt(t *testing.T, webhook, reason string) switchboard.At
 		At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200, LatencyMS: 3,
 	}
 	if reason != "" {
-		a.Outcome, a.Reason, a.StatusCode, a.ErrorClass, a.Error = switchboard.AttemptDeadLettered, reason, 500, "status", "status 500"
+		a.Outcome, a.Reason, a.StatusCode, a.ErrorClass, a.Error = switchboard.AttemptDeadLettered, switchboard.Reason(reason), 500, "status", "status 500"
 		if reason == "gone" {
 			a.StatusCode, a.Number, a.Error = 410, 1, "status 410"
 		}
