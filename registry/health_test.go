@@ -501,7 +501,7 @@ func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
 			EventType: "call.started", Number: 4, At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 		}
 		if reason != "" {
-			a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, reason, 500
+			a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, switchboard.Reason(reason), 500
 		}
 		return a
 	}
