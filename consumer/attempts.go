@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -198,7 +197,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 	if a.At.IsZero() { // given up without a request (webhook inactive, malformed)
 		a.At = time.Now().UTC()
 	}
-	a.EventType = eventType(dlv.body)
+	a.EventType = streams.DeliveryEventType(dlv.header, dlv.body)
 	a.ResponseBody = dlv.timing.body
 	if err != nil {
 		a.ErrorClass = errorClass(err)
@@ -363,26 +362,6 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
-}
-
-// eventType reads the "type" of a delivery body (the event's payload, as
-// switchboard.Event.AppendPayload writes it: the type, a subject-safe token,
-// follows the id) without decoding the rest; "" when it has none.
-func eventType(body []byte) string {
-	const key = `,"type":"`
-	if i := bytes.Index(body, []byte(key)); i >= 0 {
-		rest := body[i+len(key):]
-		if j := bytes.IndexByte(rest, '"'); j > 0 && bytes.IndexByte(rest[:j], '\\') < 0 {
-			return string(rest[:j])
-		}
-	}
-	var p struct {
-		Type string `json:"type"`
-	}
-	if json.Unmarshal(body, &p) != nil {
-		return ""
-	}
-	return p.Type
 }
 
 // errorClass sorts a failure as switchboard.Attempt.ErrorClass says.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -527,9 +526,8 @@ func retryAfterOf(err error) time.Duration {
 }
 
 func (d *Deliverer) observeLatency(dlv *delivery) {
-	v := dlv.header.Get(streams.HeaderAcceptedAt)
-	if ns, err := strconv.ParseInt(v, 10, 64); err == nil && ns > 0 {
-		d.Metrics.latency.Observe(time.Since(time.Unix(0, ns)).Seconds())
+	if at, ok := streams.DecodeAcceptedAt(dlv.header.Get(streams.HeaderAcceptedAt)); ok {
+		d.Metrics.latency.Observe(time.Since(at).Seconds())
 	}
 }
 
@@ -594,10 +592,8 @@ func withoutURL(err error) error {
 // readHeaders sets what dlv's headers say of it: its event, tenant and
 // counts.
 func (dlv *delivery) readHeaders() {
-	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
-	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
-	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
-	dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+	d := streams.DecodeDelivery("", dlv.header) // the webhook is set from the subject already
+	dlv.eventID, dlv.tenant, dlv.attempts, dlv.deferrals = d.EventID, d.TenantID, d.Attempts, d.Deferrals
 }
 
 // streamSeq returns the stream sequence of dlv's delivery message (for an
@@ -611,22 +607,6 @@ func (dlv *delivery) streamSeq() uint64 {
 		}
 	}
 	return dlv.seq
-}
-
-// headerCount reads a count kept in header key of a delivery
-// (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
-func headerCount(h nats.Header, key string) int {
-	v := h.Get(key)
-	if v == "" { // the usual case; Atoi would allocate an error
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0
-	}
-	// Far above any count Switchboard writes, and far enough below MaxInt
-	// that one more attempt cannot wrap around to a negative count.
-	return min(n, 1<<30)
 }
 
 // printable makes b safe for a NATS header value and a log line: valid

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -183,28 +182,11 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 	// and a change of properties applies to pending retries too.
 	body := msg.Data()
 
-	// Header values shared by every delivery of the event; never modified.
-	// Deliveries carry only what the deliverer, its retries and dead
-	// letters need and cannot derive: the webhook id is in the subject,
-	// the type in the body.
-	eventID := []string{evt.ID}
-	tenant := []string{evt.TenantID}
-	accepted := []string{acceptedAt(msg.Headers(), md)}
-
+	// The webhook id is in each delivery's subject; the rest is shared.
+	dels := streams.NewDeliveries(&evt, msg.Headers(), acceptedFallback(md))
 	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(md, &evt, matches)}
 	for i, h := range matches {
-		dm := &nats.Msg{
-			Subject: streams.DeliverySubject(h.id),
-			Data:    body,
-			Header: nats.Header{
-				// Set directly rather than with jetstream.WithMsgID: without
-				// options PublishMsgAsync takes its allocation-free path.
-				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(evt.ID, h.id)},
-				streams.HeaderEventID:    eventID,
-				streams.HeaderTenant:     tenant,
-				streams.HeaderAcceptedAt: accepted,
-			},
-		}
+		dm := dels.Delivery(h.id, body)
 		fut, err := m.JS.PublishMsgAsync(dm)
 		pe.pubs[i] = pendingPub{msg: dm, fut: fut, err: err}
 	}
@@ -283,17 +265,14 @@ func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
 	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(streams.HeaderAgentID)}, nil
 }
 
-// acceptedAt is when the event was accepted, in Unix nanoseconds: the
-// producer's header h if it set one, else the time JetStream stored it (md,
-// the event's metadata, nil when unreadable).
-func acceptedAt(h nats.Header, md *jetstream.MsgMetadata) string {
-	if v := h.Get(streams.HeaderAcceptedAt); v != "" {
-		return v
-	}
+// acceptedFallback is the accepted time of an event whose producer set
+// none: when JetStream stored it (md, the event's metadata), else now,
+// when the metadata is unreadable (md nil).
+func acceptedFallback(md *jetstream.MsgMetadata) time.Time {
 	if md != nil {
-		return strconv.FormatInt(md.Timestamp.UnixNano(), 10)
+		return md.Timestamp
 	}
-	return strconv.FormatInt(time.Now().UnixNano(), 10)
+	return time.Now()
 }
 
 // storedAt is when JetStream stored the event of metadata md, by the

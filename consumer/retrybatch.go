@@ -84,14 +84,7 @@ type retryReq struct {
 
 // item is the request's delivery as a batch item.
 func (r *retryReq) item() streams.RetryItem {
-	h := make(map[string][]string, len(deliveryHeaders)+2)
-	copyDeliveryHeaders(h, r.dlv.header)
-	if r.key.attempts > 0 {
-		h[streams.HeaderAttempts] = []string{strconv.Itoa(r.key.attempts)}
-	}
-	if r.key.deferrals > 0 {
-		h[streams.HeaderDeferrals] = []string{strconv.Itoa(r.key.deferrals)}
-	}
+	h := streams.RetryHeader(r.dlv.header, r.key.attempts, r.key.deferrals)
 	return streams.RetryItem{Seq: r.dlv.seq, Header: h, Body: r.dlv.body}
 }
 

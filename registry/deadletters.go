@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -235,15 +234,10 @@ func (d *deadLetters) get(ctx context.Context, stream jetstream.Stream, tenant s
 // a replay retried (the client's, or this one's after a failed delete)
 // within the window is stored once.
 func (d *deadLetters) replay(ctx context.Context, stream jetstream.Stream, dl *DeadLetter) error {
-	m := nats.NewMsg(streams.ReplaySubject(dl.WebhookID))
-	m.Header.Set(jetstream.MsgIDHeader, replayMsgID(dl))
-	m.Header.Set(streams.HeaderEventID, dl.EventID)
-	m.Header.Set(streams.HeaderTenant, dl.TenantID)
-	if v := dl.header.Get(streams.HeaderAcceptedAt); v != "" {
-		// Kept: latency is measured from the event's acceptance.
-		m.Header.Set(streams.HeaderAcceptedAt, v)
-	}
-	m.Data = dl.body
+	evt := switchboard.Event{ID: dl.EventID, TenantID: dl.TenantID, Type: dl.EventType}
+	// The dead letter's HeaderAcceptedAt is kept: latency is measured from
+	// the event's acceptance.
+	m := streams.NewDeliveries(&evt, dl.header, time.Time{}).Replay(dl.WebhookID, replayMsgIDSuffix(dl), dl.body)
 	if _, err := d.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("replay dead letter %s to webhook %s: %w", DeadLetterID(dl.Seq), dl.WebhookID, err)
 	}
@@ -253,10 +247,9 @@ func (d *deadLetters) replay(ctx context.Context, stream jetstream.Stream, dl *D
 	return nil
 }
 
-// replayMsgID is the Nats-Msg-Id of the replay of dl.
-func replayMsgID(dl *DeadLetter) string {
-	return streams.DeliveryMsgID(dl.EventID, dl.WebhookID) + ".replay." + strconv.FormatUint(dl.Seq, 10)
-}
+// replayMsgIDSuffix names the replay of dl in its Nats-Msg-Id
+// (streams.EventDeliveries.Replay).
+func replayMsgIDSuffix(dl *DeadLetter) string { return "replay." + strconv.FormatUint(dl.Seq, 10) }
 
 // stream returns SB_DEAD, for gets and deletes.
 func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
@@ -267,27 +260,13 @@ func (d *deadLetters) stream(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// newDeadLetter reads a dead letter stored at seq on subject at t. Tenant
-// and webhook come from the subject, which the deliverer builds from them
-// and the scans filter on.
+// newDeadLetter reads a dead letter stored at seq on subject at t
+// (streams.DecodeDeadLetter).
 func newDeadLetter(seq uint64, subject string, t time.Time, h nats.Header, body []byte) *DeadLetter {
-	dl := &DeadLetter{Seq: seq, DeadLetteredAt: t.UTC(), header: h, body: body}
-	if rest, ok := strings.CutPrefix(subject, streams.DeadPrefix); ok { // else no tenant's
-		dl.TenantID, dl.WebhookID, _ = strings.Cut(rest, ".")
+	d := streams.DecodeDeadLetter(subject, h, body)
+	return &DeadLetter{
+		Seq: seq, TenantID: d.TenantID, WebhookID: d.WebhookID, EventID: d.EventID, EventType: d.EventType,
+		Reason: string(d.Reason), Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError,
+		DeadLetteredAt: t.UTC(), AcceptedAt: d.AcceptedAt, header: h, body: body,
 	}
-	dl.EventID = h.Get(streams.HeaderEventID)
-	dl.Reason = h.Get(streams.HeaderReason)
-	dl.LastError = h.Get(streams.HeaderLastError)
-	dl.Attempts, _ = strconv.Atoi(h.Get(streams.HeaderAttempts))
-	dl.LastStatus, _ = strconv.Atoi(h.Get(streams.HeaderLastStatus))
-	if ns, err := strconv.ParseInt(h.Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-		dl.AcceptedAt = time.Unix(0, ns).UTC()
-	}
-	var evt struct {
-		Type string `json:"type"`
-	}
-	if json.Unmarshal(body, &evt) == nil {
-		dl.EventType = evt.Type
-	}
-	return dl
 }

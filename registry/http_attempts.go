@@ -221,8 +221,5 @@ func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 // acceptedTime is when a stored event was accepted: its HeaderAcceptedAt,
 // else when JetStream stored it.
 func acceptedTime(msg *jetstream.RawStreamMsg) time.Time {
-	if ns, err := strconv.ParseInt(msg.Header.Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-		return time.Unix(0, ns).UTC()
-	}
-	return msg.Time.UTC()
+	return streams.AcceptedAt(msg.Header, msg.Time)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -120,10 +119,7 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		}
 		// Stored a little after it was accepted: the scan starts at since,
 		// the accepted time decides.
-		accepted := md.Timestamp
-		if ns, err := strconv.ParseInt(msg.Headers().Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-			accepted = time.Unix(0, ns)
-		}
+		accepted := streams.AcceptedAt(msg.Headers(), md.Timestamp)
 		lastAccepted = accepted
 		if accepted.Before(since) || accepted.Before(rc.wh.CreatedAt) {
 			return true
@@ -188,20 +184,9 @@ func (rc *recovery) flush(ctx context.Context) error {
 		if delivered[ids[i]] {
 			continue
 		}
-		accepted := m.Header.Get(streams.HeaderAcceptedAt)
-		if accepted == "" {
-			accepted = strconv.FormatInt(m.Time.UnixNano(), 10)
-		}
-		dm := &nats.Msg{
-			Subject: streams.ReplaySubject(rc.wh.ID),
-			Data:    m.Data,
-			Header: nats.Header{
-				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(ids[i], rc.wh.ID) + "." + rc.res.RecoverID},
-				streams.HeaderEventID:    {ids[i]},
-				streams.HeaderTenant:     {rc.wh.TenantID},
-				streams.HeaderAcceptedAt: {accepted},
-			},
-		}
+		_, typ, _ := streams.SplitEventSubject(m.Subject)
+		evt := switchboard.Event{ID: ids[i], TenantID: rc.wh.TenantID, Type: typ}
+		dm := streams.NewDeliveries(&evt, m.Header, m.Time).Replay(rc.wh.ID, rc.res.RecoverID, m.Data)
 		fut, err := rc.api.js.PublishMsgAsync(dm)
 		if err != nil {
 			fut = nil

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +46,7 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	// Room for the expected-stream header a publish may add.
 	h := make(nats.Header, 4)
 	h[jetstream.MsgIDHeader] = []string{EventMsgID(evt.TenantID, evt.ID)}
-	h[HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
+	h[HeaderAcceptedAt] = []string{EncodeAcceptedAt(acceptedAt)}
 	if switchboard.ValidAgentID(evt.AgentID) {
 		h[HeaderAgentID] = []string{evt.AgentID}
 	}
