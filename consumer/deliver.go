@@ -217,10 +217,10 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		})
 	}
 
-	loop := &pullLoop{
-		js:     d.JS,
-		stream: streams.Deliveries,
-		cfg: jetstream.ConsumerConfig{
+	loop := &streams.Durable{
+		JS:     d.JS,
+		Stream: streams.Deliveries,
+		Config: jetstream.ConsumerConfig{
 			Durable:     streams.DelivererConsumer,
 			Description: "Switchboard: signs and sends deliveries",
 			// Replays come from the registry on a subject of their own.
@@ -229,17 +229,17 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			AckWait:        d.AckWait,
 			MaxAckPending:  d.MaxAckPending,
 		},
-		batch: d.pullBatch(),
-		handle: func(msg jetstream.Msg) {
-			select {
-			case work <- msg:
-			case <-ctx.Done():
-				d.handBack(msg)
-			}
-		},
-		log: d.log,
+		LostMsg: lostMsg,
+		Log:     d.log,
 	}
-	err := loop.run(ctx)
+	handle := func(msg jetstream.Msg) {
+		select {
+		case work <- msg:
+		case <-ctx.Done():
+			d.handBack(msg)
+		}
+	}
+	err := loop.Run(ctx, nil, loop.Consume(handle, d.pullBatch()))
 	close(work)
 	if d.DrainTimeout > 0 {
 		t := time.AfterFunc(d.DrainTimeout, cancelAttempts)

@@ -144,7 +144,7 @@ func (x *Index) Run(ctx context.Context) error {
 		return errors.New("consumer: Index.KV is nil")
 	}
 	log := loggerOr(x.Logger)
-	pause := newRestartBackOff()
+	pause := streams.NewRestartBackOff()
 	for {
 		err := x.watch(ctx)
 		if ctx.Err() != nil {
@@ -424,7 +424,7 @@ func (x *Index) awaitCurrent(ctx context.Context, nc *nats.Conn, stored time.Tim
 	x.init()
 	x.probeMu.Lock()
 	if stored.IsZero() || !stored.Before(x.probedAt) {
-		pause := newRestartBackOff()
+		pause := streams.NewRestartBackOff()
 		for {
 			rev, at, err := probeBucket(ctx, nc)
 			if err == nil {

@@ -50,6 +50,10 @@ const (
 	republishAttempts    = 3                // synchronous republishes of a failed delivery before the event is handed back
 )
 
+// lostMsg is what the matcher and the deliverer log when their consumer
+// is lost and set up again (streams.Durable): docs/operations.md quotes it.
+const lostMsg = "consumer lost; setting it up again"
+
 // pendingEvent is an event whose deliveries are published and awaiting
 // their acks.
 type pendingEvent struct {
@@ -107,10 +111,10 @@ func (m *Matcher) Run(ctx context.Context) error {
 	}()
 
 	var matches []*hook // reused: the handler runs serially
-	loop := &pullLoop{
-		js:     m.JS,
-		stream: streams.Events,
-		cfg: jetstream.ConsumerConfig{
+	loop := &streams.Durable{
+		JS:     m.JS,
+		Stream: streams.Events,
+		Config: jetstream.ConsumerConfig{
 			Durable:       streams.MatcherConsumer,
 			Description:   "Switchboard: matches events to webhooks, one delivery per webhook",
 			FilterSubject: streams.EventsPrefix + ">",
@@ -118,21 +122,21 @@ func (m *Matcher) Run(ctx context.Context) error {
 			AckWait:       matcherAckWait,
 			MaxAckPending: matcherMaxAckPending,
 		},
-		batch: matcherPullBatch,
-		handle: func(msg jetstream.Msg) {
-			if ctx.Err() != nil { // stopping: not started, so handed back
-				nak(msg, log)
-				return
-			}
-			var pe *pendingEvent
-			pe, matches = m.match(ctx, msg, matches[:0], log)
-			if pe != nil {
-				pending <- pe // the acker drains it even during shutdown
-			}
-		},
-		log: log,
+		LostMsg: lostMsg,
+		Log:     log,
 	}
-	err := loop.run(ctx)
+	handle := func(msg jetstream.Msg) {
+		if ctx.Err() != nil { // stopping: not started, so handed back
+			nak(msg, log)
+			return
+		}
+		var pe *pendingEvent
+		pe, matches = m.match(ctx, msg, matches[:0], log)
+		if pe != nil {
+			pending <- pe // the acker drains it even during shutdown
+		}
+	}
+	err := loop.Run(ctx, nil, loop.Consume(handle, matcherPullBatch))
 	close(pending)
 	<-ackerDone
 	if err != nil {
