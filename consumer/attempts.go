@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
@@ -90,13 +89,10 @@ type record struct {
 	data []byte
 }
 
-// pendingBatch is a batch whose publish ack is awaited; fut is nil when
-// PublishMsgAsync refused it (err says why) and it must be published again.
+// pendingBatch is a batch whose publish ack is awaited.
 type pendingBatch struct {
-	msg *nats.Msg
+	streams.Pending
 	ids []string // of its records, in order
-	fut jetstream.PubAckFuture
-	err error
 }
 
 // attemptRecorder publishes attempt records in batches and checks their
@@ -254,13 +250,8 @@ func (r *attemptRecorder) collect() {
 				break batch
 			}
 		}
-		m := &nats.Msg{
-			Subject: streams.AttemptBatchSubject,
-			Data:    append(data, ']'),
-			Header:  nats.Header{jetstream.MsgIDHeader: {ids[0]}},
-		}
-		fut, err := r.js.PublishMsgAsync(m)
-		r.pending <- pendingBatch{msg: m, ids: ids, fut: fut, err: err}
+		m := streams.AttemptBatchMsg(append(data, ']'), ids[0])
+		r.pending <- pendingBatch{Pending: streams.PublishAsync(r.js, m), ids: ids}
 	}
 }
 
@@ -271,24 +262,9 @@ func (r *attemptRecorder) check() {
 	timer := time.NewTimer(recordAckWait)
 	defer timer.Stop()
 	for p := range r.pending {
-		if p.err == nil {
-			timer.Reset(recordAckWait)
-			select {
-			case <-p.fut.Ok():
-			case p.err = <-p.fut.Err():
-			case <-timer.C:
-				p.err = errors.New("no publish ack")
-			case <-r.stopped.Done():
-				p.err = errors.New("deliverer stopped before the publish ack")
-			}
-		}
-		if p.err != nil {
-			ctx, cancel := context.WithTimeout(r.stopped, publishTimeout)
-			_, err := r.js.PublishMsg(ctx, p.msg)
-			cancel()
-			if err != nil {
-				r.lost(p.ids, errors.Join(p.err, err))
-			}
+		timer.Reset(recordAckWait)
+		if err := p.Await(r.stopped, r.js, timer.C, streams.Retry{Tries: 1, Timeout: publishTimeout}); err != nil {
+			r.lost(p.ids, errors.Join(p.Err, err))
 		}
 		<-r.slots
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
@@ -50,6 +49,10 @@ const (
 	republishAttempts    = 3                // synchronous republishes of a failed delivery before the event is handed back
 )
 
+// republish is how the matcher publishes again a delivery or matched
+// record that was not stored.
+var republish = streams.Retry{Tries: republishAttempts, Timeout: pubAckWait}
+
 // lostMsg is what the matcher and the deliverer log when their consumer
 // is lost and set up again (streams.Durable): docs/operations.md quotes it.
 const lostMsg = "consumer lost; setting it up again"
@@ -59,16 +62,10 @@ const lostMsg = "consumer lost; setting it up again"
 type pendingEvent struct {
 	msg  jetstream.Msg
 	id   string
-	pubs []pendingPub
+	pubs []streams.Pending
 	// matched holds the JSON of its record of the webhooks chosen
 	// (streams.Matched), one object per chunk of them: see matched.go.
 	matched [][]byte
-}
-
-type pendingPub struct {
-	msg *nats.Msg
-	fut jetstream.PubAckFuture // nil when PublishMsgAsync refused the message
-	err error                  // why it was refused
 }
 
 // Run consumes events until ctx is done. It first waits for the Index to be
@@ -188,11 +185,9 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 
 	// The webhook id is in each delivery's subject; the rest is shared.
 	dels := streams.NewDeliveries(&evt, msg.Headers(), acceptedFallback(md))
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(md, &evt, matches)}
+	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]streams.Pending, len(matches)), matched: matchedRecord(md, &evt, matches)}
 	for i, h := range matches {
-		dm := dels.Delivery(h.id, body)
-		fut, err := m.JS.PublishMsgAsync(dm)
-		pe.pubs[i] = pendingPub{msg: dm, fut: fut, err: err}
+		pe.pubs[i] = streams.PublishAsync(m.JS, dels.Delivery(h.id, body))
 	}
 	return pe, matches
 }
@@ -206,18 +201,9 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 	timer.Reset(pubAckWait)
 	for i := range pe.pubs {
 		p := &pe.pubs[i]
-		if p.err == nil {
-			select {
-			case <-p.fut.Ok():
-				continue
-			case p.err = <-p.fut.Err():
-			case <-timer.C:
-				p.err = fmt.Errorf("no publish ack after %v", pubAckWait)
-			}
-		}
-		if err := m.republish(ctx, p.msg); err != nil {
-			log.Warn("deliveries not stored; handing the event back", "tenant", p.msg.Header.Get(streams.HeaderTenant),
-				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.msg.Subject, streams.DeliveriesPrefix), "first_err", p.err, "err", err)
+		if err := p.Await(ctx, m.JS, timer.C, republish); err != nil {
+			log.Warn("deliveries not stored; handing the event back", "tenant", p.Msg.Header.Get(streams.HeaderTenant),
+				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.Msg.Subject, streams.DeliveriesPrefix), "first_err", p.Err, "err", err)
 			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
 				log.Warn("nak event", "event_id", pe.id, "err", err)
 			}
@@ -225,28 +211,6 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 		}
 	}
 	return true
-}
-
-// republish publishes dm synchronously, a few times if need be. dm keeps
-// its Nats-Msg-Id, so a copy stored by an earlier try is not stored twice.
-func (m *Matcher) republish(ctx context.Context, dm *nats.Msg) error {
-	var err error
-	for attempt := range republishAttempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, pubAckWait)
-		_, err = m.JS.PublishMsg(pctx, dm)
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("publish %s: %w", dm.Subject, err)
 }
 
 // eventOf returns what matching needs of a stored event: id, tenant, type

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
@@ -97,12 +96,7 @@ type recovery struct {
 	// candBytes is the size of cand's bodies: cand is flushed at
 	// scanBatch events or scanBatchBytes, whichever comes first.
 	candBytes int
-	pubs      []recoverPub // published by the last flush, until settled
-}
-
-type recoverPub struct {
-	msg *nats.Msg
-	fut jetstream.PubAckFuture // nil when PublishMsgAsync refused it
+	pubs      []streams.Pending // published by the last flush, until settled
 }
 
 // run scans the tenant's events from since and queues the matching ones.
@@ -187,11 +181,7 @@ func (rc *recovery) flush(ctx context.Context) error {
 		_, typ, _ := streams.SplitEventSubject(m.Subject)
 		evt := switchboard.Event{ID: ids[i], TenantID: rc.wh.TenantID, Type: typ}
 		dm := streams.NewDeliveries(&evt, m.Header, m.Time).Replay(rc.wh.ID, rc.res.RecoverID, m.Data)
-		fut, err := rc.api.js.PublishMsgAsync(dm)
-		if err != nil {
-			fut = nil
-		}
-		rc.pubs = append(rc.pubs, recoverPub{msg: dm, fut: fut})
+		rc.pubs = append(rc.pubs, streams.PublishAsync(rc.api.js, dm))
 		rc.res.Queued++
 	}
 	clear(rc.cand) // let the bodies go
@@ -207,22 +197,10 @@ func (rc *recovery) settle(ctx context.Context) error {
 		clear(rc.pubs)
 		rc.pubs = rc.pubs[:0]
 	}()
-	for _, p := range rc.pubs {
-		if p.fut != nil {
-			select {
-			case <-p.fut.Ok():
-				continue
-			case <-p.fut.Err():
-			case <-time.After(10 * time.Second):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := rc.api.js.PublishMsg(pctx, p.msg)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("queue delivery of event %s: %w", p.msg.Header.Get(streams.HeaderEventID), err)
+	for i := range rc.pubs {
+		p := &rc.pubs[i]
+		if err := p.Await(ctx, rc.api.js, time.After(10*time.Second), streams.Retry{Tries: 1, Timeout: 10 * time.Second}); err != nil {
+			return fmt.Errorf("queue delivery of event %s: %w", p.Msg.Header.Get(streams.HeaderEventID), err)
 		}
 	}
 	return nil
