@@ -330,7 +330,7 @@ func checkNotScheduled(h nats.Header) error {
 
 // deliver makes one attempt of msg and settles it.
 func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
-	if isRetryBatch(msg.Headers()) {
+	if streams.IsRetryBatch(msg.Headers()) {
 		d.deliverBatch(ctx, msg)
 		return
 	}

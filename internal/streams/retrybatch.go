@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Retry batches. Deliveries of one webhook whose retries (or deferrals)
@@ -225,4 +228,46 @@ func (r *batchReader) bytes() []byte {
 	b := r.data[:n]
 	r.data = r.data[n:]
 	return b
+}
+
+// RetryMsg is the schedule of a retry that is alone when it is scheduled:
+// on RetrySubject, named by the stream sequence of the delivery message
+// it follows, with the delivery's headers and body (it.Header, it.Body).
+// The caller adds the schedule's time and target as it publishes.
+func RetryMsg(webhook string, it RetryItem) *nats.Msg {
+	m := nats.NewMsg(RetrySubject(webhook, it.Seq))
+	for k, v := range it.Header {
+		m.Header[k] = v
+	}
+	m.Data = it.Body
+	return m
+}
+
+// RetryBatchMsg is the schedule of a batch of items, named by its first
+// item and token (RetryBatchSubject), its body version 2.
+func RetryBatchMsg(webhook, token string, items []RetryItem) *nats.Msg {
+	m := nats.NewMsg(RetryBatchSubject(webhook, items[0].Seq, token))
+	m.Header.Set(HeaderRetryBatch, strconv.Itoa(len(items)))
+	m.Data = AppendRetryBatch(nil, items)
+	return m
+}
+
+// RetryItemMsg is the delivery message an item of a fired batch to
+// webhook expands into: the item's headers and body, under the
+// Nats-Msg-Id RetryItemMsgID.
+func RetryItemMsg(webhook string, it RetryItem) *nats.Msg {
+	m := nats.NewMsg(DeliverySubject(webhook))
+	for k, v := range it.Header {
+		m.Header[k] = v
+	}
+	m.Header.Set(jetstream.MsgIDHeader, RetryItemMsgID(m.Header.Get(HeaderEventID), webhook, it.Seq))
+	m.Data = it.Body
+	return m
+}
+
+// IsRetryBatch reports whether h is that of a fired retry batch: set by
+// a worker's batch schedule, never by a client (Nats-Scheduler is
+// JetStream's own, set to the schedule's subject).
+func IsRetryBatch(h nats.Header) bool {
+	return h.Get(HeaderRetryBatch) != "" && strings.HasPrefix(h.Get("Nats-Scheduler"), RetryPrefix)
 }
