@@ -112,89 +112,48 @@ func (d *deadLetters) scan(ctx context.Context, q deadLetterQuery, visit func(*D
 	if q.Tenant == "" {
 		return scanResult{}, errors.New("scan dead letters: no tenant")
 	}
-	cfg := jetstream.ConsumerConfig{
-		Description:       "Switchboard: one API request reading dead letters",
-		FilterSubject:     q.subject(),
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: deadLetterScanIdle,
+	scan := streams.Scan{
+		Stream: streams.Dead, Filter: q.subject(), Description: "Switchboard: one API request reading dead letters",
+		StartTime: q.Since, Limit: MaxDeadLetterScan, Batch: deadLetterFetch, Idle: deadLetterScanIdle,
 	}
-	switch {
-	case q.After > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = q.After + 1
-	case !q.Since.IsZero():
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		since := q.Since
-		cfg.OptStartTime = &since
-	default:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	if q.After > 0 { // with a cursor the consumer starts after it, not at Since
+		scan.StartSeq = q.After + 1
 	}
-	cons, err := d.js.CreateConsumer(ctx, streams.Dead, cfg)
-	if err != nil {
-		return scanResult{}, fmt.Errorf("scan dead letters of tenant %s: create consumer: %w", q.Tenant, err)
-	}
-	name := cons.CachedInfo().Name
-	defer func() {
-		// The request's context may be gone; the consumer must go anyway.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = d.js.DeleteConsumer(dctx, streams.Dead, name) // else the server drops it when idle
-	}()
-
-	var res scanResult
-	if cons.CachedInfo().NumPending == 0 {
-		res.End = true
-		return res, nil
-	}
-	for scanned := 0; scanned < MaxDeadLetterScan; {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		batch, err := cons.FetchNoWait(min(deadLetterFetch, MaxDeadLetterScan-scanned))
+	res := scanResult{End: true} // unless visit stops early or the limit is reached
+	var visitErr error
+	err := scan.Run(ctx, d.js, func(msg jetstream.Msg) (bool, error) {
+		md, err := msg.Metadata()
 		if err != nil {
-			return res, fmt.Errorf("scan dead letters of tenant %s: fetch: %w", q.Tenant, err)
+			return false, err
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			scanned++
-			md, err := msg.Metadata()
-			if err != nil {
-				return res, fmt.Errorf("scan dead letters of tenant %s: %w", q.Tenant, err)
-			}
-			if !q.Until.IsZero() && md.Timestamp.After(q.Until) {
-				res.End = true // the stream is in time order: nothing later qualifies
-				return res, nil
-			}
-			if q.Through > 0 && md.Sequence.Stream > q.Through {
-				res.End = true // stored after the request began
-				return res, nil
-			}
-			res.Last = md.Sequence.Stream
-			dl := newDeadLetter(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data())
-			if dl.TenantID == q.Tenant && q.selects(dl) {
-				more, err := visit(dl)
-				if err != nil {
-					return res, err
-				}
-				if !more {
-					res.End = md.NumPending == 0
-					return res, nil
-				}
-			}
-			if md.NumPending == 0 {
-				res.End = true
-				return res, nil
-			}
+		if !q.Until.IsZero() && md.Timestamp.After(q.Until) {
+			return false, nil // the stream is in time order: nothing later qualifies
 		}
-		if err := batch.Error(); err != nil {
-			return res, fmt.Errorf("scan dead letters of tenant %s: fetch: %w", q.Tenant, err)
+		if q.Through > 0 && md.Sequence.Stream > q.Through {
+			return false, nil // stored after the request began
 		}
-		if n == 0 { // deleted since the consumer counted them
-			res.End = true
-			return res, nil
+		res.Last = md.Sequence.Stream
+		dl := newDeadLetter(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data())
+		if dl.TenantID != q.Tenant || !q.selects(dl) {
+			return true, nil
 		}
+		more, err := visit(dl)
+		if err != nil {
+			visitErr = err
+			return false, err
+		}
+		if !more {
+			res.End = md.NumPending == 0
+		}
+		return more, nil
+	})
+	switch {
+	case visitErr != nil:
+		return res, visitErr // the caller's, as it is
+	case errors.Is(err, streams.ErrScanLimit):
+		res.End = false
+	case err != nil:
+		return res, fmt.Errorf("scan dead letters of tenant %s: %w", q.Tenant, err)
 	}
 	return res, nil
 }

@@ -271,3 +271,32 @@ func RetryItemMsg(webhook string, it RetryItem) *nats.Msg {
 func IsRetryBatch(h nats.Header) bool {
 	return h.Get(HeaderRetryBatch) != "" && strings.HasPrefix(h.Get("Nats-Scheduler"), RetryPrefix)
 }
+
+// QueuedDeliveries returns the webhook and the event ids of the deliveries
+// a message of SB_DELIVERIES stands for: a delivery or replay (one), a
+// scheduled retry (one, its webhook its target's), or a retry batch,
+// scheduled or fired (each of its items). ok is false for a message of no
+// webhook; a batch that cannot be read stands for none (the deliverer
+// dead-letters it).
+func QueuedDeliveries(subject string, h nats.Header, data []byte) (webhook string, events []string, ok bool) {
+	if _, ok := DeliveryWebhook(subject); !ok {
+		subject = h.Get(jetstream.ScheduleTargetHeader)
+	}
+	if webhook, ok = DeliveryWebhook(subject); !ok {
+		return "", nil, false
+	}
+	if h.Get(HeaderRetryBatch) == "" {
+		return webhook, []string{h.Get(HeaderEventID)}, true
+	}
+	items, err := DecodeRetryBatch(data)
+	if err != nil {
+		return webhook, nil, true
+	}
+	events = make([]string, 0, len(items))
+	for _, it := range items {
+		if v := it.Header[HeaderEventID]; len(v) > 0 {
+			events = append(events, v[0])
+		}
+	}
+	return webhook, events, true
+}
