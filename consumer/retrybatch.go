@@ -262,7 +262,6 @@ type firedBatch struct {
 	faulted atomic.Bool // a test's expandFault stopped its expansion
 }
 
-
 // deliverBatch handles a fired retry batch (see the top of this file).
 func (d *Deliverer) deliverBatch(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.InProgress(); err != nil {
