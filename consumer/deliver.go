@@ -311,19 +311,11 @@ func (d *Deliverer) pullBatch() int {
 	return max(min(d.Workers/2, d.MaxAckPending), 1)
 }
 
-// checkNotScheduled returns errMalformed for a delivery that is a schedule
-// (replays are consumed as they are stored) or was fired by one other than
-// a worker's retry. Only workers schedule; the registry's NATS user may
-// publish replays, and a replay carrying schedule headers would otherwise
-// turn into a delivery of its making (deploy/nats/auth.conf).
+// checkNotScheduled returns errMalformed for a delivery that is not a
+// worker's to deliver (streams.CheckNotScheduled).
 func checkNotScheduled(h nats.Header) error {
-	if h.Get(jetstream.ScheduleHeader) != "" {
-		return fmt.Errorf("%w: a schedule, not a delivery", errMalformed)
-	}
-	// Set by JetStream on what a schedule fired, to the schedule's
-	// subject; clients cannot set it themselves.
-	if s := h.Get("Nats-Scheduler"); s != "" && !strings.HasPrefix(s, streams.RetryPrefix) {
-		return fmt.Errorf("%w: scheduled by %s, not a retry", errMalformed, s)
+	if err := streams.CheckNotScheduled(h); err != nil {
+		return fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	return nil
 }

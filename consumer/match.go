@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	switchboard "github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -60,9 +59,10 @@ const lostMsg = "consumer lost; setting it up again"
 // pendingEvent is an event whose deliveries are published and awaiting
 // their acks.
 type pendingEvent struct {
-	msg  jetstream.Msg
-	id   string
-	pubs []streams.Pending
+	msg    jetstream.Msg
+	id     string
+	tenant string
+	pubs   []streams.Pending
 	// matched holds the JSON of its record of the webhooks chosen
 	// (streams.Matched), one object per chunk of them: see matched.go.
 	matched [][]byte
@@ -152,7 +152,7 @@ func (m *Matcher) Run(ctx context.Context) error {
 // body (see streams.EventMsg), and tenant, type, agent and id come from the
 // subject and headers.
 func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
-	evt, err := eventOf(msg)
+	evt, err := streams.MatchedEvent(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		log.Error("undecodable event; terminating it", "subject", msg.Subject(), "err", err)
 		if err := msg.TermWithReason("undecodable event"); err != nil {
@@ -185,7 +185,7 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 
 	// The webhook id is in each delivery's subject; the rest is shared.
 	dels := streams.NewDeliveries(&evt, msg.Headers(), acceptedFallback(md))
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]streams.Pending, len(matches)), matched: matchedRecord(md, &evt, matches)}
+	pe := &pendingEvent{msg: msg, id: evt.ID, tenant: evt.TenantID, pubs: make([]streams.Pending, len(matches)), matched: matchedRecord(md, &evt, matches)}
 	for i, h := range matches {
 		pe.pubs[i] = streams.PublishAsync(m.JS, dels.Delivery(h.id, body))
 	}
@@ -202,7 +202,7 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 	for i := range pe.pubs {
 		p := &pe.pubs[i]
 		if err := p.Await(ctx, m.JS, timer.C, republish); err != nil {
-			log.Warn("deliveries not stored; handing the event back", "tenant", p.Msg.Header.Get(streams.HeaderTenant),
+			log.Warn("deliveries not stored; handing the event back", "tenant", pe.tenant,
 				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.Msg.Subject, streams.DeliveriesPrefix), "first_err", p.Err, "err", err)
 			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
 				log.Warn("nak event", "event_id", pe.id, "err", err)
@@ -211,26 +211,6 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 		}
 	}
 	return true
-}
-
-// eventOf returns what matching needs of a stored event: id, tenant, type
-// and agent, from the subject and headers. It checks that the body is a
-// JSON object, without decoding it: the producer validated it.
-func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
-	tenant, typ, ok := streams.SplitEventSubject(msg.Subject())
-	if !ok {
-		return switchboard.Event{}, errors.New("not an event subject")
-	}
-	h := msg.Headers()
-	data := msg.Data()
-	id := streams.EventID(msg.Subject(), h, data)
-	if id == "" {
-		return switchboard.Event{}, errors.New("no valid event id")
-	}
-	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
-		return switchboard.Event{}, errors.New("body is not a JSON object")
-	}
-	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(streams.HeaderAgentID)}, nil
 }
 
 // acceptedFallback is the accepted time of an event whose producer set

@@ -135,3 +135,23 @@ func DecodeEvent(subject string, h nats.Header, data []byte) (switchboard.Event,
 		Data:       p.Data,
 	}, nil
 }
+
+// MatchedEvent returns what matching needs of a stored event: id, tenant,
+// type and agent, from the subject and headers. It checks that the body
+// is a JSON object, without decoding it: the producer validated it. The
+// matcher never decodes an event (DecodeEvent is for the paths that need
+// all of it).
+func MatchedEvent(subject string, h nats.Header, data []byte) (switchboard.Event, error) {
+	tenant, typ, ok := SplitEventSubject(subject)
+	if !ok {
+		return switchboard.Event{}, errors.New("not an event subject")
+	}
+	id := EventID(subject, h, data)
+	if id == "" {
+		return switchboard.Event{}, errors.New("no valid event id")
+	}
+	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
+		return switchboard.Event{}, errors.New("body is not a JSON object")
+	}
+	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(HeaderAgentID)}, nil
+}

@@ -300,3 +300,20 @@ func QueuedDeliveries(subject string, h nats.Header, data []byte) (webhook strin
 	}
 	return webhook, events, true
 }
+
+// CheckNotScheduled returns an error for a delivery with headers h that is
+// a schedule (replays are consumed as they are stored) or was fired by one
+// other than a worker's retry. Only workers schedule; the registry's NATS
+// user may publish replays, and a replay carrying schedule headers would
+// otherwise turn into a delivery of its making (deploy/nats/auth.conf).
+func CheckNotScheduled(h nats.Header) error {
+	if h.Get(jetstream.ScheduleHeader) != "" {
+		return errors.New("a schedule, not a delivery")
+	}
+	// Set by JetStream on what a schedule fired, to the schedule's
+	// subject; clients cannot set it themselves.
+	if s := h.Get("Nats-Scheduler"); s != "" && !strings.HasPrefix(s, RetryPrefix) {
+		return fmt.Errorf("scheduled by %s, not a retry", s)
+	}
+	return nil
+}
