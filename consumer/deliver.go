@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 
 	switchboard "github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -36,18 +34,10 @@ const (
 	DefaultAckWait = switchboard.MaxTimeoutSeconds*time.Second + 30*time.Second
 )
 
-// How much of a response is read: the start of a failure's body is kept
-// for the dead letter; up to maxDrain bytes are read and discarded so the
-// connection can be reused; a longer body closes the connection instead.
-const (
-	maxExcerpt = 256
-	maxDrain   = 64 << 10
-)
-
 // Deliverer signs and sends deliveries. It consumes SB_DELIVERIES with a
 // durable pull consumer (streams.DelivererConsumer) and hands each message
 // to one of Workers goroutines, which send the stored body to the webhook
-// as its signer.Endpoint builds the request (method, URL, auth, headers,
+// as its outbound.Endpoint builds the request (method, URL, auth, headers,
 // properties, Standard Webhooks signatures) and then settle the message as
 // decide says: ack, ack after scheduling a retry, ack after dead-lettering,
 // or Nak.
@@ -59,6 +49,10 @@ const (
 // Attempts are counted in the delivery's HeaderAttempts (attempts already
 // made; absent means none). A webhook's max_retries counts retries after
 // the first attempt: max_retries = 3 allows up to 4 attempts in all.
+//
+// This file takes deliveries in and reads their headers;
+// deliver_attempt.go makes the attempt (through internal/outbound) and
+// deliver_settle.go carries out what decide says of it.
 //
 // Set the fields, then call Run. Fields must not change while Run runs.
 type Deliverer struct {
@@ -119,29 +113,12 @@ type Deliverer struct {
 	expandTokens chan struct{}
 }
 
-// NewHTTPClient returns the HTTP client of deliveries and test sends: it
-// dials only the addresses guard allows (nil: public addresses only; see
-// netguard), never through a proxy (HTTP_PROXY would let a request reach
-// what the guard refuses, and would be the one dialled), never follows
-// redirects (a 3xx is a failed attempt), keeps up to conns idle connections
-// per host so that each worker can reuse one, and leaves per-request
-// deadlines to the caller's context.
+// NewHTTPClient returns the client a Deliverer makes when its Client is
+// nil: outbound.NewHTTPClient (SSRF guard, no proxy, no redirects, conns
+// idle connections per host). It stays here for the programs that set
+// Deliverer.Client themselves.
 func NewHTTPClient(conns int, guard *netguard.Guard) *http.Client {
-	conns = max(conns, 1)
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            guard.DialContext,
-			ForceAttemptHTTP2:      true,
-			MaxIdleConns:           conns * 4,
-			MaxIdleConnsPerHost:    conns,
-			IdleConnTimeout:        90 * time.Second,
-			TLSHandshakeTimeout:    10 * time.Second,
-			ExpectContinueTimeout:  time.Second,
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return outbound.NewHTTPClient(conns, guard)
 }
 
 // delivery is one delivery message being worked on.
@@ -162,23 +139,10 @@ type delivery struct {
 	timing attemptTiming
 }
 
-// worker holds one worker goroutine's scratch space.
+// worker holds one worker goroutine's scratch space: the buffer
+// outbound.Send reads answers into, reused across its attempts.
 type worker struct {
 	buf [4096]byte
-}
-
-// drain reads and discards up to maxDrain bytes of a response body, so
-// that its connection can be reused; past that, closing the body drops the
-// connection, which is cheaper than reading on. Unlike io.CopyN, it
-// allocates nothing.
-func (w *worker) drain(body io.Reader) {
-	for n := 0; n < maxDrain; {
-		m, err := body.Read(w.buf[:])
-		n += m
-		if err != nil {
-			return
-		}
-	}
 }
 
 // Run delivers until ctx is done. It first waits for the Index to be ready,
@@ -347,238 +311,10 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 	d.settle(&dlv, made, err, decide(err, made, maxRetries, d.Retry))
 }
 
-// webhookFor returns the delivery's webhook if deliveries can be made to
-// it, else a *webhookError.
-func (d *Deliverer) webhookFor(dlv *delivery) (*hook, error) {
-	h, ok := d.Index.lookup(dlv.webhookID)
-	switch {
-	case !ok:
-		var tries uint64
-		if md, err := dlv.msg.Metadata(); err == nil {
-			tries = md.NumDelivered
-		}
-		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonUnknown, Tries: tries}
-	case h.deleted:
-		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonDeleted}
-	case !h.usable():
-		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonInvalid, Err: h.err}
-	case h.webhook.Status != switchboard.StatusActive:
-		return nil, &webhookError{WebhookID: dlv.webhookID, Reason: reasonInactive}
-	}
-	return h, nil
-}
-
-// attempt sends the delivery once, within the webhook's timeout. It returns
-// nil for a 2xx, an *attemptError for any other answer or none (an address
-// the SSRF guard refuses included), errMalformed for a body that cannot be
-// sent, and errShutdown when ctx (the deliverer's drain deadline) ended it.
-func (d *Deliverer) attempt(ctx context.Context, w *worker, h *hook, dlv *delivery) error {
-	if ctx.Err() != nil {
-		return errShutdown
-	}
-	rctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	start := time.Now()
-	req, err := h.endpoint.NewRequest(rctx, dlv.eventID, dlv.body, start)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errMalformed, err)
-	}
-
-	d.Metrics.inFlight.Inc()
-	resp, err := d.client.Do(req)
-	if err != nil {
-		d.Metrics.inFlight.Dec()
-		d.Metrics.duration.Observe(time.Since(start).Seconds())
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %v", errShutdown, withoutURL(err))
-		}
-		return &attemptError{Err: withoutURL(err)}
-	}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	dlv.timing.status = resp.StatusCode
-	n, _ := io.ReadFull(resp.Body, w.buf[:maxExcerpt])
-	excerpt := printable(w.buf[:n])
-	w.drain(resp.Body)
-	resp.Body.Close()
-	d.Metrics.inFlight.Dec()
-	d.Metrics.duration.Observe(time.Since(start).Seconds())
-	dlv.timing.body = excerpt
-	if ok {
-		return nil
-	}
-	return &attemptError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp, time.Now()), Body: excerpt}
-}
-
-// keepAlive keeps the ack deadline ahead of an attempt of msg that may run
-// for timeout: AckWait starts when a delivery is pulled, and one pulled
-// while every worker was busy may have waited in the pull buffer for a
-// whole attempt of another, so it is restarted as the attempt starts, and
-// again every half AckWait while the attempt runs if it can outlast that.
-// Without it JetStream would hand the delivery to a second worker
-// mid-attempt. The returned stop ends it.
-func (d *Deliverer) keepAlive(msg jetstream.Msg, timeout time.Duration) (stop func()) {
-	if err := msg.InProgress(); err != nil {
-		d.log.Debug("in progress", "err", err)
-	}
-	every := d.AckWait / 2
-	if timeout < every {
-		return func() {}
-	}
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					d.log.Debug("in progress", "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-ended }
-}
-
-// settle carries out dec for the delivery. Acks are fire-and-forget, not
-// DoubleAck (about 3x slower): delivery is at least once anyway. If an ack
-// is lost, JetStream redelivers the message after AckWait and the receiver
-// gets the event again with the same webhook-id, which is what receivers
-// dedupe on; a confirmed ack would change nothing but the cost. What must
-// be durable before the ack (a retry schedule, a dead letter) is published
-// synchronously and checked first.
-func (d *Deliverer) settle(dlv *delivery, made int, err error, dec decision) {
-	// Publishing what follows an attempt must not be cut short by the
-	// shutdown that may be under way: the attempt is done.
-	ctx := context.Background()
-	var perr error
-	switch dec.action {
-	case actRetry:
-		perr = d.schedule(ctx, dlv, made, 0, dec.delay, retryAfterOf(err), "schedule retry")
-	case actDeadLetter:
-		perr = d.deadLetter(ctx, dlv, made, err, dec.reason)
-	case actDefer:
-		perr = d.schedule(ctx, dlv, dlv.attempts, dlv.deferrals+1, dec.delay, 0, "defer")
-	}
-	if perr != nil { // not stored: the delivery is settled as that failure says
-		d.settle(dlv, made, errors.Join(perr, err), decide(perr, made, 0, d.Retry))
-		return
-	}
-	switch dec.action {
-	case actRetry:
-		d.Metrics.retries.Inc()
-	case actDeadLetter:
-		d.Metrics.deadLetters.WithLabelValues(dec.reason).Inc()
-	case actDefer:
-		d.Metrics.deferred[dec.reason].Inc()
-	}
-	d.recordAttempt(dlv, made, err, dec) // published before the ack, not awaited: see attempts.go
-
-	var aerr error
-	switch {
-	case dlv.batch != nil:
-		// An item of a fired batch: the batch is acked once every item
-		// is settled, or handed back whole if one of them asks for it.
-		if dec.action == actNak || dec.action == actNakDelay {
-			dlv.batch.failed.Store(true)
-		}
-	default:
-		aerr = d.ack(dlv.msg, dec)
-	}
-	d.Metrics.outcomes[dec.outcome].Inc()
-	if dec.outcome == outcomeDelivered {
-		d.observeLatency(dlv)
-	}
-	d.logAttempt(dlv, made, err, aerr, dec)
-}
-
-// ack settles a delivery message as dec says.
-func (d *Deliverer) ack(msg jetstream.Msg, dec decision) error {
-	switch dec.action {
-	case actNak:
-		return msg.Nak()
-	case actNakDelay:
-		return msg.NakWithDelay(dec.delay)
-	}
-	return msg.Ack()
-}
-
-// retryAfterOf returns the Retry-After of the attempt that failed with
-// err, 0 when none.
-func retryAfterOf(err error) time.Duration {
-	var ae *attemptError
-	if errors.As(err, &ae) {
-		return ae.RetryAfter
-	}
-	return 0
-}
-
 func (d *Deliverer) observeLatency(dlv *delivery) {
 	if at, ok := streams.DecodeAcceptedAt(dlv.header.Get(streams.HeaderAcceptedAt)); ok {
 		d.Metrics.latency.Observe(time.Since(at).Seconds())
 	}
-}
-
-// logAttempt writes the one line per attempt: outcome and decision.
-func (d *Deliverer) logAttempt(dlv *delivery, made int, err, ackErr error, dec decision) {
-	level := slog.LevelWarn
-	switch dec.outcome {
-	case outcomeDelivered, outcomeDeferred: // a backlog for an open breaker defers thousands a second
-		level = slog.LevelDebug
-	case outcomeRetryScheduled, outcomeRequeued:
-		level = slog.LevelInfo
-	}
-	if ackErr != nil {
-		level = slog.LevelWarn
-	}
-	ctx := context.Background()
-	if !d.log.Enabled(ctx, level) {
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("tenant", dlv.tenant), slog.String("webhook_id", dlv.webhookID),
-		slog.String("event_id", dlv.eventID), slog.Int("attempt", made),
-		slog.String("outcome", dec.outcome),
-	}
-	var ae *attemptError
-	if errors.As(err, &ae) && ae.Status > 0 {
-		attrs = append(attrs, slog.Int("status", ae.Status))
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
-	}
-	switch dec.action {
-	case actRetry:
-		attrs = append(attrs, slog.Duration("retry_in", dec.delay))
-	case actDeadLetter:
-		attrs = append(attrs, slog.String("reason", dec.reason))
-	case actAck:
-		if dec.reason != "" {
-			attrs = append(attrs, slog.String("reason", dec.reason))
-		}
-	case actNakDelay:
-		attrs = append(attrs, slog.Duration("redeliver_in", dec.delay))
-	case actDefer:
-		attrs = append(attrs, slog.String("reason", dec.reason), slog.Duration("deferred_for", dec.delay))
-	}
-	if ackErr != nil {
-		attrs = append(attrs, slog.String("ack_err", ackErr.Error()))
-	}
-	d.log.LogAttrs(ctx, level, "delivery attempt", attrs...)
-}
-
-// withoutURL drops the *url.Error layer of a client error: its URL may
-// carry a query-string token, and the error goes to logs and dead letters.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // readHeaders sets what dlv's headers say of it: its event, tenant and
@@ -601,14 +337,6 @@ func (dlv *delivery) streamSeq() uint64 {
 	return dlv.seq
 }
 
-// printable makes b safe for a NATS header value and a log line: valid
-// UTF-8 without control characters.
-func printable(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// printable is outbound.Printable, for the error texts of attempt records
+// and dead letters: the same rule as the answers' excerpts.
+func printable(b []byte) string { return outbound.Printable(b) }

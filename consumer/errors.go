@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/internal/netguard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -64,39 +63,11 @@ func (e *webhookError) Error() string {
 
 func (e *webhookError) Unwrap() error { return e.Err }
 
-// attemptError is a failed HTTP attempt: a non-2xx answer (Status > 0) or
-// none at all (Status == 0: timeout, refused connection, TLS failure...).
-type attemptError struct {
-	Status     int
-	RetryAfter time.Duration // from Retry-After on 429 and 503; 0 when absent
-	Body       string        // the start of the response body, for the dead letter
-	Err        error         // the transport error when Status == 0
-}
-
-func (e *attemptError) Error() string {
-	if e.Status == 0 {
-		return fmt.Sprintf("request failed: %v", e.Err)
-	}
-	if e.Status >= 300 && e.Status < 400 {
-		return fmt.Sprintf("status %d: redirects are not followed", e.Status)
-	}
-	if e.Body != "" {
-		return fmt.Sprintf("status %d: %s", e.Status, e.Body)
-	}
-	return fmt.Sprintf("status %d", e.Status)
-}
-
-func (e *attemptError) Unwrap() error { return e.Err }
-
-// Gone reports whether the receiver asked never to be called again.
-func (e *attemptError) Gone() bool { return e.Status == http.StatusGone }
-
-// Refused reports whether the SSRF guard refused to connect to the
-// receiver: trying again would only be refused again.
-func (e *attemptError) Refused() bool {
-	var re *netguard.RefusedError
-	return e.Status == 0 && errors.As(e.Err, &re)
-}
+// attemptError is a failed HTTP attempt, as outbound.Send reports it: a
+// non-2xx answer (Status > 0) or none at all (Status == 0: timeout, refused
+// connection, TLS failure...). An alias, so that decide and judge read
+// what Send returns without a copy.
+type attemptError = outbound.Error
 
 // openError says a delivery was not attempted because its webhook's
 // breaker is open: the receiver holds workers or is down. decide counts it

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,13 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/sealed"
 	"github.com/switchboard-hq/switchboard/internal/streams"
-	"github.com/switchboard-hq/switchboard/signer"
 )
 
 // Index is the in-memory mirror of the webhooks KV bucket that the Matcher
@@ -79,7 +77,7 @@ type hook struct {
 	// value as decoded (sealed fields unopened): enough to match events,
 	// so that their deliveries are dead-lettered rather than never made.
 	webhook  *switchboard.Webhook
-	endpoint *signer.Endpoint // builds its requests; nil with err
+	endpoint *outbound.Endpoint // builds its requests; nil with err
 	timeout  time.Duration
 	deleted  bool  // a delete or purge marker was seen
 	err      error // why the value is unusable; set with !deleted
@@ -240,90 +238,6 @@ func (x *Index) lastRevision(ctx context.Context) (uint64, error) {
 	return 0, nil
 }
 
-// checkKey returns an error wrapping ErrEncryptionKey when EncryptionKey
-// cannot open what the registry sealed: the registry's key check, when it
-// wrote one (check), else the snapshot's sealed values (a registry of an
-// earlier version writes no check): refused when one needs a key and there
-// is none, or none of them opens with the key there is.
-func (x *Index) checkKey(check []byte, snapshot map[string]*hook) error {
-	const (
-		none  = "the registry sealed the webhooks' secrets with an encryption key and this worker has none: start it with the registry's --encryption-key (SWITCHBOARD_ENCRYPTION_KEY)"
-		other = "this worker's --encryption-key is not the one the registry sealed the webhooks' secrets with: give it the registry's key"
-	)
-	if check != nil {
-		plain, err := x.EncryptionKey.Open(string(check), streams.KeyCheckKey)
-		switch {
-		case errors.Is(err, sealed.ErrNoKey):
-			return fmt.Errorf("%w: %s", ErrEncryptionKey, none)
-		case err != nil || plain != streams.KeyCheckPlaintext:
-			return fmt.Errorf("%w: %s", ErrEncryptionKey, other)
-		}
-		return nil
-	}
-	var noKey, wrongKey, opened int
-	for _, h := range snapshot {
-		switch {
-		case errors.Is(h.err, sealed.ErrNoKey):
-			noKey++
-		case errors.Is(h.err, sealed.ErrOpen):
-			wrongKey++
-		case h.opened:
-			opened++
-		}
-	}
-	switch {
-	case noKey > 0:
-		return fmt.Errorf("%w: %s (%d webhooks sealed)", ErrEncryptionKey, none, noKey)
-	case wrongKey > 0 && opened == 0:
-		return fmt.Errorf("%w: %s (%d webhooks do not open)", ErrEncryptionKey, other, wrongKey)
-	}
-	return nil
-}
-
-// decode turns a KV entry into a hook; a value that cannot be used is kept
-// as an unusable hook, matched when its tenant and patterns could be read,
-// so that its deliveries are dead-lettered (webhook_invalid) rather than
-// never made.
-func (x *Index) decode(e jetstream.KeyValueEntry) *hook {
-	id := e.Key()
-	if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
-		return &hook{id: id, deleted: true}
-	}
-	h := newHook(id, e.Value(), x.EncryptionKey)
-	if h.err != nil {
-		tenant := ""
-		if h.webhook != nil {
-			tenant = h.webhook.TenantID
-		}
-		loggerOr(x.Logger).Error("unusable webhook in kv; its deliveries will be dead-lettered as webhook_invalid",
-			"webhook_id", id, "tenant", tenant, "revision", e.Revision(), "err", h.err)
-	}
-	return h
-}
-
-// newHook decodes a KV value, opening its sealed fields with key. A value
-// that cannot be used gives a hook with err set, and with webhook set when
-// the value decoded (for matching).
-func newHook(id string, value []byte, key *sealed.Key) *hook {
-	var w switchboard.Webhook
-	if err := json.Unmarshal(value, &w); err != nil {
-		return &hook{id: id, err: fmt.Errorf("decode webhook: %w", err)}
-	}
-	if w.ID != id {
-		return &hook{id: id, err: fmt.Errorf("webhook id %q does not match its key", w.ID)}
-	}
-	stored := w
-	wasSealed := sealed.IsSealed(w.Secret) || sealed.IsSealed(w.Auth.Password) || sealed.IsSealed(w.Auth.Token)
-	if err := key.OpenWebhook(&w); err != nil {
-		return &hook{id: id, webhook: &stored, err: fmt.Errorf("open webhook: %w", err)}
-	}
-	e, err := signer.NewEndpoint(&w)
-	if err != nil {
-		return &hook{id: id, webhook: &stored, err: fmt.Errorf("webhook %s: %w", id, err)}
-	}
-	return &hook{id: id, webhook: &w, endpoint: e, timeout: w.Timeout(), opened: wasSealed}
-}
-
 // replace swaps in a full snapshot, which reflects the bucket up to
 // revision rev. Keys known before but absent from it were removed from the
 // bucket meanwhile and become tombstones.
@@ -393,120 +307,6 @@ func (x *Index) showUnusable(n int) {
 	if x.Metrics != nil {
 		x.Metrics.unusableWebhooks.Set(float64(n))
 	}
-}
-
-// advance records that the index reflects the bucket up to rev.
-func (x *Index) advance(rev uint64) { x.setRevision(rev, false) }
-
-func (x *Index) setRevision(rev uint64, reset bool) {
-	x.revMu.Lock()
-	defer x.revMu.Unlock()
-	if rev == x.rev || !reset && rev < x.rev {
-		return
-	}
-	x.rev = rev
-	close(x.revCh)
-	x.revCh = make(chan struct{})
-}
-
-// awaitCurrent returns once the index holds every change made to the bucket
-// before stored, an event's time in SB_EVENTS, so that the event is matched
-// against every webhook whose create or update returned before it was
-// published, on every worker, even while the watch is down or behind. It
-// reads the bucket's last revision from the server (one request) only when
-// the last reading was taken before stored: under load one reading serves
-// every event stored before it. The reading and stored are both server
-// times: on a cluster, the nodes' clocks must agree to within the time
-// between a webhook's change returning and an event being published after
-// it. It returns only ctx's error; a failed reading is logged and tried
-// again.
-func (x *Index) awaitCurrent(ctx context.Context, nc *nats.Conn, stored time.Time) error {
-	x.init()
-	x.probeMu.Lock()
-	if stored.IsZero() || !stored.Before(x.probedAt) {
-		pause := streams.NewRestartBackOff()
-		for {
-			rev, at, err := probeBucket(ctx, nc)
-			if err == nil {
-				x.probedRev, x.probedAt = rev, at
-				break
-			}
-			if ctx.Err() != nil {
-				x.probeMu.Unlock()
-				return ctx.Err()
-			}
-			wait := pause.NextBackOff()
-			loggerOr(x.Logger).Warn("cannot read the webhooks bucket's revision; matching waits", "err", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-				x.probeMu.Unlock()
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-		}
-	}
-	target := x.probedRev
-	x.probeMu.Unlock()
-	return x.waitRevision(ctx, target)
-}
-
-// indexLagWarning is how long matching waits for the index before saying so.
-const indexLagWarning = 5 * time.Second
-
-// waitRevision blocks until the index reflects revision rev or ctx is done.
-func (x *Index) waitRevision(ctx context.Context, rev uint64) error {
-	var warn <-chan time.Time
-	for {
-		x.revMu.Lock()
-		have, ch := x.rev, x.revCh
-		x.revMu.Unlock()
-		if have >= rev {
-			return nil
-		}
-		if warn == nil {
-			t := time.NewTimer(indexLagWarning)
-			defer t.Stop()
-			warn = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		case <-warn:
-			loggerOr(x.Logger).Warn("matching waits for the webhook index to catch up with the KV bucket (watch down or behind)",
-				"index_revision", have, "bucket_revision", rev)
-		}
-	}
-}
-
-// probeBucket reads the webhooks bucket's last revision and the server's
-// time of the reading. The time is in the stream info the server sends
-// ("ts"), which jetstream.StreamInfo does not decode.
-func probeBucket(ctx context.Context, nc *nats.Conn) (rev uint64, at time.Time, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO.KV_"+streams.WebhooksBucket, nil)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("stream info of kv %s: %w", streams.WebhooksBucket, err)
-	}
-	var info struct {
-		State struct {
-			LastSeq uint64 `json:"last_seq"`
-		} `json:"state"`
-		TimeStamp time.Time `json:"ts"`
-		Error     *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	switch err := json.Unmarshal(resp.Data, &info); {
-	case err != nil:
-		return 0, time.Time{}, fmt.Errorf("stream info of kv %s: %w", streams.WebhooksBucket, err)
-	case info.Error != nil:
-		return 0, time.Time{}, fmt.Errorf("stream info of kv %s: %s", streams.WebhooksBucket, info.Error.Description)
-	case info.TimeStamp.IsZero():
-		return 0, time.Time{}, fmt.Errorf("stream info of kv %s: the server gives no time (nats-server 2.10 or later needed)", streams.WebhooksBucket)
-	}
-	return info.State.LastSeq, info.TimeStamp, nil
 }
 
 // lookup returns the webhook with id: ok is false when the index has never

@@ -5,18 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
-	"github.com/switchboard-hq/switchboard/consumer"
 	"github.com/switchboard-hq/switchboard/internal/httpjson"
 	"github.com/switchboard-hq/switchboard/internal/netguard"
-	"github.com/switchboard-hq/switchboard/signer"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 )
 
 // TestEventType is the type of the event a test send delivers.
@@ -25,9 +21,6 @@ const TestEventType = "webhook.test"
 // testEventIDPrefix marks test events apart from published ones (msg_).
 const testEventIDPrefix = "evt_"
 
-// maxTestExcerpt is how much of the receiver's answer a test send returns.
-const maxTestExcerpt = 1 << 10
-
 // webhookFinder is what the test send needs of the store.
 type webhookFinder interface {
 	FindWebhookByID(ctx context.Context, id string) (*Webhook, error)
@@ -35,10 +28,12 @@ type webhookFinder interface {
 
 // testSender serves POST /v1/webhooks/{id}/test: it sends a webhook.test
 // event to the webhook now and reports how the receiver answered. The
-// request is built by signer.Endpoint, as every delivery's is, and sent
-// through the deliverer's kind of client (SSRF guard, no proxy, no
-// redirects) within the webhook's timeout: what the receiver sees is what
-// a delivery looks like.
+// attempt is a delivery's (internal/outbound): the request built by
+// outbound.Endpoint, sent by outbound.Send through the deliverer's kind of
+// client (SSRF guard, no proxy, no redirects) within the webhook's
+// timeout, the same excerpt of the answer, the URL kept out of errors.
+// What the receiver sees is what a delivery looks like, and what the
+// tenant reads is what the attempt log would say.
 type testSender struct {
 	store  webhookFinder
 	client *http.Client
@@ -49,7 +44,7 @@ type testSender struct {
 // dialling through guard (nil: public addresses only). Test sends are few:
 // a small pool of idle connections does.
 func newTestSender(store webhookFinder, guard *netguard.Guard, logger *slog.Logger) *testSender {
-	return &testSender{store: store, client: consumer.NewHTTPClient(2, guard), logger: logger}
+	return &testSender{store: store, client: outbound.NewHTTPClient(2, guard), logger: logger}
 }
 
 // testSendResult is the answer of a test send. Status is 0 when the
@@ -86,60 +81,47 @@ func (s *testSender) send(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), wh.Timeout())
 	defer cancel()
-	req, err := signer.NewRequest(ctx, &wh.Webhook, evt.ID, body, now)
+	req, err := outbound.NewRequest(ctx, &wh.Webhook, evt.ID, body, now)
 	if err != nil {
 		res.Error = err.Error()
 		httpjson.Write(w, http.StatusOK, res)
 		return
 	}
 	start := time.Now()
-	resp, err := s.client.Do(req)
-	if err != nil {
-		res.LatencyMS = milliseconds(time.Since(start))
-		res.Error = sendError(err, wh.Timeout())
-		s.log(r, wh, &res, err)
-		httpjson.Write(w, http.StatusOK, res)
-		return
-	}
-	excerpt, rerr := io.ReadAll(io.LimitReader(resp.Body, maxTestExcerpt))
-	resp.Body.Close()
+	ans, err := outbound.Send(s.client, req, make([]byte, outbound.MaxExcerpt))
 	res.LatencyMS = milliseconds(time.Since(start))
-	res.Status = resp.StatusCode
-	res.Body = strings.ToValidUTF8(string(excerpt), "\uFFFD")
+	res.Status, res.Body = ans.Status, ans.Body
+	cause := ans.ReadErr
+	var ae *outbound.Error // stays nil for a 2xx
+	errors.As(err, &ae)
 	switch {
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		res.Error = fmt.Sprintf("the receiver answered %d: redirects are not followed", resp.StatusCode)
-	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		res.Error = fmt.Sprintf("the receiver answered %d", resp.StatusCode)
-	case rerr != nil:
-		res.Error = "reading the answer: " + sendError(rerr, wh.Timeout())
+	case ae != nil && ae.Status == 0:
+		res.Error = sendError(ae.Err, wh.Timeout())
+		cause = ae.Err
+	case ae != nil && ae.Redirect():
+		res.Error = fmt.Sprintf("the receiver answered %d: redirects are not followed", ae.Status)
+	case ae != nil:
+		res.Error = fmt.Sprintf("the receiver answered %d", ae.Status)
+	case ans.ReadErr != nil:
+		res.Error = "reading the answer: " + sendError(ans.ReadErr, wh.Timeout())
 	default:
 		res.Success = true
 	}
-	s.log(r, wh, &res, rerr)
+	s.log(r, wh, &res, cause)
 	httpjson.Write(w, http.StatusOK, res)
 }
 
-// log notes a test send; a failed request's whole error (cause), which
-// the tenant does not see, goes to the operator at info level.
+// log notes a test send; a failed request's whole error (cause, without
+// the URL as outbound.Send returns it), which the tenant does not see,
+// goes to the operator at info level.
 func (s *testSender) log(r *http.Request, wh *Webhook, res *testSendResult, cause error) {
 	attrs := []any{"tenant", wh.TenantID, "webhook_id", wh.ID,
 		"event_id", res.EventID, "status", res.Status, "success", res.Success, "err", res.Error}
 	if cause != nil {
-		s.logger.InfoContext(r.Context(), "test send failed", append(attrs, "cause", withoutURL(cause).Error())...)
+		s.logger.InfoContext(r.Context(), "test send failed", append(attrs, "cause", cause.Error())...)
 		return
 	}
 	s.logger.DebugContext(r.Context(), "test send", attrs...)
-}
-
-// withoutURL drops the *url.Error layer of a client error: its URL may
-// carry a query-string token.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // testEvent is the event a test send delivers to wh at now.
@@ -159,8 +141,9 @@ func testEvent(wh *switchboard.Webhook, now time.Time) switchboard.Event {
 }
 
 // sendError says why a request got no answer as the tenant may read it
-// (netguard.PublicError): without the URL, which may carry a query-string
-// token, and without the addresses its host resolved to.
+// (netguard.PublicError): err is already without the URL (outbound.Send
+// drops it: it may carry a query-string token), and this takes out the
+// addresses its host resolved to.
 func sendError(err error, timeout time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("no answer within the webhook's timeout of %v", timeout)

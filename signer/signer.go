@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,7 +123,7 @@ type Signer struct {
 type key struct {
 	macs sync.Pool // of *macState
 	// expires, when set, is when the key stops signing: a retiring secret
-	// (see NewEndpoint). Verify ignores it.
+	// (see WithRetiring). Verify ignores it.
 	expires time.Time
 }
 
@@ -183,9 +184,24 @@ func New(secrets ...string) (*Signer, error) {
 	return s, nil
 }
 
+// WithRetiring returns a Signer with s's keys and then secret's, which
+// signs only before expires: a webhook's retiring secret during a rotation
+// keeps signing until its expiry, so that receivers not yet updated still
+// verify, and then stops without the Signer being made again. Verify
+// accepts it regardless. s is not changed. Errors wrap ErrInvalidSecret.
+func (s *Signer) WithRetiring(secret string, expires time.Time) (*Signer, error) {
+	raw, err := decodeKey(secret)
+	if err != nil {
+		return nil, err
+	}
+	k := newKey(raw)
+	k.expires = expires
+	return &Signer{keys: append(slices.Clip(s.keys), k)}, nil
+}
+
 // Sign returns the webhook-signature value for a message: space-separated
 // "v1,<base64 HMAC>" entries, one per key, in the order given to New
-// (a retiring key of an Endpoint only before it expires). Only ts's whole
+// (a key added by WithRetiring only before it expires). Only ts's whole
 // seconds are signed.
 func (s *Signer) Sign(msgID string, ts time.Time, body []byte) string {
 	var out strings.Builder

@@ -354,3 +354,33 @@ func BenchmarkSigner_Sign(b *testing.B) {
 		s.Sign("msg_0191d3c4a5b67c8d9e0f1a2b3c4d5e6f", ts, body)
 	}
 }
+
+// TestSigner_WithRetiring: a retiring key signs until its expiry and is
+// accepted by Verify after it; the Signer it was added to is unchanged.
+func TestSigner_WithRetiring(t *testing.T) {
+	ts := time.Unix(vectorTimestamp, 0)
+	base := mustNew(t, vectorSecret)
+	retiring := mustSecret(t)
+	s, err := base.WithRetiring(retiring, ts.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := mustNew(t, retiring).Sign(vectorID, ts, []byte(vectorBody))
+	if got := s.Sign(vectorID, ts, []byte(vectorBody)); got != vectorSignature+" "+old {
+		t.Errorf("before expiry: %q, want the current then the retiring signature", got)
+	}
+	if got := s.Sign(vectorID, ts.Add(time.Second), []byte(vectorBody)); got != mustNew(t, vectorSecret).Sign(vectorID, ts.Add(time.Second), []byte(vectorBody)) {
+		t.Errorf("at expiry: %q, want the current signature only", got)
+	}
+	if got := base.Sign(vectorID, ts, []byte(vectorBody)); got != vectorSignature {
+		t.Errorf("the base Signer changed: %q", got)
+	}
+	h := http.Header{}
+	mustNew(t, retiring).SetHeaders(h, vectorID, ts.Add(time.Hour), []byte(vectorBody))
+	if err := s.Verify(h, []byte(vectorBody), time.Minute, ts.Add(time.Hour)); err != nil {
+		t.Errorf("Verify refuses the retiring key after its expiry: %v", err)
+	}
+	if _, err := base.WithRetiring("whsec_!!!", ts); !errors.Is(err, signer.ErrInvalidSecret) {
+		t.Errorf("a bad retiring secret: %v, want ErrInvalidSecret", err)
+	}
+}

@@ -10,19 +10,11 @@ import (
 )
 
 // apiClient is the little JSON client of the subcommands that talk to the
-// API: publish sends events through it, the bench sets up webhooks with it
-// as a customer would.
+// API: publish sends events through it, backlog and audit read with it,
+// and tests set up webhooks with it as a customer would.
 type apiClient struct {
 	url string
 	key string
-	hc  *http.Client // nil: http.DefaultClient
-}
-
-func (a apiClient) httpClient() *http.Client {
-	if a.hc != nil {
-		return a.hc
-	}
-	return http.DefaultClient
 }
 
 // do sends in as JSON (when non-nil) and decodes a 2xx answer into out (when
@@ -61,19 +53,9 @@ func (a apiClient) send(ctx context.Context, method, path string, body io.Reader
 	}
 	req.Header.Set("Authorization", "Bearer "+a.key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.httpClient().Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	return resp, nil
-}
-
-func (a apiClient) createWebhook(ctx context.Context, wh map[string]any) (string, error) {
-	var out struct {
-		ID string `json:"id"`
-	}
-	if err := a.do(ctx, http.MethodPost, "/v1/webhooks", wh, &out); err != nil {
-		return "", err
-	}
-	return out.ID, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-hq/switchboard/cmd/switchboard/internal/bench"
 )
 
 // TestBench_BadReceiversReportsRatio runs the bad-receivers bench small:
@@ -17,7 +19,7 @@ func TestBench_BadReceiversReportsRatio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two systems")
 	}
-	cfg := benchConfig{
+	cfg := bench.Config{
 		Events: 2000, Fanout: 1, PayloadSize: 256, BadShare: 0.2, Rounds: 1, Verify: true,
 		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
 	}
@@ -45,8 +47,8 @@ func TestBench_BacklogReportsRatioAndMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two systems")
 	}
-	cfg := benchConfig{
-		Events: 1000, Fanout: 1, PayloadSize: 256, Backlog: 500, Rounds: 1, Verify: true, settleRetries: 1,
+	cfg := bench.Config{
+		Events: 1000, Fanout: 1, PayloadSize: 256, Backlog: 500, Rounds: 1, Verify: true, SettleRetries: 1,
 		Workers: 16, MaxAckPending: 128, Timeout: time.Minute,
 	}
 	runBench(t, cfg,
@@ -57,14 +59,16 @@ func TestBench_BacklogReportsRatioAndMemory(t *testing.T) {
 	)
 }
 
-// runBench runs the bench as cfg says, within two minutes, and returns its
-// report, failing t unless every one of want matches it.
-func runBench(t *testing.T, cfg benchConfig, want ...*regexp.Regexp) string {
+// runBench runs the bench as cfg says, on systems started as `switchboard
+// bench` starts them, within two minutes, and returns its report, failing
+// t unless every one of want matches it.
+func runBench(t *testing.T, cfg bench.Config, want ...*regexp.Regexp) string {
 	t.Helper()
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := cfg.run(ctx, &out, io.Discard); err != nil {
+	cfg.Start = startBenchSystem
+	if err := bench.Run(ctx, cfg, &out, io.Discard); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	report := out.String()

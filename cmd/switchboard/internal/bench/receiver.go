@@ -1,20 +1,20 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
-// benchReceiver is the bench's webhook receiver on 127.0.0.1. It verifies
+// receiver is the bench's webhook receiver on 127.0.0.1. It verifies
 // every signature, and counts deliveries per (event, webhook) so that the
 // bench reports lost and duplicated deliveries, not just a rate.
 //
@@ -22,7 +22,7 @@ import (
 // run, /dead for the receiver that always fails, /bad/<kind> for the bad
 // receivers of --bad-share (badKinds), /control for the fast receiver of
 // --control.
-type benchReceiver struct {
+type receiver struct {
 	URL string
 
 	verifier *signer.Signer
@@ -41,7 +41,7 @@ type benchReceiver struct {
 	lastRecvN atomic.Int64 // Unix ns of the latest /wh delivery
 }
 
-func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchReceiver, error) {
+func startReceiver(secret string, events, fanout int, verify bool) (*receiver, error) {
 	v, err := signer.New(secret)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchR
 	if err != nil {
 		return nil, err
 	}
-	r := &benchReceiver{
+	r := &receiver{
 		URL:       "http://" + ln.Addr().String(),
 		verifier:  v,
 		verify:    verify,
@@ -69,7 +69,7 @@ func startBenchReceiver(secret string, events, fanout int, verify bool) (*benchR
 	return r, nil
 }
 
-func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	buf := r.bufs.Get().(*bytes.Buffer)
 	defer r.bufs.Put(buf)
 	buf.Reset()
@@ -114,62 +114,8 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// The bad receivers of --bad-share: one answering 500 at once, one never
-// answering within the webhook's timeout (the minimum, 5 s), one resetting
-// the connection, one answering 204 after a second.
-var badKinds = []string{"500", "timeout", "reset", "slow"}
-
-// badEventTypes are the event types of the bad receivers' webhooks, in the
-// order of badKinds.
-var badEventTypes = []string{"call.ended", "call.answered", "agent.logged_in", "agent.logged_out"}
-
-const (
-	badTimeoutHold = (switchboard.MinTimeoutSeconds + 1) * time.Second
-	badSlowAnswer  = time.Second
-)
-
-func (r *benchReceiver) serveBad(w http.ResponseWriter, req *http.Request, kind string) {
-	n := r.bad[kind]
-	if n == nil {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	n.Add(1)
-	wait := func(d time.Duration) {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-req.Context().Done(): // the deliverer gave up: the body was read, so this fires
-		}
-	}
-	switch kind {
-	case "500":
-		w.WriteHeader(http.StatusInternalServerError)
-	case "timeout":
-		wait(badTimeoutHold)
-		w.WriteHeader(http.StatusNoContent)
-	case "reset":
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			conn.Close()
-		}
-	case "slow":
-		wait(badSlowAnswer)
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// badAttempts returns the attempts each bad receiver saw.
-func (r *benchReceiver) badAttempts() map[string]int64 {
-	out := map[string]int64{}
-	for k, n := range r.bad {
-		out[k] = n.Load()
-	}
-	return out
-}
-
 // reset forgets every delivery, for a second run on the same receiver.
-func (r *benchReceiver) reset() {
+func (r *receiver) reset() {
 	for i := range r.counts {
 		r.counts[i].Store(0)
 		r.latencies[i].Store(0)
@@ -187,7 +133,7 @@ func (r *benchReceiver) reset() {
 }
 
 // tally returns deliveries never received and received more than once.
-func (r *benchReceiver) tally() (lost, dup int) {
+func (r *receiver) tally() (lost, dup int) {
 	for i := range r.counts {
 		switch c := r.counts[i].Load(); {
 		case c == 0:
@@ -199,4 +145,20 @@ func (r *benchReceiver) tally() (lost, dup int) {
 	return lost, dup
 }
 
-func (r *benchReceiver) Close() { r.server.Close() }
+func (r *receiver) Close() { r.server.Close() }
+
+// percentiles are the publish-to-receive latencies of the first arrivals.
+func (r *receiver) percentiles() (p50, p95, p99 time.Duration) {
+	var lat []int64
+	for i := range r.latencies {
+		if v := r.latencies[i].Load(); v > 0 {
+			lat = append(lat, v)
+		}
+	}
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	at := func(q float64) time.Duration { return time.Duration(lat[min(int(q*float64(len(lat))), len(lat)-1)]) }
+	return at(0.50), at(0.95), at(0.99)
+}

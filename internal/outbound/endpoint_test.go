@@ -1,4 +1,4 @@
-package signer_test
+package outbound_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/signer"
 )
 
@@ -42,7 +43,7 @@ func newRequest(t *testing.T, wh *switchboard.Webhook, now time.Time) (*http.Req
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := signer.NewRequest(context.Background(), wh, evt.ID, body, now)
+	req, err := outbound.NewRequest(context.Background(), wh, evt.ID, body, now)
 	if err != nil {
 		t.Fatalf("NewRequest: %v", err)
 	}
@@ -66,7 +67,7 @@ func TestNewRequest_Plain(t *testing.T) {
 		t.Errorf("%s %s, want POST %s", req.Method, req.URL, wh.URL)
 	}
 	for k, v := range map[string]string{
-		"Content-Type": "application/json", "User-Agent": signer.UserAgent, "Webhook-Id": "msg_1",
+		"Content-Type": "application/json", "User-Agent": outbound.UserAgent, "Webhook-Id": "msg_1",
 	} {
 		if got := req.Header.Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
@@ -104,7 +105,7 @@ func TestNewRequest_Methods(t *testing.T) {
 	for _, method := range []string{"GET", "DELETE", "post"} {
 		wh := testWebhook(t)
 		wh.Method = method
-		if _, err := signer.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidWebhook) {
+		if _, err := outbound.NewEndpoint(wh); !errors.Is(err, outbound.ErrInvalidWebhook) {
 			t.Errorf("method %q: err = %v, want ErrInvalidWebhook", method, err)
 		}
 	}
@@ -159,7 +160,7 @@ func TestNewRequest_Auth(t *testing.T) {
 		} {
 			wh := testWebhook(t)
 			wh.Auth = auth
-			if _, err := signer.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidWebhook) {
+			if _, err := outbound.NewEndpoint(wh); !errors.Is(err, outbound.ErrInvalidWebhook) {
 				t.Errorf("auth %+v: err = %v, want ErrInvalidWebhook", auth, err)
 			}
 		}
@@ -225,13 +226,13 @@ func TestNewRequest_Properties(t *testing.T) {
 		for _, p := range []string{`[1]`, `"x"`, `{"a":`} {
 			wh := testWebhook(t)
 			wh.Properties = json.RawMessage(p)
-			if _, err := signer.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidWebhook) {
+			if _, err := outbound.NewEndpoint(wh); !errors.Is(err, outbound.ErrInvalidWebhook) {
 				t.Errorf("properties %s: err = %v, want ErrInvalidWebhook", p, err)
 			}
 		}
 	})
 	t.Run("EmptyBodyObject", func(t *testing.T) {
-		e, err := signer.NewEndpoint(wh)
+		e, err := outbound.NewEndpoint(wh)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +244,7 @@ func TestNewRequest_Properties(t *testing.T) {
 		if !json.Valid(got) || !strings.HasPrefix(string(got), `{"properties":`) {
 			t.Errorf("body %s", got)
 		}
-		if _, err := e.NewRequest(context.Background(), "m", []byte("[1]"), time.Now()); !errors.Is(err, signer.ErrInvalidBody) {
+		if _, err := e.NewRequest(context.Background(), "m", []byte("[1]"), time.Now()); !errors.Is(err, outbound.ErrInvalidBody) {
 			t.Errorf("array body: err = %v, want ErrInvalidBody", err)
 		}
 	})
@@ -283,7 +284,7 @@ func TestNewRequest_Rotation(t *testing.T) {
 	t.Run("BadRetiringSecret", func(t *testing.T) {
 		wh := testWebhook(t)
 		wh.RetiringSecrets = []switchboard.RetiringSecret{{Secret: "whsec_!!", ExpiresAt: now.Add(time.Hour)}}
-		if _, err := signer.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidSecret) {
+		if _, err := outbound.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidSecret) {
 			t.Errorf("err = %v, want ErrInvalidSecret", err)
 		}
 	})
@@ -293,7 +294,7 @@ func TestNewEndpoint_BadURL(t *testing.T) {
 	for _, u := range []string{"", "ftp://example.com/x", "/relative", "http://", "http://exa mple.com/"} {
 		wh := testWebhook(t)
 		wh.URL = u
-		if _, err := signer.NewEndpoint(wh); !errors.Is(err, signer.ErrInvalidWebhook) {
+		if _, err := outbound.NewEndpoint(wh); !errors.Is(err, outbound.ErrInvalidWebhook) {
 			t.Errorf("url %q: err = %v, want ErrInvalidWebhook", u, err)
 		}
 	}
@@ -302,7 +303,7 @@ func TestNewEndpoint_BadURL(t *testing.T) {
 func BenchmarkEndpoint_NewRequest(b *testing.B) {
 	wh := testWebhook(b)
 	wh.Auth = switchboard.Auth{Type: switchboard.AuthBearer, Token: "tok"}
-	e, err := signer.NewEndpoint(wh)
+	e, err := outbound.NewEndpoint(wh)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -326,7 +327,7 @@ func FuzzEndpoint_Properties(f *testing.F) {
 	}
 	wh := testWebhook(f)
 	wh.Properties = json.RawMessage(`{"p":true}`)
-	e, err := signer.NewEndpoint(wh)
+	e, err := outbound.NewEndpoint(wh)
 	if err != nil {
 		f.Fatal(err)
 	}

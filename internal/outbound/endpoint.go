@@ -1,4 +1,4 @@
-package signer
+package outbound
 
 import (
 	"bytes"
@@ -15,13 +15,17 @@ import (
 	"time"
 
 	"github.com/switchboard-hq/switchboard"
+	"github.com/switchboard-hq/switchboard/signer"
 )
 
 // UserAgent is the User-Agent of every webhook request (a webhook's custom
 // headers may replace it).
 const UserAgent = "Switchboard-Webhooks/1.0"
 
-// Errors of NewEndpoint and Endpoint.NewRequest, besides ErrInvalidSecret.
+// Errors of NewEndpoint and Endpoint.NewRequest, besides signer.ErrInvalidSecret.
+// Their texts keep the "signer:" they had before the request building
+// moved here: they reach dead letters and attempt records (webhook_invalid,
+// malformed), which clients read.
 var (
 	// ErrInvalidWebhook: a webhook cannot be sent to as it stands: its URL,
 	// method, auth or properties are unusable.
@@ -34,9 +38,9 @@ var (
 // modified): setting canonical keys directly spares http.Header.Set a
 // canonical copy of each lowercase key.
 var (
-	headerWebhookID        = http.CanonicalHeaderKey(HeaderID)
-	headerWebhookTimestamp = http.CanonicalHeaderKey(HeaderTimestamp)
-	headerWebhookSignature = http.CanonicalHeaderKey(HeaderSignature)
+	headerWebhookID        = http.CanonicalHeaderKey(signer.HeaderID)
+	headerWebhookTimestamp = http.CanonicalHeaderKey(signer.HeaderTimestamp)
+	headerWebhookSignature = http.CanonicalHeaderKey(signer.HeaderSignature)
 	contentTypeJSON        = []string{"application/json"}
 	userAgent              = []string{UserAgent}
 )
@@ -51,13 +55,13 @@ var (
 // webhook as it was when made; make another when the webhook changes.
 type Endpoint struct {
 	method     string
-	url        string      // with the query-string token, if any
-	header     http.Header // every header but the three signature ones; shared, never modified
-	signer     *Signer     // the current secret, then the retiring ones with their expiry
-	properties []byte      // a JSON object, or nil for none
+	url        string         // with the query-string token, if any
+	header     http.Header    // every header but the three signature ones; shared, never modified
+	signer     *signer.Signer // the current secret, then the retiring ones with their expiry
+	properties []byte         // a JSON object, or nil for none
 }
 
-// NewEndpoint returns the Endpoint of wh. Errors wrap ErrInvalidSecret (a
+// NewEndpoint returns the Endpoint of wh. Errors wrap signer.ErrInvalidSecret (a
 // current or retiring secret that cannot sign) or ErrInvalidWebhook: a URL
 // that is not absolute http(s), a method other than POST, PUT or PATCH, an
 // unknown auth type or one lacking its credentials, properties that are not
@@ -77,7 +81,7 @@ func NewEndpoint(wh *switchboard.Webhook) (*Endpoint, error) {
 	default:
 		return nil, fmt.Errorf("%w: method %q is not POST, PUT or PATCH", ErrInvalidWebhook, method)
 	}
-	s, err := New(wh.Secret)
+	s, err := signer.New(wh.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("current secret: %w", err)
 	}
@@ -85,13 +89,9 @@ func NewEndpoint(wh *switchboard.Webhook) (*Endpoint, error) {
 		if rs.ExpiresAt.IsZero() { // no expiry given: not signing, as in SigningSecrets
 			continue
 		}
-		raw, err := decodeKey(rs.Secret)
-		if err != nil {
+		if s, err = s.WithRetiring(rs.Secret, rs.ExpiresAt); err != nil {
 			return nil, fmt.Errorf("retiring secret %d: %w", i, err)
 		}
-		k := newKey(raw)
-		k.expires = rs.ExpiresAt
-		s.keys = append(s.keys, k)
 	}
 	e := &Endpoint{method: method, signer: s}
 	if e.properties, err = properties(wh.Properties); err != nil {
