@@ -36,7 +36,7 @@ type Attempt struct {
 	Outcome AttemptOutcome `json:"outcome"`
 	// Reason is the dead-letter reason when Outcome is AttemptDeadLettered
 	// (e.g. retries_exhausted, gone, target_refused).
-	Reason string `json:"reason,omitempty"`
+	Reason Reason `json:"reason,omitempty"`
 	// StatusCode is the receiver's HTTP status; 0 when none was received.
 	StatusCode int `json:"status_code,omitempty"`
 	// LatencyMS is how long the request took, in milliseconds.

@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
@@ -91,13 +89,10 @@ type record struct {
 	data []byte
 }
 
-// pendingBatch is a batch whose publish ack is awaited; fut is nil when
-// PublishMsgAsync refused it (err says why) and it must be published again.
+// pendingBatch is a batch whose publish ack is awaited.
 type pendingBatch struct {
-	msg *nats.Msg
+	streams.Pending
 	ids []string // of its records, in order
-	fut jetstream.PubAckFuture
-	err error
 }
 
 // attemptRecorder publishes attempt records in batches and checks their
@@ -184,7 +179,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 		a.Outcome = switchboard.AttemptRetrying
 	case outcomeDeadLettered:
 		a.Outcome = switchboard.AttemptDeadLettered
-		a.Reason = dec.reason
+		a.Reason = switchboard.Reason(dec.reason)
 	case outcomeRequeued:
 		// A request was made but what follows it was not stored: the
 		// delivery comes back and is attempted again.
@@ -198,7 +193,7 @@ func (d *Deliverer) recordAttempt(dlv *delivery, made int, err error, dec decisi
 	if a.At.IsZero() { // given up without a request (webhook inactive, malformed)
 		a.At = time.Now().UTC()
 	}
-	a.EventType = eventType(dlv.body)
+	a.EventType = streams.DeliveryEventType(dlv.header, dlv.body)
 	a.ResponseBody = dlv.timing.body
 	if err != nil {
 		a.ErrorClass = errorClass(err)
@@ -255,13 +250,8 @@ func (r *attemptRecorder) collect() {
 				break batch
 			}
 		}
-		m := &nats.Msg{
-			Subject: streams.AttemptBatchSubject,
-			Data:    append(data, ']'),
-			Header:  nats.Header{jetstream.MsgIDHeader: {ids[0]}},
-		}
-		fut, err := r.js.PublishMsgAsync(m)
-		r.pending <- pendingBatch{msg: m, ids: ids, fut: fut, err: err}
+		m := streams.AttemptBatchMsg(append(data, ']'), ids[0])
+		r.pending <- pendingBatch{Pending: streams.PublishAsync(r.js, m), ids: ids}
 	}
 }
 
@@ -272,24 +262,9 @@ func (r *attemptRecorder) check() {
 	timer := time.NewTimer(recordAckWait)
 	defer timer.Stop()
 	for p := range r.pending {
-		if p.err == nil {
-			timer.Reset(recordAckWait)
-			select {
-			case <-p.fut.Ok():
-			case p.err = <-p.fut.Err():
-			case <-timer.C:
-				p.err = errors.New("no publish ack")
-			case <-r.stopped.Done():
-				p.err = errors.New("deliverer stopped before the publish ack")
-			}
-		}
-		if p.err != nil {
-			ctx, cancel := context.WithTimeout(r.stopped, publishTimeout)
-			_, err := r.js.PublishMsg(ctx, p.msg)
-			cancel()
-			if err != nil {
-				r.lost(p.ids, errors.Join(p.err, err))
-			}
+		timer.Reset(recordAckWait)
+		if err := p.Await(r.stopped, r.js, timer.C, streams.Retry{Tries: 1, Timeout: publishTimeout}); err != nil {
+			r.lost(p.ids, errors.Join(p.Err, err))
 		}
 		<-r.slots
 	}
@@ -327,7 +302,7 @@ func appendAttempt(b []byte, a *switchboard.Attempt) []byte {
 	b = appendJSONString(b, string(a.Outcome))
 	if a.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, a.Reason)
+		b = appendJSONString(b, string(a.Reason))
 	}
 	if a.StatusCode != 0 {
 		b = append(b, `,"status_code":`...)
@@ -363,26 +338,6 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
-}
-
-// eventType reads the "type" of a delivery body (the event's payload, as
-// switchboard.Event.AppendPayload writes it: the type, a subject-safe token,
-// follows the id) without decoding the rest; "" when it has none.
-func eventType(body []byte) string {
-	const key = `,"type":"`
-	if i := bytes.Index(body, []byte(key)); i >= 0 {
-		rest := body[i+len(key):]
-		if j := bytes.IndexByte(rest, '"'); j > 0 && bytes.IndexByte(rest[:j], '\\') < 0 {
-			return string(rest[:j])
-		}
-	}
-	var p struct {
-		Type string `json:"type"`
-	}
-	if json.Unmarshal(body, &p) != nil {
-		return ""
-	}
-	return p.Type
 }
 
 // errorClass sorts a failure as switchboard.Attempt.ErrorClass says.

@@ -47,20 +47,6 @@ func TestAppendAttempt_IsJSONMarshal(t *testing.T) {
 	}
 }
 
-func TestEventType(t *testing.T) {
-	for body, want := range map[string]string{
-		`{"id":"msg_1","type":"call.started","data":{}}`:       "call.started",
-		`{"type":"a.b","id":"x"}`:                              "a.b", // not the stored form: decoded
-		`{"id":"msg_1","data":{"x":1}}`:                        "",
-		`not json`:                                             "",
-		`{"id":"msg_1","type":"a\u002eb","data":{"type":"c"}}`: "a.b",
-	} {
-		if got := eventType([]byte(body)); got != want {
-			t.Errorf("eventType(%s) = %q, want %q", body, got, want)
-		}
-	}
-}
-
 func TestErrorClass(t *testing.T) {
 	for want, err := range map[string]error{
 		"status":       &attemptError{Status: 500},

@@ -128,7 +128,7 @@ func TestDeliverer_RecordsRefusedAndInactive(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "two records", func() bool { return len(s.attempts()) == 2 })
 	for _, a := range s.attempts() {
 		want := map[string][2]string{"wh_off": {"webhook_inactive", "invalid"}, "wh_private": {"target_refused", "refused"}}[a.WebhookID]
-		if a.Outcome != switchboard.AttemptDeadLettered || a.Reason != want[0] || a.ErrorClass != want[1] || a.Error == "" {
+		if a.Outcome != switchboard.AttemptDeadLettered || string(a.Reason) != want[0] || a.ErrorClass != want[1] || a.Error == "" {
 			t.Errorf("attempt %+v, want dead_lettered, reason %s, class %s", a, want[0], want[1])
 		}
 	}

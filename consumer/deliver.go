@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -183,10 +181,10 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		})
 	}
 
-	loop := &pullLoop{
-		js:     d.JS,
-		stream: streams.Deliveries,
-		cfg: jetstream.ConsumerConfig{
+	loop := &streams.Durable{
+		JS:     d.JS,
+		Stream: streams.Deliveries,
+		Config: jetstream.ConsumerConfig{
 			Durable:     streams.DelivererConsumer,
 			Description: "Switchboard: signs and sends deliveries",
 			// Replays come from the registry on a subject of their own.
@@ -195,17 +193,17 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			AckWait:        d.AckWait,
 			MaxAckPending:  d.MaxAckPending,
 		},
-		batch: d.pullBatch(),
-		handle: func(msg jetstream.Msg) {
-			select {
-			case work <- msg:
-			case <-ctx.Done():
-				d.handBack(msg)
-			}
-		},
-		log: d.log,
+		LostMsg: lostMsg,
+		Log:     d.log,
 	}
-	err := loop.run(ctx)
+	handle := func(msg jetstream.Msg) {
+		select {
+		case work <- msg:
+		case <-ctx.Done():
+			d.handBack(msg)
+		}
+	}
+	err := loop.Run(ctx, nil, loop.Consume(handle, d.pullBatch()))
 	close(work)
 	if d.DrainTimeout > 0 {
 		t := time.AfterFunc(d.DrainTimeout, cancelAttempts)
@@ -277,26 +275,18 @@ func (d *Deliverer) pullBatch() int {
 	return max(min(d.Workers/2, d.MaxAckPending), 1)
 }
 
-// checkNotScheduled returns errMalformed for a delivery that is a schedule
-// (replays are consumed as they are stored) or was fired by one other than
-// a worker's retry. Only workers schedule; the registry's NATS user may
-// publish replays, and a replay carrying schedule headers would otherwise
-// turn into a delivery of its making (deploy/nats/auth.conf).
+// checkNotScheduled returns errMalformed for a delivery that is not a
+// worker's to deliver (streams.CheckNotScheduled).
 func checkNotScheduled(h nats.Header) error {
-	if h.Get(jetstream.ScheduleHeader) != "" {
-		return fmt.Errorf("%w: a schedule, not a delivery", errMalformed)
-	}
-	// Set by JetStream on what a schedule fired, to the schedule's
-	// subject; clients cannot set it themselves.
-	if s := h.Get("Nats-Scheduler"); s != "" && !strings.HasPrefix(s, streams.RetryPrefix) {
-		return fmt.Errorf("%w: scheduled by %s, not a retry", errMalformed, s)
+	if err := streams.CheckNotScheduled(h); err != nil {
+		return fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	return nil
 }
 
 // deliver makes one attempt of msg and settles it.
 func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
-	if isRetryBatch(msg.Headers()) {
+	if streams.IsRetryBatch(msg.Headers()) {
 		d.deliverBatch(ctx, msg)
 		return
 	}
@@ -322,19 +312,16 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 }
 
 func (d *Deliverer) observeLatency(dlv *delivery) {
-	v := dlv.header.Get(streams.HeaderAcceptedAt)
-	if ns, err := strconv.ParseInt(v, 10, 64); err == nil && ns > 0 {
-		d.Metrics.latency.Observe(time.Since(time.Unix(0, ns)).Seconds())
+	if at, ok := streams.DecodeAcceptedAt(dlv.header.Get(streams.HeaderAcceptedAt)); ok {
+		d.Metrics.latency.Observe(time.Since(at).Seconds())
 	}
 }
 
 // readHeaders sets what dlv's headers say of it: its event, tenant and
 // counts.
 func (dlv *delivery) readHeaders() {
-	dlv.eventID = dlv.header.Get(streams.HeaderEventID)
-	dlv.tenant = dlv.header.Get(streams.HeaderTenant)
-	dlv.attempts = headerCount(dlv.header, streams.HeaderAttempts)
-	dlv.deferrals = headerCount(dlv.header, streams.HeaderDeferrals)
+	d := streams.DecodeDelivery("", dlv.header) // the webhook is set from the subject already
+	dlv.eventID, dlv.tenant, dlv.attempts, dlv.deferrals = d.EventID, d.TenantID, d.Attempts, d.Deferrals
 }
 
 // streamSeq returns the stream sequence of dlv's delivery message (for an
@@ -348,22 +335,6 @@ func (dlv *delivery) streamSeq() uint64 {
 		}
 	}
 	return dlv.seq
-}
-
-// headerCount reads a count kept in header key of a delivery
-// (HeaderAttempts, HeaderDeferrals); absent or unreadable means 0.
-func headerCount(h nats.Header, key string) int {
-	v := h.Get(key)
-	if v == "" { // the usual case; Atoi would allocate an error
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0
-	}
-	// Far above any count Switchboard writes, and far enough below MaxInt
-	// that one more attempt cannot wrap around to a negative count.
-	return min(n, 1<<30)
 }
 
 // printable is outbound.Printable, for the error texts of attempt records

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/outbound"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
@@ -17,16 +18,18 @@ import (
 // early because the deliverer stops is errShutdown. decide is the one place
 // that turns any of them into what happens to the message.
 
-// Reasons a delivery is dead-lettered (HeaderReason) or dropped.
+// Reasons a delivery is dead-lettered (HeaderReason) or dropped: the
+// domain's (switchboard.Reason), as strings, because a decision's reason is
+// also a deferral's (isolation.go).
 const (
-	reasonGone             = "gone"              // the receiver answered 410 Gone
-	reasonRefused          = "target_refused"    // the SSRF guard refused the receiver's address
-	reasonRetriesExhausted = "retries_exhausted" // max_retries failed retries after the first attempt
-	reasonInactive         = "webhook_inactive"  // the webhook is not active (inactive, too_many_errors)
-	reasonInvalid          = "webhook_invalid"   // the webhook's KV value cannot be used
-	reasonDeleted          = "webhook_deleted"   // the webhook was deleted: dropped, not dead-lettered
-	reasonUnknown          = "webhook_unknown"   // not in this worker's index after a few tries, and not known deleted
-	reasonMalformed        = "malformed"         // the delivery message lacks what an attempt needs
+	reasonGone             = string(switchboard.ReasonGone)
+	reasonRefused          = string(switchboard.ReasonRefused)
+	reasonRetriesExhausted = string(switchboard.ReasonRetriesExhausted)
+	reasonInactive         = string(switchboard.ReasonInactive)
+	reasonInvalid          = string(switchboard.ReasonInvalid)
+	reasonDeleted          = string(switchboard.ReasonDeleted)
+	reasonUnknown          = string(switchboard.ReasonUnknown)
+	reasonMalformed        = string(switchboard.ReasonMalformed)
 )
 
 // errShutdown says an attempt was abandoned because the deliverer is

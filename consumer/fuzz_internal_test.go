@@ -123,3 +123,13 @@ func FuzzEventMessage(f *testing.F) {
 		}
 	})
 }
+
+// headerCount reads a count of a delivery's header as the deliverer does
+// (streams.DecodeDelivery): key is HeaderAttempts or HeaderDeferrals.
+func headerCount(h nats.Header, key string) int {
+	d := streams.DecodeDelivery("", h)
+	if key == streams.HeaderAttempts {
+		return d.Attempts
+	}
+	return d.Deferrals
+}

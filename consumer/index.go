@@ -142,7 +142,7 @@ func (x *Index) Run(ctx context.Context) error {
 		return errors.New("consumer: Index.KV is nil")
 	}
 	log := loggerOr(x.Logger)
-	pause := newRestartBackOff()
+	pause := streams.NewRestartBackOff()
 	for {
 		err := x.watch(ctx)
 		if ctx.Err() != nil {

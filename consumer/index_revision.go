@@ -38,7 +38,7 @@ func (x *Index) awaitCurrent(ctx context.Context, nc *nats.Conn, stored time.Tim
 	x.init()
 	x.probeMu.Lock()
 	if stored.IsZero() || !stored.Before(x.probedAt) {
-		pause := newRestartBackOff()
+		pause := streams.NewRestartBackOff()
 		for {
 			rev, at, err := streams.WebhooksRevision(ctx, nc)
 			if err == nil {

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	switchboard "github.com/switchboard-hq/switchboard"
 	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
@@ -51,21 +48,24 @@ const (
 	republishAttempts    = 3                // synchronous republishes of a failed delivery before the event is handed back
 )
 
+// republish is how the matcher publishes again a delivery or matched
+// record that was not stored.
+var republish = streams.Retry{Tries: republishAttempts, Timeout: pubAckWait}
+
+// lostMsg is what the matcher and the deliverer log when their consumer
+// is lost and set up again (streams.Durable): docs/operations.md quotes it.
+const lostMsg = "consumer lost; setting it up again"
+
 // pendingEvent is an event whose deliveries are published and awaiting
 // their acks.
 type pendingEvent struct {
-	msg  jetstream.Msg
-	id   string
-	pubs []pendingPub
+	msg    jetstream.Msg
+	id     string
+	tenant string
+	pubs   []streams.Pending
 	// matched holds the JSON of its record of the webhooks chosen
 	// (streams.Matched), one object per chunk of them: see matched.go.
 	matched [][]byte
-}
-
-type pendingPub struct {
-	msg *nats.Msg
-	fut jetstream.PubAckFuture // nil when PublishMsgAsync refused the message
-	err error                  // why it was refused
 }
 
 // Run consumes events until ctx is done. It first waits for the Index to be
@@ -108,10 +108,10 @@ func (m *Matcher) Run(ctx context.Context) error {
 	}()
 
 	var matches []*hook // reused: the handler runs serially
-	loop := &pullLoop{
-		js:     m.JS,
-		stream: streams.Events,
-		cfg: jetstream.ConsumerConfig{
+	loop := &streams.Durable{
+		JS:     m.JS,
+		Stream: streams.Events,
+		Config: jetstream.ConsumerConfig{
 			Durable:       streams.MatcherConsumer,
 			Description:   "Switchboard: matches events to webhooks, one delivery per webhook",
 			FilterSubject: streams.EventsPrefix + ">",
@@ -119,21 +119,21 @@ func (m *Matcher) Run(ctx context.Context) error {
 			AckWait:       matcherAckWait,
 			MaxAckPending: matcherMaxAckPending,
 		},
-		batch: matcherPullBatch,
-		handle: func(msg jetstream.Msg) {
-			if ctx.Err() != nil { // stopping: not started, so handed back
-				nak(msg, log)
-				return
-			}
-			var pe *pendingEvent
-			pe, matches = m.match(ctx, msg, matches[:0], log)
-			if pe != nil {
-				pending <- pe // the acker drains it even during shutdown
-			}
-		},
-		log: log,
+		LostMsg: lostMsg,
+		Log:     log,
 	}
-	err := loop.run(ctx)
+	handle := func(msg jetstream.Msg) {
+		if ctx.Err() != nil { // stopping: not started, so handed back
+			nak(msg, log)
+			return
+		}
+		var pe *pendingEvent
+		pe, matches = m.match(ctx, msg, matches[:0], log)
+		if pe != nil {
+			pending <- pe // the acker drains it even during shutdown
+		}
+	}
+	err := loop.Run(ctx, nil, loop.Consume(handle, matcherPullBatch))
 	close(pending)
 	<-ackerDone
 	if err != nil {
@@ -152,7 +152,7 @@ func (m *Matcher) Run(ctx context.Context) error {
 // body (see streams.EventMsg), and tenant, type, agent and id come from the
 // subject and headers.
 func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook, log *slog.Logger) (*pendingEvent, []*hook) {
-	evt, err := eventOf(msg)
+	evt, err := streams.MatchedEvent(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		log.Error("undecodable event; terminating it", "subject", msg.Subject(), "err", err)
 		if err := msg.TermWithReason("undecodable event"); err != nil {
@@ -183,30 +183,11 @@ func (m *Matcher) match(ctx context.Context, msg jetstream.Msg, matches []*hook,
 	// and a change of properties applies to pending retries too.
 	body := msg.Data()
 
-	// Header values shared by every delivery of the event; never modified.
-	// Deliveries carry only what the deliverer, its retries and dead
-	// letters need and cannot derive: the webhook id is in the subject,
-	// the type in the body.
-	eventID := []string{evt.ID}
-	tenant := []string{evt.TenantID}
-	accepted := []string{acceptedAt(msg.Headers(), md)}
-
-	pe := &pendingEvent{msg: msg, id: evt.ID, pubs: make([]pendingPub, len(matches)), matched: matchedRecord(md, &evt, matches)}
+	// The webhook id is in each delivery's subject; the rest is shared.
+	dels := streams.NewDeliveries(&evt, msg.Headers(), acceptedFallback(md))
+	pe := &pendingEvent{msg: msg, id: evt.ID, tenant: evt.TenantID, pubs: make([]streams.Pending, len(matches)), matched: matchedRecord(md, &evt, matches)}
 	for i, h := range matches {
-		dm := &nats.Msg{
-			Subject: streams.DeliverySubject(h.id),
-			Data:    body,
-			Header: nats.Header{
-				// Set directly rather than with jetstream.WithMsgID: without
-				// options PublishMsgAsync takes its allocation-free path.
-				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(evt.ID, h.id)},
-				streams.HeaderEventID:    eventID,
-				streams.HeaderTenant:     tenant,
-				streams.HeaderAcceptedAt: accepted,
-			},
-		}
-		fut, err := m.JS.PublishMsgAsync(dm)
-		pe.pubs[i] = pendingPub{msg: dm, fut: fut, err: err}
+		pe.pubs[i] = streams.PublishAsync(m.JS, dels.Delivery(h.id, body))
 	}
 	return pe, matches
 }
@@ -220,18 +201,9 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 	timer.Reset(pubAckWait)
 	for i := range pe.pubs {
 		p := &pe.pubs[i]
-		if p.err == nil {
-			select {
-			case <-p.fut.Ok():
-				continue
-			case p.err = <-p.fut.Err():
-			case <-timer.C:
-				p.err = fmt.Errorf("no publish ack after %v", pubAckWait)
-			}
-		}
-		if err := m.republish(ctx, p.msg); err != nil {
-			log.Warn("deliveries not stored; handing the event back", "tenant", p.msg.Header.Get(streams.HeaderTenant),
-				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.msg.Subject, streams.DeliveriesPrefix), "first_err", p.err, "err", err)
+		if err := p.Await(ctx, m.JS, timer.C, republish); err != nil {
+			log.Warn("deliveries not stored; handing the event back", "tenant", pe.tenant,
+				"event_id", pe.id, "webhook_id", strings.TrimPrefix(p.Msg.Subject, streams.DeliveriesPrefix), "first_err", p.Err, "err", err)
 			if err := pe.msg.NakWithDelay(publishFailureDelay); err != nil {
 				log.Warn("nak event", "event_id", pe.id, "err", err)
 			}
@@ -241,59 +213,14 @@ func (m *Matcher) settle(ctx context.Context, pe *pendingEvent, timer *time.Time
 	return true
 }
 
-// republish publishes dm synchronously, a few times if need be. dm keeps
-// its Nats-Msg-Id, so a copy stored by an earlier try is not stored twice.
-func (m *Matcher) republish(ctx context.Context, dm *nats.Msg) error {
-	var err error
-	for attempt := range republishAttempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, pubAckWait)
-		_, err = m.JS.PublishMsg(pctx, dm)
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("publish %s: %w", dm.Subject, err)
-}
-
-// eventOf returns what matching needs of a stored event: id, tenant, type
-// and agent, from the subject and headers. It checks that the body is a
-// JSON object, without decoding it: the producer validated it.
-func eventOf(msg jetstream.Msg) (switchboard.Event, error) {
-	tenant, typ, ok := streams.SplitEventSubject(msg.Subject())
-	if !ok {
-		return switchboard.Event{}, errors.New("not an event subject")
-	}
-	h := msg.Headers()
-	data := msg.Data()
-	id := streams.EventID(msg.Subject(), h, data)
-	if id == "" {
-		return switchboard.Event{}, errors.New("no valid event id")
-	}
-	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
-		return switchboard.Event{}, errors.New("body is not a JSON object")
-	}
-	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(streams.HeaderAgentID)}, nil
-}
-
-// acceptedAt is when the event was accepted, in Unix nanoseconds: the
-// producer's header h if it set one, else the time JetStream stored it (md,
-// the event's metadata, nil when unreadable).
-func acceptedAt(h nats.Header, md *jetstream.MsgMetadata) string {
-	if v := h.Get(streams.HeaderAcceptedAt); v != "" {
-		return v
-	}
+// acceptedFallback is the accepted time of an event whose producer set
+// none: when JetStream stored it (md, the event's metadata), else now,
+// when the metadata is unreadable (md nil).
+func acceptedFallback(md *jetstream.MsgMetadata) time.Time {
 	if md != nil {
-		return strconv.FormatInt(md.Timestamp.UnixNano(), 10)
+		return md.Timestamp
 	}
-	return strconv.FormatInt(time.Now().UnixNano(), 10)
+	return time.Now()
 }
 
 // storedAt is when JetStream stored the event of metadata md, by the

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	switchboard "github.com/switchboard-hq/switchboard"
@@ -94,8 +93,7 @@ func (m *Matcher) ackMatched(ctx context.Context, ready []*pendingEvent, log *sl
 	var err error
 	flush := func() {
 		if len(data) > 1 && err == nil {
-			// No Nats-Msg-Id: see streams.MatchedSubject.
-			err = m.republish(ctx, &nats.Msg{Subject: streams.MatchedSubject, Data: append(data, ']')})
+			err = streams.Publish(ctx, m.JS, streams.MatchedMsg(append(data, ']')), republish)
 		}
 		data = data[:0]
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/switchboard-hq/switchboard/internal/testenv"
 )
 
-// TestConsumePullStall reproduces the stall pullLoop's short heartbeat
-// works around (see pullHeartbeat): nats.go v1.55.0's Consume stops asking
+// TestConsumePullStall reproduces the stall the short heartbeat of streams.Durable's Consume
+// works around (see pullHeartbeat in internal/streams): nats.go v1.55.0's Consume stops asking
 // for messages when the last messages of its requests are handled while
 // it is still sending its previous request. checkPending then skips the
 // refill (fetchInProgress is set) and nothing calls it again once the send

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go"
-
-	"github.com/switchboard-hq/switchboard/internal/streams"
 )
 
 // RetryPolicy sets the delays between attempts of a delivery: exponential
@@ -116,16 +113,3 @@ func (d *Deliverer) schedule(ctx context.Context, dlv *delivery, attempts, defer
 
 // publishTimeout bounds one publish of a retry or dead letter.
 const publishTimeout = 10 * time.Second
-
-// deliveryHeaders are the headers a delivery carries from the matcher to
-// its retries and its dead letter. Others (the scheduler's own) are not
-// copied.
-var deliveryHeaders = [...]string{streams.HeaderEventID, streams.HeaderTenant, streams.HeaderAcceptedAt}
-
-func copyDeliveryHeaders(dst, src nats.Header) {
-	for _, k := range deliveryHeaders {
-		if v, ok := src[k]; ok {
-			dst[k] = v
-		}
-	}
-}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,14 +82,7 @@ type retryReq struct {
 
 // item is the request's delivery as a batch item.
 func (r *retryReq) item() streams.RetryItem {
-	h := make(map[string][]string, len(deliveryHeaders)+2)
-	copyDeliveryHeaders(h, r.dlv.header)
-	if r.key.attempts > 0 {
-		h[streams.HeaderAttempts] = []string{strconv.Itoa(r.key.attempts)}
-	}
-	if r.key.deferrals > 0 {
-		h[streams.HeaderDeferrals] = []string{strconv.Itoa(r.key.deferrals)}
-	}
+	h := streams.RetryHeader(r.dlv.header, r.key.attempts, r.key.deferrals)
 	return streams.RetryItem{Seq: r.dlv.seq, Header: h, Body: r.dlv.body}
 }
 
@@ -208,15 +199,9 @@ func (b *retryBatcher) publish(g *retryGroup, now time.Time) retryPublish {
 	first := g.reqs[0]
 	var m *nats.Msg
 	if len(g.reqs) == 1 {
-		m = nats.NewMsg(streams.RetrySubject(g.key.webhook, first.dlv.seq))
-		for k, v := range g.items[0].Header {
-			m.Header[k] = v
-		}
-		m.Data = first.dlv.body
+		m = streams.RetryMsg(g.key.webhook, g.items[0])
 	} else {
-		m = nats.NewMsg(streams.RetryBatchSubject(g.key.webhook, first.dlv.seq, nuid.Next()))
-		m.Header.Set(streams.HeaderRetryBatch, strconv.Itoa(len(g.items)))
-		m.Data = streams.AppendRetryBatch(nil, g.items)
+		m = streams.RetryBatchMsg(g.key.webhook, nuid.Next(), g.items)
 	}
 	at := scheduleAt(now, first.delay)
 	if g.key.at > 0 {
@@ -275,13 +260,6 @@ func (b *retryBatcher) check() {
 type firedBatch struct {
 	failed  atomic.Bool
 	faulted atomic.Bool // a test's expandFault stopped its expansion
-}
-
-// isRetryBatch reports whether h is that of a fired retry batch: set by
-// a worker's batch schedule, never by a client (Nats-Scheduler is
-// JetStream's own; see checkNotScheduled).
-func isRetryBatch(h nats.Header) bool {
-	return h.Get(streams.HeaderRetryBatch) != "" && strings.HasPrefix(h.Get("Nats-Scheduler"), streams.RetryPrefix)
 }
 
 // deliverBatch handles a fired retry batch (see the top of this file).
@@ -439,13 +417,7 @@ func (d *Deliverer) expandPart(webhookID string, items []streams.RetryItem, from
 			// and the batch is neither acked nor handed back.
 			return errExpandFault
 		}
-		m := nats.NewMsg(streams.DeliverySubject(webhookID))
-		for k, v := range it.Header {
-			m.Header[k] = v
-		}
-		m.Header.Set(jetstream.MsgIDHeader, streams.RetryItemMsgID(m.Header.Get(streams.HeaderEventID), webhookID, it.Seq))
-		m.Data = it.Body
-		fut, perr := d.JS.PublishMsgAsync(m)
+		fut, perr := d.JS.PublishMsgAsync(streams.RetryItemMsg(webhookID, it))
 		if perr != nil {
 			err = perr
 			break

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +46,7 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	// Room for the expected-stream header a publish may add.
 	h := make(nats.Header, 4)
 	h[jetstream.MsgIDHeader] = []string{EventMsgID(evt.TenantID, evt.ID)}
-	h[HeaderAcceptedAt] = []string{strconv.FormatInt(acceptedAt.UnixNano(), 10)}
+	h[HeaderAcceptedAt] = []string{EncodeAcceptedAt(acceptedAt)}
 	if switchboard.ValidAgentID(evt.AgentID) {
 		h[HeaderAgentID] = []string{evt.AgentID}
 	}
@@ -135,4 +134,24 @@ func DecodeEvent(subject string, h nats.Header, data []byte) (switchboard.Event,
 		OccurredAt: p.Timestamp,
 		Data:       p.Data,
 	}, nil
+}
+
+// MatchedEvent returns what matching needs of a stored event: id, tenant,
+// type and agent, from the subject and headers. It checks that the body
+// is a JSON object, without decoding it: the producer validated it. The
+// matcher never decodes an event (DecodeEvent is for the paths that need
+// all of it).
+func MatchedEvent(subject string, h nats.Header, data []byte) (switchboard.Event, error) {
+	tenant, typ, ok := SplitEventSubject(subject)
+	if !ok {
+		return switchboard.Event{}, errors.New("not an event subject")
+	}
+	id := EventID(subject, h, data)
+	if id == "" {
+		return switchboard.Event{}, errors.New("no valid event id")
+	}
+	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
+		return switchboard.Event{}, errors.New("body is not a JSON object")
+	}
+	return switchboard.Event{ID: id, TenantID: tenant, Type: typ, AgentID: h.Get(HeaderAgentID)}, nil
 }

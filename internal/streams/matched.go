@@ -1,6 +1,10 @@
 package streams
 
-import "time"
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
 
 // MatchedSubject is where the matcher records, for each event it matched to
 // at least one webhook, which webhooks it chose: a JSON Matched per
@@ -28,4 +32,11 @@ type Matched struct {
 	// At is when the matcher chose the webhooks.
 	At         time.Time `json:"at"`
 	WebhookIDs []string  `json:"webhook_ids"`
+}
+
+// MatchedMsg is the message of data, a JSON array of Matched records: the
+// matcher publishes the records of many events at once.
+func MatchedMsg(data []byte) *nats.Msg {
+	// No Nats-Msg-Id: see MatchedSubject.
+	return &nats.Msg{Subject: MatchedSubject, Data: data}
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Retry batches. Deliveries of one webhook whose retries (or deferrals)
@@ -225,4 +228,92 @@ func (r *batchReader) bytes() []byte {
 	b := r.data[:n]
 	r.data = r.data[n:]
 	return b
+}
+
+// RetryMsg is the schedule of a retry that is alone when it is scheduled:
+// on RetrySubject, named by the stream sequence of the delivery message
+// it follows, with the delivery's headers and body (it.Header, it.Body).
+// The caller adds the schedule's time and target as it publishes.
+func RetryMsg(webhook string, it RetryItem) *nats.Msg {
+	m := nats.NewMsg(RetrySubject(webhook, it.Seq))
+	for k, v := range it.Header {
+		m.Header[k] = v
+	}
+	m.Data = it.Body
+	return m
+}
+
+// RetryBatchMsg is the schedule of a batch of items, named by its first
+// item and token (RetryBatchSubject), its body version 2.
+func RetryBatchMsg(webhook, token string, items []RetryItem) *nats.Msg {
+	m := nats.NewMsg(RetryBatchSubject(webhook, items[0].Seq, token))
+	m.Header.Set(HeaderRetryBatch, strconv.Itoa(len(items)))
+	m.Data = AppendRetryBatch(nil, items)
+	return m
+}
+
+// RetryItemMsg is the delivery message an item of a fired batch to
+// webhook expands into: the item's headers and body, under the
+// Nats-Msg-Id RetryItemMsgID.
+func RetryItemMsg(webhook string, it RetryItem) *nats.Msg {
+	m := nats.NewMsg(DeliverySubject(webhook))
+	for k, v := range it.Header {
+		m.Header[k] = v
+	}
+	m.Header.Set(jetstream.MsgIDHeader, RetryItemMsgID(m.Header.Get(HeaderEventID), webhook, it.Seq))
+	m.Data = it.Body
+	return m
+}
+
+// IsRetryBatch reports whether h is that of a fired retry batch: set by
+// a worker's batch schedule, never by a client (Nats-Scheduler is
+// JetStream's own, set to the schedule's subject).
+func IsRetryBatch(h nats.Header) bool {
+	return h.Get(HeaderRetryBatch) != "" && strings.HasPrefix(h.Get("Nats-Scheduler"), RetryPrefix)
+}
+
+// QueuedDeliveries returns the webhook and the event ids of the deliveries
+// a message of SB_DELIVERIES stands for: a delivery or replay (one), a
+// scheduled retry (one, its webhook its target's), or a retry batch,
+// scheduled or fired (each of its items). ok is false for a message of no
+// webhook; a batch that cannot be read stands for none (the deliverer
+// dead-letters it).
+func QueuedDeliveries(subject string, h nats.Header, data []byte) (webhook string, events []string, ok bool) {
+	if _, ok := DeliveryWebhook(subject); !ok {
+		subject = h.Get(jetstream.ScheduleTargetHeader)
+	}
+	if webhook, ok = DeliveryWebhook(subject); !ok {
+		return "", nil, false
+	}
+	if h.Get(HeaderRetryBatch) == "" {
+		return webhook, []string{h.Get(HeaderEventID)}, true
+	}
+	items, err := DecodeRetryBatch(data)
+	if err != nil {
+		return webhook, nil, true
+	}
+	events = make([]string, 0, len(items))
+	for _, it := range items {
+		if v := it.Header[HeaderEventID]; len(v) > 0 {
+			events = append(events, v[0])
+		}
+	}
+	return webhook, events, true
+}
+
+// CheckNotScheduled returns an error for a delivery with headers h that is
+// a schedule (replays are consumed as they are stored) or was fired by one
+// other than a worker's retry. Only workers schedule; the registry's NATS
+// user may publish replays, and a replay carrying schedule headers would
+// otherwise turn into a delivery of its making (deploy/nats/auth.conf).
+func CheckNotScheduled(h nats.Header) error {
+	if h.Get(jetstream.ScheduleHeader) != "" {
+		return errors.New("a schedule, not a delivery")
+	}
+	// Set by JetStream on what a schedule fired, to the schedule's
+	// subject; clients cannot set it themselves.
+	if s := h.Get("Nats-Scheduler"); s != "" && !strings.HasPrefix(s, RetryPrefix) {
+		return fmt.Errorf("scheduled by %s, not a retry", s)
+	}
+	return nil
 }

@@ -2,6 +2,15 @@
 // names, subjects, message headers, and Setup, which creates or updates them.
 // The producer, the consumer and the registry all speak through it, so the
 // layout is written down once.
+//
+// It is the only code that builds or reads a nats.Msg or its JetStream
+// headers, one file per format: event.go (SB_EVENTS), delivery.go
+// (SB_DELIVERIES, and the accepted-at encoding), deadletter.go (SB_DEAD),
+// attemptbatch.go and matched.go (SB_ATTEMPTS), retrybatch.go (retry
+// schedules and batches). It also holds the JetStream mechanics the
+// services share: the durable pull loop with restart backoff (durable.go),
+// the ephemeral ordered scan (scan.go) and checked asynchronous publishing
+// (publish.go).
 package streams
 
 import (

@@ -58,7 +58,7 @@ type attemptBody struct {
 func newAttemptBody(a *switchboard.Attempt) attemptBody {
 	return attemptBody{
 		ID: a.ID, WebhookID: a.WebhookID, EventID: a.EventID, EventType: a.EventType, Attempt: a.Number,
-		At: a.At.UTC(), Outcome: a.Outcome, Reason: a.Reason, StatusCode: a.StatusCode, LatencyMS: a.LatencyMS,
+		At: a.At.UTC(), Outcome: a.Outcome, Reason: string(a.Reason), StatusCode: a.StatusCode, LatencyMS: a.LatencyMS,
 		ErrorClass: a.ErrorClass, Error: a.Error, ResponseBody: a.ResponseBody,
 	}
 }
@@ -223,8 +223,5 @@ func (a *attemptAPI) event(w http.ResponseWriter, r *http.Request) {
 // acceptedTime is when a stored event was accepted: its HeaderAcceptedAt,
 // else when JetStream stored it.
 func acceptedTime(msg *jetstream.RawStreamMsg) time.Time {
-	if ns, err := strconv.ParseInt(msg.Header.Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-		return time.Unix(0, ns).UTC()
-	}
-	return msg.Time.UTC()
+	return streams.AcceptedAt(msg.Header, msg.Time)
 }

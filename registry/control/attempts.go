@@ -100,20 +100,31 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	if batch <= 0 {
 		batch = 512
 	}
-	cfg := jetstream.ConsumerConfig{
-		Durable:       AttemptsConsumer,
-		Description:   "Switchboard registry: copies the attempt log into SQLite, counts failed deliveries",
-		FilterSubject: streams.AttemptsPrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: 8 * batch,
+	// After a failure, the next try waits from half a second, doubling up
+	// to ten; a success starts afresh.
+	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond), backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0), backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	loop := &streams.Durable{
+		JS:     in.JS,
+		Stream: streams.Attempts,
+		Config: jetstream.ConsumerConfig{
+			Durable:       AttemptsConsumer,
+			Description:   "Switchboard registry: copies the attempt log into SQLite, counts failed deliveries",
+			FilterSubject: streams.AttemptsPrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       time.Minute,
+			MaxAckPending: 8 * batch,
+		},
+		BackOff: pause,
+		LostMsg: "attempt log: ingest", // docs/operations.md quotes it
+		Log:     log,
 	}
-	cons, err := in.JS.CreateOrUpdateConsumer(ctx, streams.Attempts, cfg)
+	cons, err := loop.Create(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("create consumer %s on %s: %w", AttemptsConsumer, streams.Attempts, err)
+		return err
 	}
 	switch err := in.JS.DeleteConsumer(ctx, streams.Attempts, retiredHealthConsumer); {
 	case err == nil:
@@ -132,41 +143,11 @@ func (in *AttemptIngester) Run(ctx context.Context) error {
 	}()
 	defer func() { <-pruneDone }()
 
-	// After a failure, the next try waits from half a second, doubling up
-	// to ten; a success starts afresh.
-	pause := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond), backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0), backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
-	wait := time.Duration(0)
-	for ctx.Err() == nil {
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-		}
-		if cons == nil {
-			if cons, err = in.JS.CreateOrUpdateConsumer(ctx, streams.Attempts, cfg); err != nil {
-				log.Warn("attempt log: set up consumer", "err", err)
-				wait = pause.NextBackOff()
-				continue
-			}
-		}
-		if err := in.ingest(ctx, cons, batch, maxBytes, log); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			log.Warn("attempt log: ingest", "err", err)
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				cons = nil
-			}
-			wait = pause.NextBackOff()
-			continue
-		}
-		wait = 0
-		pause.Reset()
-	}
-	return nil
+	return loop.Run(ctx, cons, func(ctx context.Context, cons jetstream.Consumer) (lost, err error) {
+		// SQLite or NATS unavailable, or the consumer deleted: Run pauses,
+		// sets the consumer up again if it is gone, and goes on.
+		return in.ingest(ctx, cons, batch, maxBytes, log), nil
+	})
 }
 
 // attemptRecord is a record of SB_ATTEMPTS and the usable attempts, or the

@@ -46,84 +46,27 @@ type eventScan struct {
 }
 
 // errScanLimit says a scan read maxEventScan messages without finishing.
-var errScanLimit = errors.New("scan limit reached")
+var errScanLimit = streams.ErrScanLimit
 
 // run calls fn with each message in stream order until fn returns false,
 // the end of the stream (as it was when the scan began) is reached, or
-// the limit of messages were read (errScanLimit). It reads through an
-// ephemeral consumer that it deletes before returning.
+// the limit of messages were read (errScanLimit): a streams.Scan.
 func (s eventScan) run(ctx context.Context, js jetstream.JetStream, fn func(jetstream.Msg) bool) error {
-	name, limit := s.stream, s.limit
-	if name == "" {
-		name = streams.Events
+	scan := streams.Scan{
+		Stream: s.stream, Filter: s.filter, StartTime: s.start, HeadersOnly: s.headersOnly, StopAtLast: true,
+		Limit: s.limit, Batch: scanBatch, Wait: scanWait,
+		Idle: time.Minute, // removed even if the delete is lost
 	}
-	if limit <= 0 {
-		limit = maxEventScan
+	if scan.Stream == "" {
+		scan.Stream = streams.Events
 	}
-	cfg := jetstream.ConsumerConfig{
-		FilterSubject:     s.filter,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		HeadersOnly:       s.headersOnly,
-		MemoryStorage:     true,
-		InactiveThreshold: time.Minute, // removed even if the delete below is lost
+	if scan.Limit <= 0 {
+		scan.Limit = maxEventScan
 	}
-	if !s.start.IsZero() {
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cfg.OptStartTime = &s.start
-	}
-	stream, err := js.Stream(ctx, name)
-	if err != nil {
-		return fmt.Errorf("scan %s: %w", name, err)
-	}
-	last := stream.CachedInfo().State.LastSeq // events stored later are not read
-	cons, err := stream.CreateConsumer(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("scan %s: %w", name, err)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = js.DeleteConsumer(dctx, name, cons.CachedInfo().Name)
-	}()
-	if cons.CachedInfo().NumPending == 0 {
-		return nil
-	}
-	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(scanWait)}
 	if !s.headersOnly {
-		// Bodies are the tenant's, up to max_payload each: bound the bytes
-		// of a batch, not just its count.
-		opts = append(opts, jetstream.FetchMaxBytes(scanMaxBytes(js)))
+		scan.MaxBytes = scanMaxBytes(js)
 	}
-	for read := 0; ; {
-		batch, err := cons.Fetch(scanBatch, opts...)
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", name, err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			read++
-			if !fn(msg) {
-				return nil
-			}
-			if md, err := msg.Metadata(); err == nil && (md.NumPending == 0 || md.Sequence.Stream >= last) {
-				return nil
-			}
-			if read >= limit {
-				return errScanLimit
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("scan %s: %w", name, err)
-		}
-		if n == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return scan.Run(ctx, js, func(msg jetstream.Msg) (bool, error) { return fn(msg), nil })
 }
 
 // scanMaxBytes bounds the bytes of one fetch of a scan that reads bodies:

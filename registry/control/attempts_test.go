@@ -192,7 +192,7 @@ func (e *healthEnv) newAttempt(webhook, reason string) switchboard.Attempt {
 		At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 	}
 	if reason != "" {
-		a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, reason, 500
+		a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, switchboard.Reason(reason), 500
 	}
 	return a
 }

@@ -311,39 +311,20 @@ func readEvidence(ctx context.Context, js jetstream.JetStream, since time.Time) 
 			return nil, fmt.Errorf("audit: read %s at %d: %w", streams.Deliveries, seq, err)
 		}
 		seq = msg.Sequence + 1
-		// A delivery's or replay's webhook is its subject; a scheduled
-		// retry's, its target's.
-		subject := msg.Subject
-		if _, ok := streams.DeliveryWebhook(subject); !ok {
-			subject = msg.Header.Get(jetstream.ScheduleTargetHeader)
-		}
-		wid, ok := streams.DeliveryWebhook(subject)
+		wid, events, ok := streams.QueuedDeliveries(msg.Subject, msg.Header, msg.Data)
 		if !ok {
 			continue
 		}
-		if msg.Header.Get(streams.HeaderRetryBatch) == "" {
-			ev.queued[deliveryKey{wid, msg.Header.Get(streams.HeaderEventID)}] = true
-			continue
-		}
-		// A retry batch (scheduled, or fired and queued): many
-		// deliveries of its webhook in one message. One that cannot be
-		// read accounts for none of them; the deliverer dead-letters it.
-		items, err := streams.DecodeRetryBatch(msg.Data)
-		if err != nil {
-			continue
-		}
-		for _, it := range items {
-			if v := it.Header[streams.HeaderEventID]; len(v) > 0 {
-				ev.queued[deliveryKey{wid, v[0]}] = true
-			}
+		for _, id := range events {
+			ev.queued[deliveryKey{wid, id}] = true
 		}
 		// maxQueueScan bounds deliveries, not messages: a batch of a
 		// thousand would otherwise let the scan hold millions.
-		read += max(len(items)-1, 0)
+		read += max(len(events)-1, 0)
 	}
 	err = eventScan{stream: streams.Dead, filter: streams.DeadPrefix + ">", start: since, headersOnly: true, limit: MaxAuditLimit}.run(ctx, js, func(msg jetstream.Msg) bool {
-		h := msg.Headers()
-		ev.dead[deliveryKey{h.Get(streams.HeaderWebhookID), h.Get(streams.HeaderEventID)}] = true
+		dl := streams.DecodeDeadLetter(msg.Subject(), msg.Headers(), nil)
+		ev.dead[deliveryKey{dl.WebhookID, dl.EventID}] = true
 		return true
 	})
 	if err != nil && !errors.Is(err, errScanLimit) {

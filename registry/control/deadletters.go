@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -113,89 +112,48 @@ func (d *DeadLetters) Scan(ctx context.Context, q DeadLetterQuery, visit func(*D
 	if q.Tenant == "" {
 		return ScanResult{}, errors.New("scan dead letters: no tenant")
 	}
-	cfg := jetstream.ConsumerConfig{
-		Description:       "Switchboard: one API request reading dead letters",
-		FilterSubject:     q.subject(),
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: deadLetterScanIdle,
+	scan := streams.Scan{
+		Stream: streams.Dead, Filter: q.subject(), Description: "Switchboard: one API request reading dead letters",
+		StartTime: q.Since, Limit: MaxDeadLetterScan, Batch: deadLetterFetch, Idle: deadLetterScanIdle,
 	}
-	switch {
-	case q.After > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = q.After + 1
-	case !q.Since.IsZero():
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		since := q.Since
-		cfg.OptStartTime = &since
-	default:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	if q.After > 0 { // with a cursor the consumer starts after it, not at Since
+		scan.StartSeq = q.After + 1
 	}
-	cons, err := d.JS.CreateConsumer(ctx, streams.Dead, cfg)
-	if err != nil {
-		return ScanResult{}, fmt.Errorf("scan dead letters of tenant %s: create consumer: %w", q.Tenant, err)
-	}
-	name := cons.CachedInfo().Name
-	defer func() {
-		// The request's context may be gone; the consumer must go anyway.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = d.JS.DeleteConsumer(dctx, streams.Dead, name) // else the server drops it when idle
-	}()
-
-	var res ScanResult
-	if cons.CachedInfo().NumPending == 0 {
-		res.End = true
-		return res, nil
-	}
-	for scanned := 0; scanned < MaxDeadLetterScan; {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		batch, err := cons.FetchNoWait(min(deadLetterFetch, MaxDeadLetterScan-scanned))
+	res := ScanResult{End: true} // unless visit stops early or the limit is reached
+	var visitErr error
+	err := scan.Run(ctx, d.JS, func(msg jetstream.Msg) (bool, error) {
+		md, err := msg.Metadata()
 		if err != nil {
-			return res, fmt.Errorf("scan dead letters of tenant %s: fetch: %w", q.Tenant, err)
+			return false, err
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			scanned++
-			md, err := msg.Metadata()
-			if err != nil {
-				return res, fmt.Errorf("scan dead letters of tenant %s: %w", q.Tenant, err)
-			}
-			if !q.Until.IsZero() && md.Timestamp.After(q.Until) {
-				res.End = true // the stream is in time order: nothing later qualifies
-				return res, nil
-			}
-			if q.Through > 0 && md.Sequence.Stream > q.Through {
-				res.End = true // stored after the request began
-				return res, nil
-			}
-			res.Last = md.Sequence.Stream
-			dl := NewDeadLetter(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data())
-			if dl.TenantID == q.Tenant && q.selects(dl) {
-				more, err := visit(dl)
-				if err != nil {
-					return res, err
-				}
-				if !more {
-					res.End = md.NumPending == 0
-					return res, nil
-				}
-			}
-			if md.NumPending == 0 {
-				res.End = true
-				return res, nil
-			}
+		if !q.Until.IsZero() && md.Timestamp.After(q.Until) {
+			return false, nil // the stream is in time order: nothing later qualifies
 		}
-		if err := batch.Error(); err != nil {
-			return res, fmt.Errorf("scan dead letters of tenant %s: fetch: %w", q.Tenant, err)
+		if q.Through > 0 && md.Sequence.Stream > q.Through {
+			return false, nil // stored after the request began
 		}
-		if n == 0 { // deleted since the consumer counted them
-			res.End = true
-			return res, nil
+		res.Last = md.Sequence.Stream
+		dl := NewDeadLetter(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data())
+		if dl.TenantID != q.Tenant || !q.selects(dl) {
+			return true, nil
 		}
+		more, err := visit(dl)
+		if err != nil {
+			visitErr = err
+			return false, err
+		}
+		if !more {
+			res.End = md.NumPending == 0
+		}
+		return more, nil
+	})
+	switch {
+	case visitErr != nil:
+		return res, visitErr // the caller's, as it is
+	case errors.Is(err, streams.ErrScanLimit):
+		res.End = false
+	case err != nil:
+		return res, fmt.Errorf("scan dead letters of tenant %s: %w", q.Tenant, err)
 	}
 	return res, nil
 }
@@ -235,15 +193,10 @@ func (d *DeadLetters) Get(ctx context.Context, stream jetstream.Stream, tenant s
 // a replay retried (the client's, or this one's after a failed delete)
 // within the window is stored once.
 func (d *DeadLetters) Replay(ctx context.Context, stream jetstream.Stream, dl *DeadLetter) error {
-	m := nats.NewMsg(streams.ReplaySubject(dl.WebhookID))
-	m.Header.Set(jetstream.MsgIDHeader, replayMsgID(dl))
-	m.Header.Set(streams.HeaderEventID, dl.EventID)
-	m.Header.Set(streams.HeaderTenant, dl.TenantID)
-	if v := dl.header.Get(streams.HeaderAcceptedAt); v != "" {
-		// Kept: latency is measured from the event's acceptance.
-		m.Header.Set(streams.HeaderAcceptedAt, v)
-	}
-	m.Data = dl.body
+	evt := switchboard.Event{ID: dl.EventID, TenantID: dl.TenantID, Type: dl.EventType}
+	// The dead letter's HeaderAcceptedAt is kept: latency is measured from
+	// the event's acceptance.
+	m := streams.NewDeliveries(&evt, dl.header, time.Time{}).Replay(dl.WebhookID, replayMsgIDSuffix(dl), dl.body)
 	if _, err := d.JS.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("replay dead letter %s to webhook %s: %w", DeadLetterID(dl.Seq), dl.WebhookID, err)
 	}
@@ -253,10 +206,9 @@ func (d *DeadLetters) Replay(ctx context.Context, stream jetstream.Stream, dl *D
 	return nil
 }
 
-// replayMsgID is the Nats-Msg-Id of the replay of dl.
-func replayMsgID(dl *DeadLetter) string {
-	return streams.DeliveryMsgID(dl.EventID, dl.WebhookID) + ".replay." + strconv.FormatUint(dl.Seq, 10)
-}
+// replayMsgIDSuffix names the replay of dl in its Nats-Msg-Id
+// (streams.EventDeliveries.Replay).
+func replayMsgIDSuffix(dl *DeadLetter) string { return "replay." + strconv.FormatUint(dl.Seq, 10) }
 
 // stream returns SB_DEAD, for gets and deletes.
 func (d *DeadLetters) Stream(ctx context.Context) (jetstream.Stream, error) {
@@ -267,27 +219,13 @@ func (d *DeadLetters) Stream(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// NewDeadLetter reads a dead letter stored at seq on subject at t. Tenant
-// and webhook come from the subject, which the deliverer builds from them
-// and the scans filter on.
+// NewDeadLetter reads a dead letter stored at seq on subject at t
+// (streams.DecodeDeadLetter).
 func NewDeadLetter(seq uint64, subject string, t time.Time, h nats.Header, body []byte) *DeadLetter {
-	dl := &DeadLetter{Seq: seq, DeadLetteredAt: t.UTC(), header: h, body: body}
-	if rest, ok := strings.CutPrefix(subject, streams.DeadPrefix); ok { // else no tenant's
-		dl.TenantID, dl.WebhookID, _ = strings.Cut(rest, ".")
+	d := streams.DecodeDeadLetter(subject, h, body)
+	return &DeadLetter{
+		Seq: seq, TenantID: d.TenantID, WebhookID: d.WebhookID, EventID: d.EventID, EventType: d.EventType,
+		Reason: string(d.Reason), Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError,
+		DeadLetteredAt: t.UTC(), AcceptedAt: d.AcceptedAt, header: h, body: body,
 	}
-	dl.EventID = h.Get(streams.HeaderEventID)
-	dl.Reason = h.Get(streams.HeaderReason)
-	dl.LastError = h.Get(streams.HeaderLastError)
-	dl.Attempts, _ = strconv.Atoi(h.Get(streams.HeaderAttempts))
-	dl.LastStatus, _ = strconv.Atoi(h.Get(streams.HeaderLastStatus))
-	if ns, err := strconv.ParseInt(h.Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-		dl.AcceptedAt = time.Unix(0, ns).UTC()
-	}
-	var evt struct {
-		Type string `json:"type"`
-	}
-	if json.Unmarshal(body, &evt) == nil {
-		dl.EventType = evt.Type
-	}
-	return dl
 }

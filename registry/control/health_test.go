@@ -66,7 +66,7 @@ func (e *healthEnv) attempt(t *testing.T, webhook, reason string) switchboard.At
 		At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200, LatencyMS: 3,
 	}
 	if reason != "" {
-		a.Outcome, a.Reason, a.StatusCode, a.ErrorClass, a.Error = switchboard.AttemptDeadLettered, reason, 500, "status", "status 500"
+		a.Outcome, a.Reason, a.StatusCode, a.ErrorClass, a.Error = switchboard.AttemptDeadLettered, switchboard.Reason(reason), 500, "status", "status 500"
 		if reason == "gone" {
 			a.StatusCode, a.Number, a.Error = 410, 1, "status 410"
 		}
@@ -503,7 +503,7 @@ func TestHealth_RecordAttemptsInOneTransaction(t *testing.T) {
 			EventType: "call.started", Number: 4, At: time.Now().UTC(), Outcome: switchboard.AttemptDelivered, StatusCode: 200,
 		}
 		if reason != "" {
-			a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, reason, 500
+			a.Outcome, a.Reason, a.StatusCode = switchboard.AttemptDeadLettered, switchboard.Reason(reason), 500
 		}
 		return a
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
@@ -74,12 +72,7 @@ type recovery struct {
 	// candBytes is the size of cand's bodies: cand is flushed at
 	// scanBatch events or scanBatchBytes, whichever comes first.
 	candBytes int
-	pubs      []recoverPub // published by the last flush, until settled
-}
-
-type recoverPub struct {
-	msg *nats.Msg
-	fut jetstream.PubAckFuture // nil when PublishMsgAsync refused it
+	pubs      []streams.Pending // published by the last flush, until settled
 }
 
 // run scans the tenant's events from since and queues the matching ones.
@@ -96,10 +89,7 @@ func (rc *recovery) run(ctx context.Context, since time.Time) error {
 		}
 		// Stored a little after it was accepted: the scan starts at since,
 		// the accepted time decides.
-		accepted := md.Timestamp
-		if ns, err := strconv.ParseInt(msg.Headers().Get(streams.HeaderAcceptedAt), 10, 64); err == nil && ns > 0 {
-			accepted = time.Unix(0, ns)
-		}
+		accepted := streams.AcceptedAt(msg.Headers(), md.Timestamp)
 		lastAccepted = accepted
 		if accepted.Before(since) || accepted.Before(rc.wh.CreatedAt) {
 			return true
@@ -164,25 +154,10 @@ func (rc *recovery) flush(ctx context.Context) error {
 		if delivered[ids[i]] {
 			continue
 		}
-		accepted := m.Header.Get(streams.HeaderAcceptedAt)
-		if accepted == "" {
-			accepted = strconv.FormatInt(m.Time.UnixNano(), 10)
-		}
-		dm := &nats.Msg{
-			Subject: streams.ReplaySubject(rc.wh.ID),
-			Data:    m.Data,
-			Header: nats.Header{
-				jetstream.MsgIDHeader:    {streams.DeliveryMsgID(ids[i], rc.wh.ID) + "." + rc.res.RecoverID},
-				streams.HeaderEventID:    {ids[i]},
-				streams.HeaderTenant:     {rc.wh.TenantID},
-				streams.HeaderAcceptedAt: {accepted},
-			},
-		}
-		fut, err := rc.js.PublishMsgAsync(dm)
-		if err != nil {
-			fut = nil
-		}
-		rc.pubs = append(rc.pubs, recoverPub{msg: dm, fut: fut})
+		_, typ, _ := streams.SplitEventSubject(m.Subject)
+		evt := switchboard.Event{ID: ids[i], TenantID: rc.wh.TenantID, Type: typ}
+		dm := streams.NewDeliveries(&evt, m.Header, m.Time).Replay(rc.wh.ID, rc.res.RecoverID, m.Data)
+		rc.pubs = append(rc.pubs, streams.PublishAsync(rc.js, dm))
 		rc.res.Queued++
 	}
 	clear(rc.cand) // let the bodies go
@@ -198,22 +173,10 @@ func (rc *recovery) settle(ctx context.Context) error {
 		clear(rc.pubs)
 		rc.pubs = rc.pubs[:0]
 	}()
-	for _, p := range rc.pubs {
-		if p.fut != nil {
-			select {
-			case <-p.fut.Ok():
-				continue
-			case <-p.fut.Err():
-			case <-time.After(10 * time.Second):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := rc.js.PublishMsg(pctx, p.msg)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("queue delivery of event %s: %w", p.msg.Header.Get(streams.HeaderEventID), err)
+	for i := range rc.pubs {
+		p := &rc.pubs[i]
+		if err := p.Await(ctx, rc.js, time.After(10*time.Second), streams.Retry{Tries: 1, Timeout: 10 * time.Second}); err != nil {
+			return fmt.Errorf("queue delivery of event %s: %w", p.Msg.Header.Get(streams.HeaderEventID), err)
 		}
 	}
 	return nil

@@ -54,7 +54,7 @@ func (r *attemptRow) attempt() switchboard.Attempt {
 	return switchboard.Attempt{
 		ID: r.ID, TenantID: r.TenantID, WebhookID: r.WebhookID, EventID: r.EventID, EventType: r.EventType,
 		Number: r.Attempt, At: time.Unix(0, r.At).UTC(), Outcome: switchboard.AttemptOutcome(r.Outcome),
-		Reason: r.Reason, StatusCode: r.StatusCode, LatencyMS: r.LatencyMS, ErrorClass: r.ErrorClass,
+		Reason: switchboard.Reason(r.Reason), StatusCode: r.StatusCode, LatencyMS: r.LatencyMS, ErrorClass: r.ErrorClass,
 		Error: r.Error, ResponseBody: r.ResponseBody,
 	}
 }
@@ -100,7 +100,7 @@ func (db *DB) RecordLog(ctx context.Context, attempts []switchboard.Attempt, mat
 		for i := range attempts {
 			a := &attempts[i]
 			res, err := insert.ExecContext(ctx, a.ID, a.TenantID, a.WebhookID, a.EventID, a.EventType, a.Number, a.At.UnixNano(),
-				string(a.Outcome), a.Reason, a.StatusCode, a.LatencyMS, a.ErrorClass, a.Error)
+				string(a.Outcome), string(a.Reason), a.StatusCode, a.LatencyMS, a.ErrorClass, a.Error)
 			if err != nil {
 				return fmt.Errorf("store attempt %s: %w", a.ID, err)
 			}

@@ -30,30 +30,6 @@ const (
 	DisabledGone                = "gone"                 // the receiver answered 410 Gone
 )
 
-// Dead-letter reasons (switchboard.Attempt.Reason) that say something about
-// the receiver.
-const (
-	reasonGone = "gone"
-	// Reasons on Switchboard's side, not the receiver's: a stopped webhook
-	// parks its deliveries, an unusable KV value or delivery message can
-	// never be sent. They never count as a failure:
-	// otherwise the deliveries parked by a stop would count towards the
-	// next one.
-	reasonInactive  = "webhook_inactive"
-	reasonInvalid   = "webhook_invalid"
-	reasonMalformed = "malformed"
-)
-
-// countsAsFailure reports whether a delivery dead-lettered for reason is a
-// failure of the receiver (retries spent, gone, refused address...).
-func countsAsFailure(reason string) bool {
-	switch reason {
-	case reasonInactive, reasonInvalid, reasonMalformed:
-		return false
-	}
-	return true
-}
-
 // AttemptEffect is what recording an attempt changed.
 type AttemptEffect struct {
 	Duplicate bool // the attempt was stored before: nothing changed
@@ -120,13 +96,13 @@ func (h *healthTx) count(ctx context.Context, a *switchboard.Attempt) (AttemptEf
 		}
 		h.reset[key] = true
 		return eff, nil
-	case a.Outcome != switchboard.AttemptDeadLettered, a.Reason == reasonInactive:
+	case a.Outcome != switchboard.AttemptDeadLettered, a.Reason == switchboard.ReasonInactive:
 		// A parked delivery of a stopped webhook neither counts
 		// (countsAsFailure) nor alerts (recordDeadLetter): a backlog
 		// of them need not load the webhook once each.
 		return eff, nil
 	}
-	if countsAsFailure(a.Reason) {
+	if a.Reason.CountsAsFailure() {
 		delete(h.reset, key)
 	}
 	wh, err := h.db.findWebhook(ctx, h.tx, a.WebhookID, a.TenantID)
@@ -149,13 +125,13 @@ func recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, 
 	// A stopped webhook's parked deliveries raise none: webhook.disabled
 	// said it once (or the tenant stopped it), where one alert per parked
 	// delivery of a backlog would flood the alert hooks.
-	if alerting && a.Reason != reasonInactive {
+	if alerting && a.Reason != switchboard.ReasonInactive {
 		if err := queueAlert(ctx, tx, deadLetteredAlert(a, wh)); err != nil {
 			return err
 		}
 		eff.Alerts++
 	}
-	if !countsAsFailure(a.Reason) {
+	if !a.Reason.CountsAsFailure() {
 		return nil
 	}
 	err = tx.GetContext(ctx, &eff.Failures, `INSERT INTO webhook_health (webhook_id, failures, updated_at) VALUES (?, 1, ?)
@@ -169,7 +145,7 @@ func recordDeadLetter(ctx context.Context, tx *sqlx.Tx, a *switchboard.Attempt, 
 	}
 	why := ""
 	switch {
-	case a.Reason == reasonGone:
+	case a.Reason == switchboard.ReasonGone:
 		why = DisabledGone
 	case eff.Failures >= disableAfter:
 		why = DisabledConsecutiveFailures
@@ -266,7 +242,7 @@ type (
 func deadLetteredAlert(a *switchboard.Attempt, wh *Webhook) *switchboard.Event {
 	return alertEvent("msg_dl_"+a.ID, switchboard.EventDeliveryDeadLettered, wh, a.At, deliveryDeadLetteredData{
 		WebhookID: wh.ID, Name: wh.Name, EventID: a.EventID, EventType: a.EventType,
-		Reason: a.Reason, Attempts: a.Number, LastStatus: a.StatusCode, LastError: a.Error,
+		Reason: string(a.Reason), Attempts: a.Number, LastStatus: a.StatusCode, LastError: a.Error,
 	})
 }
 
