@@ -183,7 +183,7 @@ func eventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: encode event %s: %w", evt.ID, err)
 	}
-	msg.Header[jetstream.ExpectedStreamHeader] = []string{streams.Events}
+	streams.ExpectEventsStream(msg)
 	return msg, nil
 }
 

@@ -53,6 +53,11 @@ func EventMsg(evt *switchboard.Event, acceptedAt time.Time) (*nats.Msg, error) {
 	return &nats.Msg{Subject: EventSubject(evt.TenantID, evt.Type), Data: body, Header: h}, nil
 }
 
+// ExpectEventsStream makes the server refuse m unless SB_EVENTS stores it:
+// an event published while the subjects are bound elsewhere (a stream set
+// up by hand, a mirror) is an error, not an event lost to the wrong place.
+func ExpectEventsStream(m *nats.Msg) { m.Header[jetstream.ExpectedStreamHeader] = []string{Events} }
+
 // EventMsgID is the Nats-Msg-Id of event id of tenant in SB_EVENTS:
 // "<tenant>:<event id>". JetStream deduplicates on it within the stream's
 // duplicates window, so a repeat is recognised within one tenant and the

@@ -51,24 +51,7 @@ var ErrScanLimit = errors.New("scan limit reached")
 // (StopAtLast: as it was when the scan began), or Limit messages were read
 // (ErrScanLimit).
 func (s Scan) Run(ctx context.Context, js jetstream.JetStream, visit func(jetstream.Msg) (bool, error)) error {
-	cfg := jetstream.ConsumerConfig{
-		Description:       s.Description,
-		FilterSubject:     s.Filter,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		HeadersOnly:       s.HeadersOnly,
-		MemoryStorage:     true,
-		InactiveThreshold: s.Idle,
-	}
-	switch {
-	case s.StartSeq > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = s.StartSeq
-	case !s.StartTime.IsZero():
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		start := s.StartTime
-		cfg.OptStartTime = &start
-	}
+	cfg := s.consumerConfig()
 	stream, err := js.Stream(ctx, s.Stream)
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", s.Stream, err)
@@ -133,4 +116,28 @@ func (s Scan) Run(ctx context.Context, js jetstream.JetStream, visit func(jetstr
 			return err
 		}
 	}
+}
+
+// consumerConfig is the ephemeral consumer of the scan: in memory, no acks,
+// from its start sequence or time.
+func (s Scan) consumerConfig() jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		Description:       s.Description,
+		FilterSubject:     s.Filter,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		HeadersOnly:       s.HeadersOnly,
+		MemoryStorage:     true,
+		InactiveThreshold: s.Idle,
+	}
+	switch {
+	case s.StartSeq > 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = s.StartSeq
+	case !s.StartTime.IsZero():
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		start := s.StartTime
+		cfg.OptStartTime = &start
+	}
+	return cfg
 }
