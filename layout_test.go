@@ -26,7 +26,7 @@ var pending = map[string]bool{
 	"cmd/switchboard/serve.go size":                   true,
 	"cmd/switchboard/serve.go func startSystem":       true,
 	"consumer/deliver.go wire":                        true,
-	"consumer/errors.go wire":                   true,
+	"consumer/errors.go wire":                         true,
 	"consumer/isolation.go size":                      true,
 	"consumer/retrybatch.go size":                     true,
 	"consumer/retrybatch.go func deliverBatch":        true,
