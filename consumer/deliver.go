@@ -312,7 +312,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, msg jetstream.Msg) {
 }
 
 func (d *Deliverer) observeLatency(dlv *delivery) {
-	if at, ok := streams.DecodeAcceptedAt(dlv.header.Get(streams.HeaderAcceptedAt)); ok {
+	if at, ok := streams.DeliveryAcceptedAt(dlv.header); ok {
 		d.Metrics.latency.Observe(time.Since(at).Seconds())
 	}
 }

@@ -43,7 +43,7 @@ var errShutdown = errors.New("deliverer shutting down")
 var errMalformed = errors.New("malformed delivery")
 
 // errNoEventID is the errMalformed of a delivery without its event id.
-var errNoEventID = fmt.Errorf("%w: no %s header", errMalformed, streams.HeaderEventID)
+var errNoEventID = fmt.Errorf("%w: %w", errMalformed, streams.ErrNoEventID)
 
 // webhookError says the delivery's webhook cannot take it; Reason is one of
 // the webhook_* reasons.

@@ -3,6 +3,7 @@ package streams
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -127,6 +128,15 @@ type Delivery struct {
 	Attempts  int // attempts made before this one
 	Deferrals int // times deferred since the last attempt
 }
+
+// DeliveryAcceptedAt is when the event of the delivery with headers h was
+// accepted; ok is false when they do not say.
+func DeliveryAcceptedAt(h nats.Header) (t time.Time, ok bool) {
+	return DecodeAcceptedAt(h.Get(HeaderAcceptedAt))
+}
+
+// ErrNoEventID says a delivery has no event id: it can never be sent.
+var ErrNoEventID = errors.New("no " + HeaderEventID + " header")
 
 // DecodeDelivery reads the delivery message on subject with headers h.
 // Nothing is checked here: the deliverer dead-letters a delivery without

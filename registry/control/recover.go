@@ -176,7 +176,7 @@ func (rc *recovery) settle(ctx context.Context) error {
 	for i := range rc.pubs {
 		p := &rc.pubs[i]
 		if err := p.Await(ctx, rc.js, time.After(10*time.Second), streams.Retry{Tries: 1, Timeout: 10 * time.Second}); err != nil {
-			return fmt.Errorf("queue delivery of event %s: %w", p.Msg.Header.Get(streams.HeaderEventID), err)
+			return fmt.Errorf("queue delivery of event %s: %w", streams.DecodeDelivery(p.Msg.Subject, p.Msg.Header).EventID, err)
 		}
 	}
 	return nil
