@@ -26,7 +26,6 @@ var pending = map[string]bool{
 	"cmd/switchboard/serve.go size":                   true,
 	"cmd/switchboard/serve.go func startSystem":       true,
 	"consumer/deliver.go wire":                        true,
-	"consumer/isolation.go size":                      true,
 	"consumer/retrybatch.go size":                     true,
 	"consumer/retrybatch.go func deliverBatch":        true,
 	"consumer/retrybatch.go wire":                     true,
@@ -35,7 +34,6 @@ var pending = map[string]bool{
 	"registry/control/attempts.go size":               true,
 	"registry/control/audit.go func RunAudit":         true,
 	"registry/control/deadletters.go wire":            true,
-	"registry/control/mirror.go size":                 true,
 }
 
 // findings collects a rule's findings, keyed as in pending.
