@@ -168,24 +168,37 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 
 	s.registerOpsMetrics(reg)
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-	probes := func(mux *http.ServeMux) {
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !s.ready() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			io.WriteString(w, "ready\n")
-		})
-	}
-	probes(mux)
+	s.probes(mux)
 	if cfg.MetricsListen == "" {
 		mux.Handle("GET /metrics", metrics)
 	}
-	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	if err := s.listen(g, gctx, mux, metrics); err != nil {
+		return nil, err
+	}
+	logger.Info("switchboard serving", "roles", cfg.Roles.String(), "url", s.URL, "nats", s.natsDescription())
+	return s, nil
+}
+
+// probes serves /healthz and /readyz on mux.
+func (s *system) probes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+}
+
+// listen opens --listen, and --metrics-listen when set, and serves mux and
+// metrics on them in g.
+func (s *system) listen(g *errgroup.Group, gctx context.Context, mux *http.ServeMux, metrics http.Handler) error {
+	cfg := s.cfg
+	errorLog := slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s.URL = "http://" + ln.Addr().String()
 	s.MetricsURL = s.URL
@@ -194,17 +207,16 @@ func startSystem(ctx context.Context, cfg serveConfig, logger *slog.Logger) (_ *
 	if cfg.MetricsListen != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			return nil, fmt.Errorf("listen %s (--metrics-listen): %w", cfg.MetricsListen, err)
+			return fmt.Errorf("listen %s (--metrics-listen): %w", cfg.MetricsListen, err)
 		}
 		s.MetricsURL = "http://" + mln.Addr().String()
 		mmux := http.NewServeMux()
 		mmux.Handle("GET /metrics", metrics)
-		probes(mmux)
+		s.probes(mmux)
 		s.metricsHTTP = cfg.HTTP.Server(mmux, errorLog)
 		s.serveHTTP(g, gctx, s.metricsHTTP, cfg.HTTP.Listener(mln))
 	}
-	logger.Info("switchboard serving", "roles", cfg.Roles.String(), "url", s.URL, "nats", s.natsDescription())
-	return s, nil
+	return nil
 }
 
 // serveHTTP serves srv on ln in g until gctx is done: a role that fails
