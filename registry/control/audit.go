@@ -117,31 +117,11 @@ func RunAudit(ctx context.Context, db *store.DB, js jetstream.JetStream, o Audit
 	if o.Limit <= 0 {
 		o.Limit = DefaultAuditLimit
 	}
-	rep := &AuditReport{Since: o.Since.UTC(), Until: time.Now().UTC(), GraceSeconds: o.Grace.Seconds(), Limit: o.Limit, Truncation: []string{}}
-	tenants := map[string]*TenantAudit{}
-	tenant := func(id string) *TenantAudit {
-		t, ok := tenants[id]
-		if !ok {
-			t = &TenantAudit{TenantID: id, UnaccountedDeliveries: []UnaccountedDelivery{}}
-			tenants[id] = t
-		}
-		return t
+	a := &auditRun{db: db, js: js, o: o, tenants: map[string]*TenantAudit{},
+		rep: &AuditReport{Since: o.Since.UTC(), Until: time.Now().UTC(), GraceSeconds: o.Grace.Seconds(), Limit: o.Limit, Truncation: []string{}}}
+	if err := a.countEvents(ctx); err != nil {
+		return nil, err
 	}
-	if !o.SkipEvents {
-		err := eventScan{filter: streams.EventsPrefix + ">", start: o.Since, headersOnly: true, limit: o.Limit}.run(ctx, js, func(msg jetstream.Msg) bool {
-			if t, _, ok := streams.SplitEventSubject(msg.Subject()); ok {
-				tenant(t).EventsAccepted++
-			}
-			return true
-		})
-		switch {
-		case errors.Is(err, errScanLimit):
-			rep.Truncation = append(rep.Truncation, fmt.Sprintf("events: read the first %d accepted", o.Limit))
-		case err != nil:
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-	}
-
 	ev, err := readEvidence(ctx, js, o.Since)
 	if err != nil {
 		return nil, err
@@ -151,67 +131,124 @@ func RunAudit(ctx context.Context, db *store.DB, js jetstream.JetStream, o Audit
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if more {
-		rep.Truncation = append(rep.Truncation, fmt.Sprintf("deliveries owed: read the %d matched last", o.Limit))
+		a.truncated(fmt.Sprintf("deliveries owed: read the %d matched last", o.Limit))
 	}
 	now := time.Now()
 	var suspects []store.LedgerRow
 	for _, r := range rows {
-		t := tenant(r.TenantID)
+		t := a.tenant(r.TenantID)
 		t.DeliveriesExpected++
 		if !classify(&t.AuditCounts, r, ev, now, o.Grace) {
 			suspects = append(suspects, r)
 		}
 	}
 	if len(suspects) > 0 {
-		// The second look, at the suspects alone.
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(auditRecheck):
-		}
-		if ev, err = readEvidence(ctx, js, o.Since); err != nil {
+		if ev, err = a.recheck(ctx, suspects); err != nil {
 			return nil, err
-		}
-		behind, err := ingestBehind(ctx, js)
-		if err != nil {
-			return nil, err
-		}
-		if behind > 0 {
-			rep.Truncation = append(rep.Truncation, fmt.Sprintf("attempt log: %d records not ingested yet; deliveries not accounted for count as pending", behind))
-		}
-		// With SB_DELIVERIES not read whole, a suspect is pending unless an
-		// outcome came since; reading the log again for each (a query
-		// apiece) is then most of a core for a dead receiver's backlog of
-		// a million, every minute, to move a few counts from pending to
-		// delivered. The report says the queue was truncated.
-		if !ev.queueTruncated {
-			if suspects, err = db.LedgerOf(ctx, suspects); err != nil {
-				return nil, fmt.Errorf("audit: %w", err)
-			}
-		}
-		now = time.Now()
-		for _, r := range suspects {
-			t := tenant(r.TenantID)
-			if classify(&t.AuditCounts, r, ev, now, o.Grace) {
-				continue
-			}
-			if ev.queueTruncated || behind > 0 { // not seen, but perhaps in what was not read
-				t.Pending++
-				continue
-			}
-			t.Unaccounted++
-			if len(t.UnaccountedDeliveries) < maxUnaccountedListed {
-				t.UnaccountedDeliveries = append(t.UnaccountedDeliveries, UnaccountedDelivery{
-					EventID: r.EventID, WebhookID: r.WebhookID, MatchedAt: time.Unix(0, r.MatchedAt).UTC(), LastOutcome: r.Outcome,
-				})
-			}
 		}
 	}
 	if ev.queueTruncated {
-		rep.Truncation = append(rep.Truncation, fmt.Sprintf("SB_DELIVERIES: read the first %d messages", maxQueueScan))
+		a.truncated(fmt.Sprintf("SB_DELIVERIES: read the first %d messages", maxQueueScan))
 	}
+	return a.report(), nil
+}
+
+// auditRun is one RunAudit: its counts by tenant and its report.
+type auditRun struct {
+	db      *store.DB
+	js      jetstream.JetStream
+	o       AuditOptions
+	rep     *AuditReport
+	tenants map[string]*TenantAudit
+}
+
+func (a *auditRun) tenant(id string) *TenantAudit {
+	t, ok := a.tenants[id]
+	if !ok {
+		t = &TenantAudit{TenantID: id, UnaccountedDeliveries: []UnaccountedDelivery{}}
+		a.tenants[id] = t
+	}
+	return t
+}
+
+func (a *auditRun) truncated(why string) { a.rep.Truncation = append(a.rep.Truncation, why) }
+
+// countEvents counts the events each tenant had accepted since o.Since.
+func (a *auditRun) countEvents(ctx context.Context) error {
+	if a.o.SkipEvents {
+		return nil
+	}
+	err := eventScan{filter: streams.EventsPrefix + ">", start: a.o.Since, headersOnly: true, limit: a.o.Limit}.run(ctx, a.js, func(msg jetstream.Msg) bool {
+		if t, _, ok := streams.SplitEventSubject(msg.Subject()); ok {
+			a.tenant(t).EventsAccepted++
+		}
+		return true
+	})
+	switch {
+	case errors.Is(err, errScanLimit):
+		a.truncated(fmt.Sprintf("events: read the first %d accepted", a.o.Limit))
+	case err != nil:
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// recheck takes the second look, at the suspects alone, after
+// auditRecheck: what is still unaccounted for then is counted as such
+// (or as pending when the evidence was not read whole). It returns the
+// evidence of that look.
+func (a *auditRun) recheck(ctx context.Context, suspects []store.LedgerRow) (*evidence, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(auditRecheck):
+	}
+	ev, err := readEvidence(ctx, a.js, a.o.Since)
+	if err != nil {
+		return nil, err
+	}
+	behind, err := ingestBehind(ctx, a.js)
+	if err != nil {
+		return nil, err
+	}
+	if behind > 0 {
+		a.truncated(fmt.Sprintf("attempt log: %d records not ingested yet; deliveries not accounted for count as pending", behind))
+	}
+	// With SB_DELIVERIES not read whole, a suspect is pending unless an
+	// outcome came since; reading the log again for each (a query
+	// apiece) is then most of a core for a dead receiver's backlog of
+	// a million, every minute, to move a few counts from pending to
+	// delivered. The report says the queue was truncated.
+	if !ev.queueTruncated {
+		if suspects, err = a.db.LedgerOf(ctx, suspects); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+	}
+	now := time.Now()
+	for _, r := range suspects {
+		t := a.tenant(r.TenantID)
+		if classify(&t.AuditCounts, r, ev, now, a.o.Grace) {
+			continue
+		}
+		if ev.queueTruncated || behind > 0 { // not seen, but perhaps in what was not read
+			t.Pending++
+			continue
+		}
+		t.Unaccounted++
+		if len(t.UnaccountedDeliveries) < maxUnaccountedListed {
+			t.UnaccountedDeliveries = append(t.UnaccountedDeliveries, UnaccountedDelivery{
+				EventID: r.EventID, WebhookID: r.WebhookID, MatchedAt: time.Unix(0, r.MatchedAt).UTC(), LastOutcome: r.Outcome,
+			})
+		}
+	}
+	return ev, nil
+}
+
+// report returns the report with its tenants and total, in tenant order.
+func (a *auditRun) report() *AuditReport {
+	rep := a.rep
 	rep.Truncated = len(rep.Truncation) > 0
-	for _, t := range tenants {
+	for _, t := range a.tenants {
 		slices.SortFunc(t.UnaccountedDeliveries, func(a, b UnaccountedDelivery) int { return a.MatchedAt.Compare(b.MatchedAt) })
 		rep.Tenants = append(rep.Tenants, *t)
 		rep.Total.add(t.AuditCounts)
@@ -220,7 +257,7 @@ func RunAudit(ctx context.Context, db *store.DB, js jetstream.JetStream, o Audit
 	if rep.Tenants == nil {
 		rep.Tenants = []TenantAudit{}
 	}
-	return rep, nil
+	return rep
 }
 
 // classify counts r into c and reports true, or reports false when r is
