@@ -27,7 +27,6 @@ var pending = map[string]bool{
 	"consumer/retrybatch_fire.go func deliverBatch":   true,
 	"consumer/retrybatch_fire.go wire":                true,
 	"registry/api/http_deadletters.go func replayIDs": true,
-	"registry/api/validate.go func apply":             true,
 	"registry/control/deadletters.go wire":            true,
 }
 

@@ -106,16 +106,7 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 	}
 	checkURL(fe, "url", wh.URL)
 
-	if in.Method != nil {
-		// Methods are case-sensitive on the wire, but "post" can only mean
-		// POST: normalise rather than refuse.
-		switch m := strings.ToUpper(*in.Method); m {
-		case http.MethodPost, http.MethodPut, http.MethodPatch:
-			wh.Method = m
-		default:
-			fe.Add("method", "must be POST, PUT or PATCH")
-		}
-	}
+	in.applyMethod(wh, fe)
 
 	switch {
 	case len(in.Events) > MaxEvents:
@@ -133,22 +124,7 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 		}
 	}
 
-	if in.Timeout != nil {
-		if t := *in.Timeout; t < switchboard.MinTimeoutSeconds || t > switchboard.MaxTimeoutSeconds {
-			fe.Add("timeout", fmt.Sprintf("must be between %d and %d seconds",
-				switchboard.MinTimeoutSeconds, switchboard.MaxTimeoutSeconds))
-		} else {
-			wh.TimeoutSeconds = t
-		}
-	}
-
-	if in.MaxRetries != nil {
-		if n := *in.MaxRetries; n < 0 || n > switchboard.MaxMaxRetries {
-			fe.Add("max_retries", fmt.Sprintf("must be between 0 and %d", switchboard.MaxMaxRetries))
-		} else {
-			wh.MaxRetries = n
-		}
-	}
+	in.applyAttemptLimits(wh, fe)
 
 	in.applyStatus(wh, fe)
 
@@ -181,6 +157,40 @@ func (in *webhookInput) apply(wh *switchboard.Webhook, catalogue []switchboard.E
 			fe.Add("agent_id", "is set by the route, not the body: create an agent's webhooks with POST /v1/agents/{agent_id}/webhooks")
 		} else {
 			fe.Add("agent_id", "cannot be changed: create a webhook in the other scope and delete this one")
+		}
+	}
+}
+
+// applyMethod sets wh.Method from method.
+func (in *webhookInput) applyMethod(wh *switchboard.Webhook, fe switchboard.FieldErrors) {
+	if in.Method != nil {
+		// Methods are case-sensitive on the wire, but "post" can only mean
+		// POST: normalise rather than refuse.
+		switch m := strings.ToUpper(*in.Method); m {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			wh.Method = m
+		default:
+			fe.Add("method", "must be POST, PUT or PATCH")
+		}
+	}
+}
+
+// applyAttemptLimits sets each attempt's timeout and the retries.
+func (in *webhookInput) applyAttemptLimits(wh *switchboard.Webhook, fe switchboard.FieldErrors) {
+	if in.Timeout != nil {
+		if t := *in.Timeout; t < switchboard.MinTimeoutSeconds || t > switchboard.MaxTimeoutSeconds {
+			fe.Add("timeout", fmt.Sprintf("must be between %d and %d seconds",
+				switchboard.MinTimeoutSeconds, switchboard.MaxTimeoutSeconds))
+		} else {
+			wh.TimeoutSeconds = t
+		}
+	}
+
+	if in.MaxRetries != nil {
+		if n := *in.MaxRetries; n < 0 || n > switchboard.MaxMaxRetries {
+			fe.Add("max_retries", fmt.Sprintf("must be between 0 and %d", switchboard.MaxMaxRetries))
+		} else {
+			wh.MaxRetries = n
 		}
 	}
 }
