@@ -29,7 +29,7 @@ func FuzzDeadLetterMessage(f *testing.F) {
 		} {
 			h.Set(k, v)
 		}
-		dl := control.NewDeadLetter(7, subject, time.Unix(1_800_000_000, 0), h, body)
+		dl := control.NewDeadLetter(7, time.Unix(1_800_000_000, 0), streams.ReadDeadLetter(subject, h, body))
 		if _, err := json.Marshal(newDeadLetterBody(dl)); err != nil {
 			t.Fatalf("dead letter %+v: %v", dl, err)
 		}

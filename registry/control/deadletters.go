@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard"
@@ -54,8 +53,9 @@ type DeadLetter struct {
 	DeadLetteredAt time.Time
 	AcceptedAt     time.Time // when the event was accepted; zero when unknown
 
-	header nats.Header
-	body   []byte // the exact body the receiver would have got
+	// stored is the message it was read from: its headers and the exact
+	// body the receiver would have got, which a replay queues again.
+	stored streams.StoredDeadLetter
 }
 
 // DeadLetterID returns the id of the dead letter at seq.
@@ -133,7 +133,7 @@ func (d *DeadLetters) Scan(ctx context.Context, q DeadLetterQuery, visit func(*D
 			return false, nil // stored after the request began
 		}
 		res.Last = md.Sequence.Stream
-		dl := NewDeadLetter(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Headers(), msg.Data())
+		dl := NewDeadLetter(md.Sequence.Stream, md.Timestamp, streams.ReadDeadLetter(msg.Subject(), msg.Headers(), msg.Data()))
 		if dl.TenantID != q.Tenant || !q.selects(dl) {
 			return true, nil
 		}
@@ -178,7 +178,7 @@ func (d *DeadLetters) Get(ctx context.Context, stream jetstream.Stream, tenant s
 	if err != nil {
 		return nil, fmt.Errorf("get dead letter %s: %w", DeadLetterID(seq), err)
 	}
-	dl := NewDeadLetter(raw.Sequence, raw.Subject, raw.Time, raw.Header, raw.Data)
+	dl := NewDeadLetter(raw.Sequence, raw.Time, streams.ReadDeadLetter(raw.Subject, raw.Header, raw.Data))
 	if dl.TenantID != tenant || !strings.HasPrefix(raw.Subject, streams.DeadPrefix+tenant+".") {
 		return nil, switchboard.Errorf(switchboard.ENOTFOUND, "Dead letter %s not found.", DeadLetterID(seq))
 	}
@@ -193,10 +193,10 @@ func (d *DeadLetters) Get(ctx context.Context, stream jetstream.Stream, tenant s
 // a replay retried (the client's, or this one's after a failed delete)
 // within the window is stored once.
 func (d *DeadLetters) Replay(ctx context.Context, stream jetstream.Stream, dl *DeadLetter) error {
-	evt := switchboard.Event{ID: dl.EventID, TenantID: dl.TenantID, Type: dl.EventType}
-	// The dead letter's HeaderAcceptedAt is kept: latency is measured from
-	// the event's acceptance.
-	m := streams.NewDeliveries(&evt, dl.header, time.Time{}).Replay(dl.WebhookID, replayMsgIDSuffix(dl), dl.body)
+	// What was decoded goes back as it was: the dead letter's
+	// accepted-at header is kept, so latency is measured from the event's
+	// acceptance.
+	m := dl.stored.Replay(replayMsgIDSuffix(dl))
 	if _, err := d.JS.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("replay dead letter %s to webhook %s: %w", DeadLetterID(dl.Seq), dl.WebhookID, err)
 	}
@@ -219,13 +219,12 @@ func (d *DeadLetters) Stream(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// NewDeadLetter reads a dead letter stored at seq on subject at t
-// (streams.DecodeDeadLetter).
-func NewDeadLetter(seq uint64, subject string, t time.Time, h nats.Header, body []byte) *DeadLetter {
-	d := streams.DecodeDeadLetter(subject, h, body)
+// NewDeadLetter returns the dead letter d, read from its message stored at
+// seq at t (streams.ReadDeadLetter).
+func NewDeadLetter(seq uint64, t time.Time, d streams.StoredDeadLetter) *DeadLetter {
 	return &DeadLetter{
 		Seq: seq, TenantID: d.TenantID, WebhookID: d.WebhookID, EventID: d.EventID, EventType: d.EventType,
 		Reason: string(d.Reason), Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError,
-		DeadLetteredAt: t.UTC(), AcceptedAt: d.AcceptedAt, header: h, body: body,
+		DeadLetteredAt: t.UTC(), AcceptedAt: d.AcceptedAt, stored: d,
 	}
 }
