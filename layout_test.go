@@ -26,7 +26,6 @@ var pending = map[string]bool{
 	"consumer/deliver.go wire":                      true,
 	"consumer/retrybatch_fire.go func deliverBatch": true,
 	"consumer/retrybatch_fire.go wire":              true,
-	"registry/control/deadletters.go wire":          true,
 }
 
 // findings collects a rule's findings, keyed as in pending.
